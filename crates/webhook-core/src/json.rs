@@ -1,0 +1,92 @@
+//! A JSON validity check bounded in nesting depth, without building a tree.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// Check that `body` is one JSON value nested at most `max_depth` levels.
+pub(crate) fn check(body: &[u8], max_depth: usize) -> Result<(), serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    Depth { remaining: max_depth }.deserialize(&mut deserializer)?;
+    deserializer.end()
+}
+
+#[derive(Clone, Copy)]
+struct Depth {
+    remaining: usize,
+}
+
+impl Depth {
+    fn enter<E: Error>(self) -> Result<Depth, E> {
+        match self.remaining.checked_sub(1) {
+            Some(remaining) => Ok(Depth { remaining }),
+            None => Err(E::custom("JSON nested too deeply")),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Depth {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Depth {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.enter()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.enter()?;
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+
+    #[test]
+    fn valid_invalid_and_depth() {
+        assert!(check(br#"{"a": [1, 2, {"b": null}], "c": "\u00e9"}"#, 50).is_ok());
+        assert!(check(b"  42  ", 50).is_ok());
+        assert!(check(b"{\"a\": 1", 50).is_err());
+        assert!(check(b"{} {}", 50).is_err());
+        assert!(check(b"", 50).is_err());
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(check(nested(50).as_bytes(), 50).is_ok());
+        assert!(check(nested(51).as_bytes(), 50).is_err());
+    }
+}

@@ -1,0 +1,455 @@
+//! One request, from the HTTP layer to the destinations and back.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use ipnet::IpNet;
+use serde_json::{Map, Value};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::config::{ChainConfig, Config, ConfigError, ConfigErrors};
+use crate::engine::{self, Destination};
+use crate::module::BuildContext;
+use crate::response::{self, json, set_retry_after};
+use crate::stats::StatsWindows;
+use crate::validator::{Check, DynValidator, RequestView};
+use crate::{DataType, Delivery, ErrorClass, Rejection, RejectionKind};
+
+/// The body type of every response the pipeline gives.
+pub type ResponseBody = Full<Bytes>;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Limits and network settings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Largest accepted body in bytes (default 10 MiB). Enforced while the body streams in,
+    /// and at once when `Content-Length` announces more.
+    pub max_body_bytes: usize,
+    /// Deepest accepted nesting of a JSON body (default 50).
+    pub max_json_depth: usize,
+    /// Peers whose `X-Forwarded-For` is believed (default none: the socket peer is the
+    /// client).
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long a destination's health check may take (default 5 s).
+    pub health_timeout: Duration,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_json_depth: 50,
+            trusted_proxies: Vec::new(),
+            health_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Webhook {
+    id: Arc<str>,
+    data_type: DataType,
+    validators: Vec<Arc<dyn DynValidator>>,
+    destinations: Vec<Destination>,
+    chain: ChainConfig,
+    stats: Mutex<StatsWindows>,
+}
+
+/// The validation pipeline and delivery engine for a set of webhooks.
+///
+/// Build it once from a [`Config`], share it (`Arc<Pipeline>`) between connections and call
+/// [`Pipeline::handle_webhook`] for each `POST /webhook/{id}`.
+pub struct Pipeline {
+    webhooks: HashMap<Arc<str>, Webhook>,
+    options: PipelineOptions,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("webhooks", &self.webhook_ids())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// The outcome of [`Pipeline::health`].
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// Every destination answered its health check.
+    pub healthy: bool,
+    /// `{"status": "healthy"|"unhealthy", "destinations": {id: [{module, status, error?}]}}`
+    pub report: Value,
+}
+
+impl Pipeline {
+    /// Build (connect) every destination of `config`. Errors name the webhook and key.
+    pub async fn build(config: Config, options: PipelineOptions) -> Result<Self, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut webhooks = HashMap::with_capacity(config.webhooks.len());
+        for plan in config.webhooks {
+            let mut destinations = Vec::with_capacity(plan.destinations.len());
+            for dest in plan.destinations {
+                let context = BuildContext {
+                    webhook_id: Arc::clone(&plan.id),
+                    data_type: plan.data_type,
+                    connection_name: dest.connection_name,
+                };
+                match dest.prepared.build(context).await {
+                    Ok(module) => destinations.push(Destination {
+                        module,
+                        retry: dest.retry,
+                    }),
+                    Err(err) => {
+                        let key = if err.key.is_empty() {
+                            dest.config_key
+                        } else {
+                            format!("{}.{}", dest.config_key, err.key)
+                        };
+                        let message = format!("module `{}`: {}", dest.kind, err.message);
+                        errors.push(ConfigError::new(&config.webhooks_file, Some(&plan.id), key, message));
+                    }
+                }
+            }
+            webhooks.insert(
+                Arc::clone(&plan.id),
+                Webhook {
+                    id: plan.id,
+                    data_type: plan.data_type,
+                    validators: plan.validators,
+                    destinations,
+                    chain: plan.chain,
+                    stats: Mutex::new(StatsWindows::default()),
+                },
+            );
+        }
+        let pipeline = Self { webhooks, options };
+        if errors.is_empty() {
+            Ok(pipeline)
+        } else {
+            pipeline.shutdown().await;
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The options this pipeline runs with.
+    pub fn options(&self) -> &PipelineOptions {
+        &self.options
+    }
+
+    /// The configured webhook ids, sorted.
+    pub fn webhook_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.webhooks.keys().map(|id| &**id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Handle one request for webhook `webhook_id` (the `{id}` of `POST /webhook/{id}`).
+    ///
+    /// Reads the body up to the configured cap, runs the validators, checks the data type,
+    /// delivers and answers: 200 only after every destination confirmed, 502/503 (with a
+    /// JSON body) when delivery failed so the sender retries. Never panics on input.
+    pub async fn handle_webhook<B>(&self, webhook_id: &str, request: Request<B>, peer: SocketAddr) -> Response<ResponseBody>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let received_at = SystemTime::now();
+        let request_id = Uuid::now_v7();
+        let mut response = self.handle_inner(webhook_id, request, peer, received_at, request_id).await;
+        let mut id_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id_text = request_id.hyphenated().encode_lower(&mut id_text);
+        if let Ok(value) = HeaderValue::from_str(id_text) {
+            response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+        }
+        response
+    }
+
+    async fn handle_inner<B>(
+        &self,
+        webhook_id: &str,
+        request: Request<B>,
+        peer: SocketAddr,
+        received_at: SystemTime,
+        request_id: Uuid,
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(webhook) = self.webhooks.get(webhook_id) else {
+            return json(StatusCode::NOT_FOUND, response::NOT_FOUND);
+        };
+        if request.method() != Method::POST {
+            let mut response = json(StatusCode::METHOD_NOT_ALLOWED, response::METHOD_NOT_ALLOWED);
+            response.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+        let (parts, body) = request.into_parts();
+        let body = match read_body(body, &parts.headers, self.options.max_body_bytes).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                tracing::info!(webhook = webhook_id, %request_id, limit = self.options.max_body_bytes, "body over the size cap");
+                return json(StatusCode::PAYLOAD_TOO_LARGE, response::TOO_LARGE);
+            }
+            Err(BodyError::Read(err)) => {
+                tracing::info!(webhook = webhook_id, %request_id, error = %err, "could not read the body");
+                return json(StatusCode::BAD_REQUEST, response::BAD_BODY);
+            }
+        };
+
+        let client_ip = client_ip(peer, &parts.headers, &self.options.trusted_proxies);
+        let view = RequestView {
+            webhook_id,
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+            peer,
+            client_ip,
+            body: &body,
+            received_at,
+        };
+        for validator in &webhook.validators {
+            let verdict = match validator.check(&view) {
+                Check::Pass => Ok(()),
+                Check::Reject(rejection) => Err(rejection),
+                Check::Pending(future) => future.await,
+            };
+            if let Err(rejection) = verdict {
+                tracing::info!(
+                    webhook = webhook_id,
+                    %request_id,
+                    client = %client_ip,
+                    validator = validator.key(),
+                    reason = rejection.reason,
+                    "request rejected"
+                );
+                return reject(&rejection);
+            }
+        }
+
+        if webhook.data_type == DataType::Json {
+            if let Err(err) = crate::json::check(&body, self.options.max_json_depth) {
+                tracing::info!(webhook = webhook_id, %request_id, error = %err, "malformed JSON body");
+                return json(StatusCode::BAD_REQUEST, response::MALFORMED_JSON);
+            }
+        }
+
+        if let Ok(mut stats) = webhook.stats.lock() {
+            stats.record(unix_secs(received_at));
+        }
+
+        let delivery = Delivery {
+            webhook_id: Arc::clone(&webhook.id),
+            request_id,
+            headers: Arc::new(parts.headers),
+            body,
+            received_at,
+            data_type: webhook.data_type,
+        };
+        match engine::deliver(&webhook.destinations, &webhook.chain, &delivery).await {
+            Ok(()) => json(StatusCode::OK, response::OK),
+            Err(err) => match err.class() {
+                ErrorClass::Unavailable => {
+                    let mut response = json(StatusCode::SERVICE_UNAVAILABLE, response::UNAVAILABLE);
+                    set_retry_after(&mut response, err.retry_after().unwrap_or(Duration::from_secs(5)));
+                    response
+                }
+                ErrorClass::Retryable => json(StatusCode::BAD_GATEWAY, response::DELIVERY_FAILED),
+                ErrorClass::Permanent => json(StatusCode::BAD_GATEWAY, response::DELIVERY_REJECTED),
+            },
+        }
+    }
+
+    /// Request counts per webhook in the original's shape:
+    /// `{id: {total, minute, 5_minutes, 15_minutes, 30_minutes, hour, day, week, month}}`.
+    pub fn stats(&self) -> Value {
+        let now = unix_secs(SystemTime::now());
+        let mut map = Map::new();
+        for id in self.webhook_ids() {
+            if let Some(webhook) = self.webhooks.get(id) {
+                let snapshot = match webhook.stats.lock() {
+                    Ok(stats) => stats.snapshot(now),
+                    Err(poisoned) => poisoned.into_inner().snapshot(now),
+                };
+                map.insert(id.to_owned(), snapshot);
+            }
+        }
+        Value::Object(map)
+    }
+
+    /// Ask every destination whether it is reachable (each within the health timeout).
+    pub async fn health(&self) -> Health {
+        let mut tasks = JoinSet::new();
+        for (id, webhook) in &self.webhooks {
+            for destination in &webhook.destinations {
+                let id = Arc::clone(id);
+                let module = Arc::clone(&destination.module);
+                let limit = self.options.health_timeout;
+                tasks.spawn(async move {
+                    let result = match tokio::time::timeout(limit, module.health()).await {
+                        Ok(result) => result.map_err(|err| err.chain()),
+                        Err(_) => Err(format!("no answer within {}s", limit.as_secs_f64())),
+                    };
+                    (id, module.kind(), result)
+                });
+            }
+        }
+        let mut healthy = true;
+        let mut per_webhook: Map<String, Value> = Map::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (id, kind, result) = match joined {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    healthy = false;
+                    continue;
+                }
+            };
+            let mut entry = Map::new();
+            entry.insert("module".into(), kind.into());
+            match result {
+                Ok(()) => {
+                    entry.insert("status".into(), "ok".into());
+                }
+                Err(message) => {
+                    healthy = false;
+                    entry.insert("status".into(), "error".into());
+                    entry.insert("error".into(), message.into());
+                }
+            }
+            if let Value::Array(list) = per_webhook
+                .entry(id.to_string())
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                list.push(Value::Object(entry));
+            }
+        }
+        let mut report = Map::new();
+        report.insert("status".into(), if healthy { "healthy" } else { "unhealthy" }.into());
+        report.insert("destinations".into(), Value::Object(per_webhook));
+        Health {
+            healthy,
+            report: Value::Object(report),
+        }
+    }
+
+    /// Flush and close every destination.
+    pub async fn shutdown(&self) {
+        for webhook in self.webhooks.values() {
+            for destination in &webhook.destinations {
+                destination.module.shutdown().await;
+            }
+        }
+    }
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn reject(rejection: &Rejection) -> Response<ResponseBody> {
+    let body = match rejection.kind {
+        RejectionKind::BadRequest => response::BAD_REQUEST,
+        RejectionKind::Unauthorized => response::UNAUTHORIZED,
+        RejectionKind::Forbidden => response::FORBIDDEN,
+        RejectionKind::UnprocessableEntity => response::UNPROCESSABLE,
+        RejectionKind::TooManyRequests => response::TOO_MANY,
+    };
+    let mut response = json(rejection.kind.status(), body);
+    if let Some(delay) = rejection.retry_after {
+        set_retry_after(&mut response, delay);
+    }
+    response
+}
+
+enum BodyError {
+    TooLarge,
+    Read(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Read the whole body, refusing (without buffering) anything past `limit` bytes.
+async fn read_body<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) || body.size_hint().lower() > limit as u64 {
+        return Err(BodyError::TooLarge);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(err) => Err(BodyError::Read(err)),
+    }
+}
+
+/// The client address: the peer, unless the peer is a trusted proxy, in which case the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer.ip().to_canonical();
+    if !is_trusted(&client) {
+        return client;
+    }
+    for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let Ok(text) = value.to_str() else {
+            return client;
+        };
+        for part in text.rsplit(',') {
+            let Ok(ip) = part.trim().parse::<IpAddr>() else {
+                return client;
+            };
+            client = ip.to_canonical();
+            if !is_trusted(&client) {
+                return client;
+            }
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append(&X_FORWARDED_FOR, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_peers() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let proxy: SocketAddr = "10.1.1.1:4000".parse().unwrap();
+        let stranger: SocketAddr = "203.0.113.9:4000".parse().unwrap();
+        let h = headers(&["198.51.100.7, 10.2.2.2"]);
+        assert_eq!(client_ip(stranger, &h, &trusted), stranger.ip());
+        assert_eq!(client_ip(proxy, &h, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
+        // spoofed left-most entries are ignored: the right-most untrusted one counts
+        let h = headers(&["1.1.1.1", "198.51.100.7"]);
+        assert_eq!(client_ip(proxy, &h, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
+        // garbage stops the walk at the last trusted hop
+        let h = headers(&["nonsense"]);
+        assert_eq!(client_ip(proxy, &h, &trusted), proxy.ip());
+        // no trusted proxies: the header means nothing
+        assert_eq!(client_ip(proxy, &headers(&["1.2.3.4"]), &[]), proxy.ip());
+        // v4-mapped v6 peers are seen as v4
+        let mapped: SocketAddr = "[::ffff:10.1.1.1]:80".parse().unwrap();
+        assert_eq!(client_ip(mapped, &headers(&["1.2.3.4"]), &trusted), "1.2.3.4".parse::<IpAddr>().unwrap());
+    }
+}

@@ -1,0 +1,189 @@
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::module::{BuildContext, DynModule, Module};
+use crate::validator::{DynValidator, Validator};
+use crate::{BoxFuture, BuildError};
+
+/// The destinations and validators a program offers, by config name.
+///
+/// A plain value built by the program (the server's `registry.rs`, or a test), never a
+/// global. Validators run in registration order.
+#[derive(Default)]
+pub struct Registry {
+    modules: BTreeMap<&'static str, Arc<dyn ModuleFactory>>,
+    validators: Vec<Arc<dyn ValidatorFactory>>,
+    not_in_build: BTreeMap<&'static str, &'static str>,
+    unsupported_keys: BTreeMap<&'static str, &'static str>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("modules", &self.module_kinds())
+            .field("validators", &self.validator_keys())
+            .field("not_in_build", &self.not_in_build)
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Offer destination `M` under [`Module::KIND`]. A later registration of the same kind
+    /// replaces the earlier one.
+    pub fn register_module<M: Module>(&mut self) -> &mut Self {
+        self.not_in_build.remove(M::KIND);
+        self.modules
+            .insert(M::KIND, Arc::new(ModuleFactoryImpl::<M>(PhantomData)));
+        self
+    }
+
+    /// Offer validator `V` under [`Validator::KEY`]; it runs after those registered before.
+    pub fn register_validator<V: Validator>(&mut self) -> &mut Self {
+        self.validators.retain(|v| v.key() != V::KEY);
+        self.validators
+            .push(Arc::new(ValidatorFactoryImpl::<V>(PhantomData)));
+        self
+    }
+
+    /// Record that destination `kind` exists but was compiled out; asking for it gives
+    /// "module `kind` is not in this build; rebuild with `--features feature`".
+    pub fn not_in_build(&mut self, kind: &'static str, feature: &'static str) -> &mut Self {
+        if !self.modules.contains_key(kind) {
+            self.not_in_build.insert(kind, feature);
+        }
+        self
+    }
+
+    /// Record a webhook key of the original format that this build does not implement
+    /// yet; using it is a config error with `why`, never silently ignored.
+    pub fn unsupported_key(&mut self, key: &'static str, why: &'static str) -> &mut Self {
+        self.unsupported_keys.insert(key, why);
+        self
+    }
+
+    /// The destination kinds this registry offers, sorted.
+    pub fn module_kinds(&self) -> Vec<&'static str> {
+        self.modules.keys().copied().collect()
+    }
+
+    /// The validator keys this registry offers, in the order they run.
+    pub fn validator_keys(&self) -> Vec<&'static str> {
+        self.validators.iter().map(|v| v.key()).collect()
+    }
+
+    pub(crate) fn module(&self, kind: &str) -> Result<&Arc<dyn ModuleFactory>, String> {
+        if let Some(factory) = self.modules.get(kind) {
+            return Ok(factory);
+        }
+        if let Some(feature) = self.not_in_build.get(kind) {
+            return Err(format!(
+                "module `{kind}` is not in this build; rebuild with `--features {feature}`"
+            ));
+        }
+        Err(format!(
+            "unknown module `{kind}`; this build has: {}",
+            self.module_kinds().join(", ")
+        ))
+    }
+
+    pub(crate) fn validators(&self) -> &[Arc<dyn ValidatorFactory>] {
+        &self.validators
+    }
+
+    pub(crate) fn unsupported(&self, key: &str) -> Option<&'static str> {
+        self.unsupported_keys.get(key).copied()
+    }
+}
+
+/// A module config parsed and checked, waiting to be built (connected).
+pub(crate) trait PreparedModule: Send + Sync {
+    fn build(self: Box<Self>, context: BuildContext) -> BoxFuture<'static, Result<Arc<dyn DynModule>, BuildError>>;
+}
+
+/// Where a prepare error lies.
+#[derive(Debug)]
+pub(crate) enum PrepareError {
+    ModuleConfig { key: String, message: String },
+    Connection { key: String, message: String },
+}
+
+pub(crate) trait ModuleFactory: Send + Sync {
+    fn connection_types(&self) -> &'static [&'static str];
+    fn top_level_keys(&self) -> &'static [&'static str];
+    fn prepare(&self, config: Value, connection: Option<Value>) -> Result<Box<dyn PreparedModule>, PrepareError>;
+}
+
+struct ModuleFactoryImpl<M>(PhantomData<fn() -> M>);
+
+struct Prepared<M: Module> {
+    config: M::Config,
+    connection: Option<M::Connection>,
+}
+
+impl<M: Module> PreparedModule for Prepared<M> {
+    fn build(self: Box<Self>, context: BuildContext) -> BoxFuture<'static, Result<Arc<dyn DynModule>, BuildError>> {
+        Box::pin(async move {
+            let module = M::build(self.config, self.connection, &context).await?;
+            Ok(Arc::new(module) as Arc<dyn DynModule>)
+        })
+    }
+}
+
+impl<M: Module> ModuleFactory for ModuleFactoryImpl<M> {
+    fn connection_types(&self) -> &'static [&'static str] {
+        M::CONNECTION_TYPES
+    }
+
+    fn top_level_keys(&self) -> &'static [&'static str] {
+        M::TOP_LEVEL_KEYS
+    }
+
+    fn prepare(&self, config: Value, connection: Option<Value>) -> Result<Box<dyn PreparedModule>, PrepareError> {
+        let config = from_value::<M::Config>(config)
+            .map_err(|(key, message)| PrepareError::ModuleConfig { key, message })?;
+        let connection = match connection {
+            Some(value) => Some(
+                from_value::<M::Connection>(value)
+                    .map_err(|(key, message)| PrepareError::Connection { key, message })?,
+            ),
+            None => None,
+        };
+        Ok(Box::new(Prepared::<M> { config, connection }))
+    }
+}
+
+pub(crate) trait ValidatorFactory: Send + Sync {
+    fn key(&self) -> &'static str;
+    fn build(&self, config: Value) -> Result<Arc<dyn DynValidator>, BuildError>;
+}
+
+struct ValidatorFactoryImpl<V>(PhantomData<fn() -> V>);
+
+impl<V: Validator> ValidatorFactory for ValidatorFactoryImpl<V> {
+    fn key(&self) -> &'static str {
+        V::KEY
+    }
+
+    fn build(&self, config: Value) -> Result<Arc<dyn DynValidator>, BuildError> {
+        let config = from_value::<V::Config>(config).map_err(|(key, message)| BuildError { key, message })?;
+        Ok(Arc::new(V::build(config)?))
+    }
+}
+
+/// Deserialize with the path of the failing key: `(path, message)`.
+pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        (path, err.into_inner().to_string())
+    })
+}

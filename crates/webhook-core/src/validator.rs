@@ -1,0 +1,97 @@
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Uri};
+use serde::de::DeserializeOwned;
+
+use crate::{BoxFuture, BuildError, Rejection};
+
+/// What a validator sees of a request: everything but the ability to change it.
+#[derive(Debug)]
+pub struct RequestView<'a> {
+    /// The webhook id.
+    pub webhook_id: &'a str,
+    /// The request method.
+    pub method: &'a Method,
+    /// The request URI (path and query).
+    pub uri: &'a Uri,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The socket peer address.
+    pub peer: SocketAddr,
+    /// The client address: the peer, or the `X-Forwarded-For` client when the peer is a
+    /// configured trusted proxy.
+    pub client_ip: IpAddr,
+    /// The raw body bytes, exactly as received.
+    pub body: &'a Bytes,
+    /// When the request was received.
+    pub received_at: SystemTime,
+}
+
+/// The outcome of [`Validator::check`]: decided at once, or after an async look-up.
+pub enum Check<'a> {
+    /// The request passes this validator.
+    Pass,
+    /// The request is refused.
+    Reject(Rejection),
+    /// The decision needs I/O (e.g. a shared store); await it.
+    Pending(BoxFuture<'a, Result<(), Rejection>>),
+}
+
+impl std::fmt::Debug for Check<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Check::Pass => f.write_str("Pass"),
+            Check::Reject(r) => f.debug_tuple("Reject").field(r).finish(),
+            Check::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}
+
+impl From<Result<(), Rejection>> for Check<'_> {
+    fn from(result: Result<(), Rejection>) -> Self {
+        match result {
+            Ok(()) => Check::Pass,
+            Err(rejection) => Check::Reject(rejection),
+        }
+    }
+}
+
+/// A check run on every request of a webhook before it is delivered.
+///
+/// A validator is configured by one key of the webhook entry ([`Validator::KEY`], e.g.
+/// `"hmac"`). Validators run in the order they were registered; the first rejection wins.
+/// Implementations verify over the raw body, compare secrets in constant time and never put
+/// an expected value into a [`Rejection`].
+pub trait Validator: Sized + Send + Sync + 'static {
+    /// The webhook-entry key that configures this validator.
+    const KEY: &'static str;
+
+    /// The type of that key's value.
+    type Config: DeserializeOwned;
+
+    /// Build the validator from its config (no I/O).
+    fn build(config: Self::Config) -> Result<Self, BuildError>;
+
+    /// Check one request.
+    fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a>;
+}
+
+/// The object-safe twin of [`Validator`], implemented for every `Validator`.
+pub trait DynValidator: Send + Sync + 'static {
+    /// The webhook-entry key of this validator.
+    fn key(&self) -> &'static str;
+    /// See [`Validator::check`].
+    fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a>;
+}
+
+impl<V: Validator> DynValidator for V {
+    fn key(&self) -> &'static str {
+        V::KEY
+    }
+
+    fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
+        Validator::check(self, request)
+    }
+}
