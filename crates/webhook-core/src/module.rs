@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -41,6 +42,14 @@ pub trait Module: Sized + Send + Sync + 'static {
         context: &BuildContext,
     ) -> impl Future<Output = Result<Self, BuildError>> + Send;
 
+    /// Check the config against its context without any I/O (e.g. that a path stays inside
+    /// the data directory). Runs for `check-config` and before [`Module::build`]; the
+    /// default accepts everything.
+    fn validate(config: &Self::Config, context: &BuildContext) -> Result<(), BuildError> {
+        let _ = (config, context);
+        Ok(())
+    }
+
     /// Deliver one webhook. Resolve only once the destination confirmed it.
     fn deliver(&self, delivery: &Delivery) -> impl Future<Output = Result<(), ModuleError>> + Send;
 
@@ -68,6 +77,9 @@ pub struct BuildContext {
     pub data_type: DataType,
     /// The name of the connections.json entry, if the webhook has one.
     pub connection_name: Option<String>,
+    /// The directory that relative paths in destination configs resolve against and that
+    /// they may not leave ([`crate::PipelineOptions::data_dir`]).
+    pub data_dir: Arc<Path>,
 }
 
 /// The object-safe twin of [`Module`], implemented for every `Module`.

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,13 +15,13 @@ use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::config::{ChainConfig, Config, ConfigError, ConfigErrors};
+use crate::config::{ChainConfig, Config, ConfigError, ConfigErrors, DestinationPlan};
 use crate::engine::{self, Destination};
 use crate::module::BuildContext;
 use crate::response::{self, json, set_retry_after};
 use crate::stats::StatsWindows;
 use crate::validator::{Check, DynValidator, RequestView};
-use crate::{DataType, Delivery, ErrorClass, Rejection, RejectionKind};
+use crate::{BuildError, DataType, Delivery, ErrorClass, Rejection, RejectionKind};
 
 /// The body type of every response the pipeline gives.
 pub type ResponseBody = Full<Bytes>;
@@ -41,6 +42,9 @@ pub struct PipelineOptions {
     pub trusted_proxies: Vec<IpNet>,
     /// How long a destination's health check may take (default 5 s).
     pub health_timeout: Duration,
+    /// The directory that relative paths in destination configs resolve against and may
+    /// not leave (default: the working directory).
+    pub data_dir: PathBuf,
 }
 
 impl Default for PipelineOptions {
@@ -50,6 +54,7 @@ impl Default for PipelineOptions {
             max_json_depth: 50,
             trusted_proxies: Vec::new(),
             health_timeout: Duration::from_secs(5),
+            data_dir: PathBuf::from("."),
         }
     }
 }
@@ -93,30 +98,20 @@ pub struct Health {
 impl Pipeline {
     /// Build (connect) every destination of `config`. Errors name the webhook and key.
     pub async fn build(config: Config, options: PipelineOptions) -> Result<Self, ConfigErrors> {
+        config.validate(&options)?;
+        let data_dir: Arc<Path> = Arc::from(options.data_dir.as_path());
         let mut errors = Vec::new();
         let mut webhooks = HashMap::with_capacity(config.webhooks.len());
         for plan in config.webhooks {
             let mut destinations = Vec::with_capacity(plan.destinations.len());
             for dest in plan.destinations {
-                let context = BuildContext {
-                    webhook_id: Arc::clone(&plan.id),
-                    data_type: plan.data_type,
-                    connection_name: dest.connection_name,
-                };
+                let context = build_context(&plan.id, plan.data_type, &dest, &data_dir);
                 match dest.prepared.build(context).await {
                     Ok(module) => destinations.push(Destination {
                         module,
                         retry: dest.retry,
                     }),
-                    Err(err) => {
-                        let key = if err.key.is_empty() {
-                            dest.config_key
-                        } else {
-                            format!("{}.{}", dest.config_key, err.key)
-                        };
-                        let message = format!("module `{}`: {}", dest.kind, err.message);
-                        errors.push(ConfigError::new(&config.webhooks_file, Some(&plan.id), key, message));
-                    }
+                    Err(err) => errors.push(build_error(&config.webhooks_file, &plan.id, &dest.kind, &dest.config_key, err)),
                 }
             }
             webhooks.insert(
@@ -349,6 +344,42 @@ impl Pipeline {
             }
         }
     }
+}
+
+impl Config {
+    /// Check every destination config against `options` without any I/O (what
+    /// `check-config` runs; [`Pipeline::build`] runs it too).
+    pub fn validate(&self, options: &PipelineOptions) -> Result<(), ConfigErrors> {
+        let data_dir: Arc<Path> = Arc::from(options.data_dir.as_path());
+        let mut errors = Vec::new();
+        for plan in &self.webhooks {
+            for dest in &plan.destinations {
+                let context = build_context(&plan.id, plan.data_type, dest, &data_dir);
+                if let Err(err) = dest.prepared.validate(&context) {
+                    errors.push(build_error(&self.webhooks_file, &plan.id, &dest.kind, &dest.config_key, err));
+                }
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(ConfigErrors(errors)) }
+    }
+}
+
+fn build_context(id: &Arc<str>, data_type: DataType, dest: &DestinationPlan, data_dir: &Arc<Path>) -> BuildContext {
+    BuildContext {
+        webhook_id: Arc::clone(id),
+        data_type,
+        connection_name: dest.connection_name.clone(),
+        data_dir: Arc::clone(data_dir),
+    }
+}
+
+fn build_error(file: &str, id: &str, kind: &str, config_key: &str, err: BuildError) -> ConfigError {
+    let key = if err.key.is_empty() {
+        config_key.to_owned()
+    } else {
+        format!("{config_key}.{}", err.key)
+    };
+    ConfigError::new(file, Some(id), key, format!("module `{kind}`: {}", err.message))
 }
 
 fn unix_secs(time: SystemTime) -> u64 {

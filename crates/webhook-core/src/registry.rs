@@ -106,6 +106,7 @@ impl Registry {
 
 /// A module config parsed and checked, waiting to be built (connected).
 pub(crate) trait PreparedModule: Send + Sync {
+    fn validate(&self, context: &BuildContext) -> Result<(), BuildError>;
     fn build(self: Box<Self>, context: BuildContext) -> BoxFuture<'static, Result<Arc<dyn DynModule>, BuildError>>;
 }
 
@@ -130,8 +131,13 @@ struct Prepared<M: Module> {
 }
 
 impl<M: Module> PreparedModule for Prepared<M> {
+    fn validate(&self, context: &BuildContext) -> Result<(), BuildError> {
+        M::validate(&self.config, context)
+    }
+
     fn build(self: Box<Self>, context: BuildContext) -> BoxFuture<'static, Result<Arc<dyn DynModule>, BuildError>> {
         Box::pin(async move {
+            M::validate(&self.config, &context)?;
             let module = M::build(self.config, self.connection, &context).await?;
             Ok(Arc::new(module) as Arc<dyn DynModule>)
         })

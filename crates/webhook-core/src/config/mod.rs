@@ -9,6 +9,7 @@
 pub mod de;
 mod env;
 mod error;
+mod secret;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +20,7 @@ use serde_json::{Map, Value};
 
 pub use env::Env;
 pub use error::{ConfigError, ConfigErrors};
+pub use secret::Secret;
 
 use crate::registry::{PrepareError, PreparedModule};
 use crate::validator::DynValidator;

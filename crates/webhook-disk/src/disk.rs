@@ -1,0 +1,158 @@
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use webhook_core::{BuildContext, BuildError, DataType, Delivery, Module, ModuleError, NoConnection};
+
+use crate::config::DiskConfig;
+use crate::error::DiskError;
+
+/// The `save_to_disk` destination.
+#[derive(Debug, Clone)]
+pub struct SaveToDisk {
+    dir: PathBuf,
+    extension: &'static str,
+}
+
+impl Module for SaveToDisk {
+    const KIND: &'static str = "save_to_disk";
+    type Config = DiskConfig;
+    type Connection = NoConnection;
+
+    fn validate(config: &DiskConfig, context: &BuildContext) -> Result<(), BuildError> {
+        resolve_inside(&context.data_dir, Path::new(&config.path)).map(|_| ())
+    }
+
+    async fn build(config: DiskConfig, _: Option<NoConnection>, context: &BuildContext) -> Result<Self, BuildError> {
+        let dir = resolve_inside(&context.data_dir, Path::new(&config.path))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| BuildError::key("path", format!("cannot create {}: {e}", dir.display())))?;
+        // Symlinks could still lead out: compare the real paths too.
+        let real_root = fs::canonicalize(&context.data_dir)
+            .map_err(|e| BuildError::other(format!("data directory {}: {e}", context.data_dir.display())))?;
+        let real_dir = fs::canonicalize(&dir)
+            .map_err(|e| BuildError::key("path", format!("{}: {e}", dir.display())))?;
+        if !real_dir.starts_with(&real_root) {
+            return Err(BuildError::key(
+                "path",
+                format!(
+                    "{} leads (through a symlink) to {}, outside the data directory {}",
+                    config.path,
+                    real_dir.display(),
+                    real_root.display()
+                ),
+            ));
+        }
+        let extension = match context.data_type {
+            DataType::Json => "json",
+            DataType::Blob => "bin",
+        };
+        Ok(Self { dir: real_dir, extension })
+    }
+
+    async fn deliver(&self, delivery: &Delivery) -> Result<(), ModuleError> {
+        let millis = delivery
+            .received_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let name = format!(
+            "{}-{millis}-{}.{}",
+            delivery.webhook_id, delivery.request_id, self.extension
+        );
+        let dir = self.dir.clone();
+        let body = delivery.body.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&dir, &name, &body))
+            .await
+            .map_err(DiskError::from)??;
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), ModuleError> {
+        match fs::metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(ModuleError::unavailable(format!("{} is not a directory", self.dir.display()))),
+            Err(err) => Err(DiskError::Write {
+                path: self.dir.clone(),
+                source: err,
+            }
+            .into()),
+        }
+    }
+}
+
+/// Write `body` to `dir/name` so that the file appears whole or not at all, and stays.
+fn write_atomically(dir: &Path, name: &str, body: &[u8]) -> Result<(), DiskError> {
+    let target = dir.join(name);
+    let temp = dir.join(format!(".{name}.tmp"));
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DiskError::Write { path, source }
+    };
+    let result = (|| {
+        let mut file = File::create(&temp).map_err(err(&temp))?;
+        file.write_all(body).map_err(err(&temp))?;
+        file.sync_all().map_err(err(&temp))?;
+        fs::rename(&temp, &target).map_err(err(&target))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(err(dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// `root` joined with `path`, normalised without touching the disk; an error when the
+/// result is not inside `root`.
+fn resolve_inside(root: &Path, path: &Path) -> Result<PathBuf, BuildError> {
+    let root = normalize(&std::path::absolute(root).map_err(|e| BuildError::other(format!("data directory: {e}")))?)
+        .ok_or_else(|| BuildError::other("the data directory cannot be resolved"))?;
+    let joined = if path.is_absolute() { path.to_path_buf() } else { root.join(path) };
+    match normalize(&joined) {
+        Some(dir) if dir.starts_with(&root) => Ok(dir),
+        _ => Err(BuildError::key(
+            "path",
+            format!(
+                "`{}` is outside the data directory {} (start the server with --data-dir to allow another one)",
+                path.display(),
+                root.display()
+            ),
+        )),
+    }
+}
+
+/// Resolve `.` and `..` lexically; `None` when `..` climbs above the root.
+fn normalize(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Prefix(_) | Component::RootDir | Component::Normal(_) => out.push(component),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() || out.as_os_str().is_empty() {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside() {
+        let root = Path::new("/srv/hooks");
+        assert_eq!(resolve_inside(root, Path::new(".")).unwrap(), Path::new("/srv/hooks"));
+        assert_eq!(resolve_inside(root, Path::new("a/./b/../c")).unwrap(), Path::new("/srv/hooks/a/c"));
+        assert_eq!(resolve_inside(root, Path::new("/srv/hooks/x")).unwrap(), Path::new("/srv/hooks/x"));
+        for bad in ["..", "../hooks2", "a/../../x", "/etc", "/srv/hooks/../../etc"] {
+            let err = resolve_inside(root, Path::new(bad)).unwrap_err();
+            assert_eq!(err.key, "path", "{bad}");
+        }
+        // a sibling whose name starts like the root is not inside it
+        assert!(resolve_inside(root, Path::new("/srv/hooks-other")).is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! The request validators of the webhook gateway, each configured by one key of a webhook
+//! entry in webhooks.json:
+//!
+//! | key | checks | rejection |
+//! |---|---|---|
+//! | `ip_whitelist` | the client IP is in a list of IPs / CIDRs (v4 and v6) | 403 |
+//! | `authorization` | the whole `Authorization` header, constant time | 401 |
+//! | `hmac` | an HMAC (sha1/sha256/sha512) of the raw body in a header, constant time | 401 |
+//! | `rate_limit` | at most `max_requests` per sliding `window_seconds` | 429 + `Retry-After` |
+//!
+//! [`register`] adds them in that order, so a request is rate-limited only once it is
+//! authenticated: unauthenticated floods cannot spend a sender's quota.
+
+mod authorization;
+mod hmac_signature;
+mod ip_allow_list;
+mod rate_limit;
+
+pub use authorization::Authorization;
+pub use hmac_signature::{HmacAlgorithm, HmacConfig, HmacSignature};
+pub use ip_allow_list::IpAllowList;
+pub use rate_limit::{RateLimit, RateLimitConfig};
+
+/// Add every validator of this crate to `registry`, in the order they must run.
+pub fn register(registry: &mut webhook_core::Registry) {
+    registry
+        .register_validator::<IpAllowList>()
+        .register_validator::<Authorization>()
+        .register_validator::<HmacSignature>()
+        .register_validator::<RateLimit>();
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::net::SocketAddr;
+    use std::time::SystemTime;
+
+    use bytes::Bytes;
+    use http::{HeaderMap, Method, Uri};
+    use webhook_core::{Check, Rejection, RequestView, Validator};
+
+    pub(crate) fn run<V: Validator>(v: &V, headers: &HeaderMap, body: &[u8], client: &str) -> Result<(), Rejection> {
+        let body = Bytes::copy_from_slice(body);
+        let peer: SocketAddr = format!("{client}:1234").parse().unwrap_or_else(|_| format!("[{client}]:1234").parse().unwrap());
+        let view = RequestView {
+            webhook_id: "t",
+            method: &Method::POST,
+            uri: &Uri::from_static("/webhook/t"),
+            headers,
+            peer,
+            client_ip: peer.ip(),
+            body: &body,
+            received_at: SystemTime::now(),
+        };
+        match v.check(&view) {
+            Check::Pass => Ok(()),
+            Check::Reject(r) => Err(r),
+            Check::Pending(_) => panic!("sync validators never pend"),
+        }
+    }
+}

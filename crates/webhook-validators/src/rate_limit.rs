@@ -1,0 +1,121 @@
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use webhook_core::config::de;
+use webhook_core::{BuildError, Check, Rejection, RequestView, Validator};
+
+/// The `rate_limit` key of a webhook entry.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests allowed per window (default 100).
+    #[serde(default = "default_max", deserialize_with = "de::number")]
+    pub max_requests: u32,
+    /// Length of the sliding window in seconds (default 60).
+    #[serde(default = "default_window", deserialize_with = "de::number")]
+    pub window_seconds: u64,
+}
+
+fn default_max() -> u32 {
+    100
+}
+
+fn default_window() -> u64 {
+    60
+}
+
+/// The most requests a window may hold; the log keeps one `Instant` per request.
+const MAX_REQUESTS_LIMIT: u32 = 1_000_000;
+
+/// `rate_limit`: at most `max_requests` accepted requests per webhook in any sliding window
+/// of `window_seconds`. Over the limit: 429 with `Retry-After` (when the oldest request in
+/// the window leaves it).
+///
+/// It runs after the authentication validators, so only authenticated requests count.
+#[derive(Debug)]
+pub struct RateLimit {
+    max_requests: usize,
+    window: Duration,
+    log: Mutex<VecDeque<Instant>>,
+}
+
+impl Validator for RateLimit {
+    const KEY: &'static str = "rate_limit";
+    type Config = RateLimitConfig;
+
+    fn build(config: RateLimitConfig) -> Result<Self, BuildError> {
+        if !(1..=MAX_REQUESTS_LIMIT).contains(&config.max_requests) {
+            return Err(BuildError::key(
+                "max_requests",
+                format!("must be between 1 and {MAX_REQUESTS_LIMIT}"),
+            ));
+        }
+        if !(1..=86_400 * 31).contains(&config.window_seconds) {
+            return Err(BuildError::key("window_seconds", "must be between 1 and 2678400 (31 days)"));
+        }
+        Ok(Self {
+            max_requests: config.max_requests as usize,
+            window: Duration::from_secs(config.window_seconds),
+            log: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    fn check<'a>(&'a self, _request: &'a RequestView<'a>) -> Check<'a> {
+        self.admit(Instant::now()).into()
+    }
+}
+
+impl RateLimit {
+    fn admit(&self, now: Instant) -> Result<(), Rejection> {
+        let mut log = match self.log.lock() {
+            Ok(log) => log,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        while log.front().is_some_and(|&t| now.duration_since(t) >= self.window) {
+            log.pop_front();
+        }
+        if log.len() >= self.max_requests {
+            let oldest = log.front().copied().unwrap_or(now);
+            let wait = self.window.saturating_sub(now.duration_since(oldest));
+            return Err(Rejection::too_many_requests("rate_limited", wait));
+        }
+        log.push_back(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_window() {
+        let v = RateLimit::build(RateLimitConfig {
+            max_requests: 3,
+            window_seconds: 10,
+        })
+        .unwrap();
+        let t0 = Instant::now();
+        assert!(v.admit(t0).is_ok());
+        assert!(v.admit(t0 + Duration::from_secs(4)).is_ok());
+        assert!(v.admit(t0 + Duration::from_secs(5)).is_ok());
+        let err = v.admit(t0 + Duration::from_secs(6)).unwrap_err();
+        assert_eq!(err.retry_after, Some(Duration::from_secs(4)));
+        // the first request leaves the window at t0+10
+        assert!(v.admit(t0 + Duration::from_secs(10)).is_ok());
+        assert!(v.admit(t0 + Duration::from_secs(11)).is_err());
+        assert!(v.admit(t0 + Duration::from_secs(14)).is_ok());
+    }
+
+    #[test]
+    fn bounds() {
+        let cfg = |max_requests, window_seconds| RateLimitConfig {
+            max_requests,
+            window_seconds,
+        };
+        assert_eq!(RateLimit::build(cfg(0, 60)).unwrap_err().key, "max_requests");
+        assert_eq!(RateLimit::build(cfg(5, 0)).unwrap_err().key, "window_seconds");
+    }
+}
