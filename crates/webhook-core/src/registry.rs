@@ -17,7 +17,7 @@ use crate::{BoxFuture, BuildError};
 pub struct Registry {
     modules: BTreeMap<&'static str, Arc<dyn ModuleFactory>>,
     validators: Vec<Arc<dyn ValidatorFactory>>,
-    not_in_build: BTreeMap<&'static str, &'static str>,
+    unavailable: BTreeMap<&'static str, String>,
     unsupported_keys: BTreeMap<&'static str, &'static str>,
 }
 
@@ -26,7 +26,7 @@ impl std::fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("modules", &self.module_kinds())
             .field("validators", &self.validator_keys())
-            .field("not_in_build", &self.not_in_build)
+            .field("unavailable", &self.unavailable)
             .finish()
     }
 }
@@ -40,7 +40,7 @@ impl Registry {
     /// Offer destination `M` under [`Module::KIND`]. A later registration of the same kind
     /// replaces the earlier one.
     pub fn register_module<M: Module>(&mut self) -> &mut Self {
-        self.not_in_build.remove(M::KIND);
+        self.unavailable.remove(M::KIND);
         self.modules
             .insert(M::KIND, Arc::new(ModuleFactoryImpl::<M>(PhantomData)));
         self
@@ -57,8 +57,17 @@ impl Registry {
     /// Record that destination `kind` exists but was compiled out; asking for it gives
     /// "module `kind` is not in this build; rebuild with `--features feature`".
     pub fn not_in_build(&mut self, kind: &'static str, feature: &'static str) -> &mut Self {
+        self.unavailable_module(
+            kind,
+            &format!("not in this build; rebuild with `--features {feature}`"),
+        )
+    }
+
+    /// Record that destination `kind` is known but cannot be used; asking for it gives
+    /// "module `kind` is <why>".
+    pub fn unavailable_module(&mut self, kind: &'static str, why: &str) -> &mut Self {
         if !self.modules.contains_key(kind) {
-            self.not_in_build.insert(kind, feature);
+            self.unavailable.insert(kind, why.to_owned());
         }
         self
     }
@@ -84,10 +93,8 @@ impl Registry {
         if let Some(factory) = self.modules.get(kind) {
             return Ok(factory);
         }
-        if let Some(feature) = self.not_in_build.get(kind) {
-            return Err(format!(
-                "module `{kind}` is not in this build; rebuild with `--features {feature}`"
-            ));
+        if let Some(why) = self.unavailable.get(kind) {
+            return Err(format!("module `{kind}` is {why}"));
         }
         Err(format!(
             "unknown module `{kind}`; this build has: {}",

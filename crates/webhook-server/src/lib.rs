@@ -1,0 +1,8 @@
+//! The webhook gateway server: hyper + tokio around [`webhook_core::Pipeline`].
+//!
+//! The binary (`main.rs`) parses the command line and config files; this library part holds
+//! the HTTP front ([`server`]) and the registry of this build ([`registry`]), so tests and
+//! other programs can start the same server.
+
+pub mod registry;
+pub mod server;

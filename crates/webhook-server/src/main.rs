@@ -1,0 +1,231 @@
+//! `webhook-server`: receive webhooks, verify them, deliver them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+use webhook_core::config::{Config, ConfigSource, Env};
+use webhook_core::{Pipeline, PipelineOptions, Registry};
+use webhook_server::registry;
+use webhook_server::server::{self, ServerOptions};
+
+/// The config served when no webhooks file is given or found: a `demo` webhook logging
+/// what it receives, and `demo-signed` that needs a GitHub-style signature.
+const DEFAULT_WEBHOOKS: &str = include_str!("../config/default-webhooks.json");
+
+#[derive(Debug, Parser)]
+#[command(name = "webhook-server", about = "Receive webhooks, verify them and deliver them without losing one")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// webhooks.json; default: ./webhooks.json if present, else the embedded demo config.
+    #[arg(long, env = "WEBHOOKS_CONFIG_FILE", global = true)]
+    webhooks_config: Option<PathBuf>,
+
+    /// connections.json; default: ./connections.json if present.
+    #[arg(long, env = "CONNECTIONS_CONFIG_FILE", global = true)]
+    connections_config: Option<PathBuf>,
+
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0", global = true)]
+    host: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8000, global = true)]
+    port: u16,
+
+    /// Directory that relative destination paths resolve against and may not leave.
+    #[arg(long, env = "WEBHOOK_DATA_DIR", default_value = ".", global = true)]
+    data_dir: PathBuf,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024, global = true)]
+    max_body_bytes: usize,
+
+    /// Proxies (IPs or CIDRs, comma separated) whose X-Forwarded-For is believed.
+    #[arg(long, env = "WEBHOOK_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    trusted_proxies: Vec<String>,
+
+    /// Log format.
+    #[arg(long, env = "WEBHOOK_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+
+    /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "WEBHOOK_DRAIN_TIMEOUT", default_value_t = 30, global = true)]
+    drain_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+enum Command {
+    /// Serve webhooks (the default).
+    Serve,
+    /// Load and check the configuration, print a summary, exit 0 if it is valid.
+    CheckConfig,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> std::process::ExitCode {
+    let registry = registry::registry();
+    let command = Cli::command().version(registry::describe(&registry));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    let _log_guard = init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, registry)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, registry: Registry) -> Result<()> {
+    let options = pipeline_options(&cli)?;
+    let config = load_config(&cli, &registry)?;
+    match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::CheckConfig => {
+            config.validate(&options)?;
+            print_summary(&config);
+            Ok(())
+        }
+        Command::Serve => serve(&cli, config, options).await,
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_summary(config: &Config) {
+    println!("configuration is valid");
+    for summary in config.summaries() {
+        println!(
+            "  {} ({}): validators [{}] -> destinations [{}]",
+            summary.id,
+            summary.data_type.as_str(),
+            summary.validators.join(", "),
+            summary.destinations.join(", ")
+        );
+    }
+}
+
+async fn serve(cli: &Cli, config: Config, options: PipelineOptions) -> Result<()> {
+    let ids: Vec<String> = config.webhook_ids().map(str::to_owned).collect();
+    let pipeline = Arc::new(Pipeline::build(config, options).await?);
+    let addr: SocketAddr = format!("{}:{}", bracket_v6(&cli.host), cli.port)
+        .parse()
+        .with_context(|| format!("invalid listen address {}:{}", cli.host, cli.port))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(address = %listener.local_addr()?, webhooks = ?ids, "listening");
+    let options = ServerOptions {
+        drain_timeout: Duration::from_secs(cli.drain_timeout),
+        ..ServerOptions::default()
+    };
+    server::serve(listener, pipeline, options, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn bracket_v6(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() }
+}
+
+fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
+    let mut trusted_proxies = Vec::new();
+    for entry in cli.trusted_proxies.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let net = entry
+            .parse::<IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| anyhow::anyhow!("--trusted-proxies: `{entry}` is neither an IP address nor a CIDR"))?;
+        trusted_proxies.push(net);
+    }
+    if cli.max_body_bytes == 0 {
+        bail!("--max-body-bytes must be at least 1");
+    }
+    Ok(PipelineOptions {
+        max_body_bytes: cli.max_body_bytes,
+        trusted_proxies,
+        data_dir: cli.data_dir.clone(),
+        ..PipelineOptions::default()
+    })
+}
+
+fn load_config(cli: &Cli, registry: &Registry) -> Result<Config> {
+    let webhooks = match &cli.webhooks_config {
+        Some(path) => ConfigSource::read(path)?,
+        None if Path::new("webhooks.json").exists() => ConfigSource::read(Path::new("webhooks.json"))?,
+        None => {
+            tracing::warn!("no webhooks.json given or found: serving the embedded demo config");
+            ConfigSource::new("<embedded default webhooks.json>", DEFAULT_WEBHOOKS)
+        }
+    };
+    let connections = match &cli.connections_config {
+        Some(path) => Some(ConfigSource::read(path)?),
+        None if Path::new("connections.json").exists() => Some(ConfigSource::read(Path::new("connections.json"))?),
+        None => None,
+    };
+    tracing::info!(
+        webhooks = webhooks.name(),
+        connections = connections.as_ref().map(ConfigSource::name),
+        "loading configuration"
+    );
+    Ok(webhook_core::config::parse(registry, &webhooks, connections.as_ref(), &Env::process())?)
+}
+
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    guard
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,175 @@
+//! Test helpers: start the real server on `127.0.0.1:0` and talk HTTP to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_debug_implementations)]
+
+pub mod recorder;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use webhook_core::config::{ConfigErrors, ConfigSource, Env};
+use webhook_core::{Pipeline, PipelineOptions, Registry};
+use webhook_server::server::{ServerOptions, serve};
+
+/// How to start a [`TestServer`].
+pub struct TestServerBuilder {
+    webhooks: String,
+    connections: Option<String>,
+    env: HashMap<String, String>,
+    options: PipelineOptions,
+    registry: Option<Registry>,
+}
+
+impl TestServerBuilder {
+    pub fn connections(mut self, json: &str) -> Self {
+        self.connections = Some(json.to_owned());
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    pub fn options(mut self, options: PipelineOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Use this registry instead of the server's own plus `test_recorder`.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Parse, build and serve; config errors are returned, not panicked on.
+    pub async fn try_start(self) -> Result<TestServer, ConfigErrors> {
+        let registry = self.registry.unwrap_or_else(recorder::registry_with_recorder);
+        let webhooks = ConfigSource::new("webhooks.json", self.webhooks);
+        let connections = self.connections.map(|c| ConfigSource::new("connections.json", c));
+        let config = webhook_core::config::parse(&registry, &webhooks, connections.as_ref(), &Env::from_map(self.env))?;
+        let pipeline = Arc::new(Pipeline::build(config, self.options).await?);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, pipeline, ServerOptions::default(), async {
+            let _ = stopped.await;
+        }));
+        Ok(TestServer {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    pub async fn start(self) -> TestServer {
+        match self.try_start().await {
+            Ok(server) => server,
+            Err(errors) => panic!("{errors}"),
+        }
+    }
+}
+
+/// The real server, serving on a loopback port for one test.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestServer {
+    pub fn builder(webhooks_json: &str) -> TestServerBuilder {
+        TestServerBuilder {
+            webhooks: webhooks_json.to_owned(),
+            connections: None,
+            env: HashMap::new(),
+            options: PipelineOptions::default(),
+            registry: None,
+        }
+    }
+
+    pub async fn start(webhooks_json: &str) -> TestServer {
+        Self::builder(webhooks_json).start().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Send a request and read the whole answer.
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> TestResponse {
+        let mut request = Request::builder().method(method).uri(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body.into())).unwrap();
+        let response = self.client.request(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// `POST /webhook/{id}`.
+    pub async fn post(&self, id: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> TestResponse {
+        self.request("POST", &format!("/webhook/{id}"), headers, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.request("GET", path, &[], Bytes::new()).await
+    }
+
+    /// Stop like SIGTERM does: stop accepting, drain, shut destinations down.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
