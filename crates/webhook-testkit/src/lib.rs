@@ -65,10 +65,9 @@ impl TestServerBuilder {
             let _ = stopped.await;
         }));
         Ok(TestServer {
-            addr,
+            client: TestClient::new(addr),
             stop: Some(stop),
             task: Some(task),
-            client: Client::builder(TokioExecutor::new()).build_http(),
         })
     }
 
@@ -80,11 +79,26 @@ impl TestServerBuilder {
     }
 }
 
-/// The real server, serving on a loopback port for one test.
+/// The real server, serving on a loopback port for one test. Derefs to a [`TestClient`]
+/// for sending requests.
 pub struct TestServer {
-    pub addr: SocketAddr,
+    client: TestClient,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = TestClient;
+
+    fn deref(&self) -> &TestClient {
+        &self.client
+    }
+}
+
+/// An HTTP client bound to one server address.
+#[derive(Clone)]
+pub struct TestClient {
+    pub addr: SocketAddr,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -125,6 +139,30 @@ impl TestServer {
         Self::builder(webhooks_json).start().await
     }
 
+    /// A client of this server that can outlive a borrow of it (e.g. across `shutdown`).
+    pub fn client(&self) -> TestClient {
+        self.client.clone()
+    }
+
+    /// Stop like SIGTERM does: stop accepting, drain, shut destinations down.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl TestClient {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -153,16 +191,6 @@ impl TestServer {
 
     pub async fn get(&self, path: &str) -> TestResponse {
         self.request("GET", path, &[], Bytes::new()).await
-    }
-
-    /// Stop like SIGTERM does: stop accepting, drain, shut destinations down.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
     }
 }
 
