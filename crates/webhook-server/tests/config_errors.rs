@@ -1,0 +1,244 @@
+//! Config loading: errors name the file, the webhook id and the key; every error is listed;
+//! `{$VAR}` substitution; the shipped example configs load unchanged.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+
+use http::StatusCode;
+use webhook_core::config::{self, ConfigErrors, ConfigSource, Env};
+use webhook_core::{Pipeline, PipelineOptions};
+use webhook_testkit::TestServer;
+use webhook_testkit::recorder::registry_with_recorder;
+
+fn parse_with(webhooks: &str, connections: Option<&str>, env: &[(&str, &str)]) -> Result<config::Config, ConfigErrors> {
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let connections = connections.map(|c| ConfigSource::new("connections.json", c));
+    config::parse(
+        &webhook_server::registry::registry(),
+        &ConfigSource::new("webhooks.json", webhooks),
+        connections.as_ref(),
+        &Env::from_map(env),
+    )
+}
+
+fn errors_of(webhooks: &str) -> Vec<String> {
+    match parse_with(webhooks, None, &[]) {
+        Ok(_) => panic!("expected config errors for {webhooks}"),
+        Err(errors) => errors.errors().iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_error(webhooks: &str, expected_prefix: &str, expected_fragment: &str) {
+    let errors = errors_of(webhooks);
+    assert!(
+        errors.iter().any(|e| e.starts_with(expected_prefix) && e.contains(expected_fragment)),
+        "no error starting with {expected_prefix:?} containing {expected_fragment:?} in {errors:#?}"
+    );
+}
+
+#[test]
+fn errors_name_file_webhook_and_key() {
+    assert_error(r#"{"w": {"module": "log", "colour": "red"}}"#, "webhooks.json: w.colour: ", "unknown key");
+    assert_error(r#"{"w": {"module": "log", "module-config": {"prety_print": true}}}"#, "webhooks.json: w.module-config", "prety_print");
+    assert_error(r#"{"w": {"module": "log", "hmac": {"header": "X"}}}"#, "webhooks.json: w.hmac: ", "missing field `secret`");
+    assert_error(r#"{"w": {"module": "log", "hmac": {"secret": "s", "algorithm": "md5"}}}"#, "webhooks.json: w.hmac.algorithm: ", "md5");
+    assert_error(r#"{"w": {"module": "log", "ip_whitelist": ["10.0.0.1", "10.0.0.0/40"]}}"#, "webhooks.json: w.ip_whitelist[1]: ", "10.0.0.0/40");
+    assert_error(r#"{"w": {"module": "log", "rate_limit": {"max_requests": 0}}}"#, "webhooks.json: w.rate_limit.max_requests: ", "between");
+    assert_error(r#"{"w": {"module": "log", "data_type": "xml"}}"#, "webhooks.json: w.data_type: ", "xml");
+    assert_error(r#"{"w": {"module": "carrier_pigeon"}}"#, "webhooks.json: w.module: ", "unknown module `carrier_pigeon`");
+    assert_error(r#"{"w": {"module": "kafka", "module-config": {"topic": "t"}}}"#, "webhooks.json: w.module: ", "module `kafka` is not implemented");
+    assert_error(r#"{"w": {"module": "log", "jwt": {"secret": "s"}}}"#, "webhooks.json: w.jwt: ", "not supported by this build yet");
+    assert_error(r#"{"w": {"module": "log", "connection": "c"}}"#, "webhooks.json: w.connection: ", "takes no connection");
+    assert_error(r#"{"w": {"module": "log", "queue_name": "q"}}"#, "webhooks.json: w.queue_name: ", "does not use `queue_name`");
+    assert_error(r#"{"w": {"module-config": {}}}"#, "webhooks.json: w.module: ", "missing");
+    assert_error(r#"{"w": {"module": "log", "chain": ["log"]}}"#, "webhooks.json: w.chain: ", "either");
+    assert_error(r#"{"w": {"chain": []}}"#, "webhooks.json: w.chain: ", "1 to 20");
+    assert_error(r#"{"w": {"chain": [{"module": "log", "modul-config": {}}]}}"#, "webhooks.json: w.chain[0]", "modul-config");
+    assert_error(r#"{"w": {"module": "log", "retry": {"max_attempts": 0}}}"#, "webhooks.json: w.retry.max_attempts: ", "between");
+    assert_error(r#"{"w": {"module": "log", "retry": {"max_attempts": "many"}}}"#, "webhooks.json: w.retry.max_attempts: ", "many");
+    assert_error(r#"{"bad id!": {"module": "log"}}"#, "webhooks.json: bad id!: ", "invalid webhook id");
+    assert_error(r#"{"w": {"module": "log",}}"#, "webhooks.json: ", "not valid JSON");
+    assert_error(r#"["w"]"#, "webhooks.json: ", "must be a JSON object");
+}
+
+#[test]
+fn every_error_is_listed_at_once() {
+    let errors = errors_of(
+        r#"{"a": {"module": "log", "colour": 1},
+            "b": {"module": "nope"},
+            "c": {"module": "log", "hmac": {}},
+            "ok": {"module": "log"}}"#,
+    );
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(errors[0].contains("a.colour") && errors[1].contains("b.module") && errors[2].contains("c.hmac"));
+}
+
+#[test]
+fn environment_substitution() {
+    let config = parse_with(
+        r#"{"w": {"module": "log", "authorization": "Bearer {$TOKEN}",
+                  "rate_limit": {"max_requests": "{$MAX:5}", "window_seconds": "{$WINDOW:60}"},
+                  "hmac": {"secret": "pre-{$SECRET}-post", "header": "{$HEADER:X-Sig}"}}}"#,
+        None,
+        &[("TOKEN", "abc"), ("SECRET", "s$&id"), ("MAX", "7")],
+    );
+    let config = config.unwrap();
+    assert_eq!(config.summaries().next().unwrap().validators, vec!["authorization", "hmac", "rate_limit"]);
+
+    let errors = match parse_with(r#"{"w": {"module": "log", "authorization": "Bearer {$NOT_SET_ANYWHERE}"}}"#, None, &[]) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a missing variable must be an error"),
+    };
+    assert!(
+        errors.contains("webhooks.json: w.authorization: environment variable `NOT_SET_ANYWHERE` is not set"),
+        "{errors}"
+    );
+}
+
+#[tokio::test]
+async fn substituted_values_are_used_verbatim() {
+    // The original silently dropped `$`, `&` and even `id` from substituted values.
+    let server = TestServer::builder(r#"{"w": {"module": "log", "authorization": "Bearer {$TOKEN}"}}"#)
+        .env("TOKEN", "p$a&s id")
+        .start()
+        .await;
+    assert_eq!(server.post("w", &[("Authorization", "Bearer p$a&s id")], "{}").await.status, StatusCode::OK);
+    assert_eq!(server.post("w", &[("Authorization", "Bearer pas")], "{}").await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn path_escape_is_a_config_error() {
+    let data = tempfile::tempdir().unwrap();
+    let options = PipelineOptions {
+        data_dir: data.path().join("root"),
+        ..PipelineOptions::default()
+    };
+    std::fs::create_dir(data.path().join("root")).unwrap();
+    for path in ["../outside", "/etc", "a/../../x"] {
+        let webhooks = format!(r#"{{"w": {{"module": "save_to_disk", "module-config": {{"path": "{path}"}}}}}}"#);
+        let config = parse_with(&webhooks, None, &[]).unwrap();
+        let errors = config.validate(&options).unwrap_err().to_string();
+        assert!(errors.contains("webhooks.json: w.module-config.path: module `save_to_disk`"), "{errors}");
+        assert!(errors.contains("outside the data directory"), "{errors}");
+        let config = parse_with(&webhooks, None, &[]).unwrap();
+        assert!(Pipeline::build(config, options.clone()).await.is_err());
+    }
+    assert!(!data.path().join("outside").exists());
+
+    // A symlink inside the data directory that leads out is caught when building.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(data.path(), data.path().join("root/link")).unwrap();
+        let config = parse_with(r#"{"w": {"module": "save_to_disk", "module-config": {"path": "link/x"}}}"#, None, &[]).unwrap();
+        let errors = Pipeline::build(config, options.clone()).await.unwrap_err().to_string();
+        assert!(errors.contains("w.module-config.path") && errors.contains("symlink"), "{errors}");
+    }
+}
+
+#[test]
+fn connection_errors_name_connections_json() {
+    // A stand-in destination with a connection, to check connections.json handling.
+    #[derive(Debug)]
+    struct Queue;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct QueueConfig {
+        queue_name: String,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct QueueConnection {
+        host: String,
+        #[serde(deserialize_with = "webhook_core::config::de::number")]
+        port: u16,
+        user: String,
+        pass: webhook_core::config::Secret,
+    }
+    impl webhook_core::Module for Queue {
+        const KIND: &'static str = "queue";
+        const CONNECTION_TYPES: &'static [&'static str] = &["rabbitmq"];
+        const TOP_LEVEL_KEYS: &'static [&'static str] = &["queue_name"];
+        type Config = QueueConfig;
+        type Connection = QueueConnection;
+        async fn build(_: QueueConfig, _: Option<QueueConnection>, _: &webhook_core::BuildContext) -> Result<Self, webhook_core::BuildError> {
+            Ok(Queue)
+        }
+        async fn deliver(&self, _: &webhook_core::Delivery) -> Result<(), webhook_core::ModuleError> {
+            Ok(())
+        }
+    }
+    let mut registry = registry_with_recorder();
+    registry.register_module::<Queue>();
+    let parse = |webhooks: &str, connections: &str, env: &[(&str, &str)]| {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        config::parse(
+            &registry,
+            &ConfigSource::new("webhooks.json", webhooks),
+            Some(&ConfigSource::new("connections.json", connections)),
+            &Env::from_map(env),
+        )
+    };
+    // The original's layout: top-level queue_name, port from the environment as a string.
+    let ok = parse(
+        r#"{"q": {"module": "queue", "connection": "mq", "queue_name": "jobs"}}"#,
+        r#"{"mq": {"type": "rabbitmq", "host": "127.0.0.1", "port": "{$RABBIT_PORT:5672}", "user": "guest", "pass": "{$RABBIT_PASS}"}}"#,
+        &[("RABBIT_PASS", "guest")],
+    );
+    assert!(ok.is_ok(), "{}", ok.err().map(|e| e.to_string()).unwrap_or_default());
+
+    let err = |webhooks: &str, connections: &str| match parse(webhooks, connections, &[]) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    };
+    let e = err(
+        r#"{"q": {"module": "queue", "connection": "mq", "queue_name": "jobs"}}"#,
+        r#"{"mq": {"type": "rabbitmq", "host": "h", "port": 70000, "user": "u", "pass": "p"}}"#,
+    );
+    assert!(e.contains("connections.json: mq.port: ") && e.contains("used by webhook `q`"), "{e}");
+    let e = err(r#"{"q": {"module": "queue", "connection": "nope", "queue_name": "j"}}"#, "{}");
+    assert!(e.contains("webhooks.json: q.connection: no connection named `nope`"), "{e}");
+    let e = err(r#"{"q": {"module": "queue", "queue_name": "j"}}"#, "{}");
+    assert!(e.contains("webhooks.json: q.connection: missing"), "{e}");
+    let e = err(
+        r#"{"q": {"module": "queue", "connection": "r", "queue_name": "j"}}"#,
+        r#"{"r": {"type": "redis-rq", "host": "h"}}"#,
+    );
+    assert!(e.contains("connection `r` has type `redis-rq`"), "{e}");
+    let e = err(r#"{"q": {"module": "queue", "connection": "mq"}}"#, r#"{"mq": {"host": "h"}}"#);
+    assert!(e.contains("connections.json: mq.type: missing"), "{e}");
+    let e = err(r#"{"q": {"module": "queue", "connection": "mq", "queue_name": "j"}}"#, r#"{"mq": {"type": "rabbitmq", "host": "{$NOPE}"}}"#);
+    assert!(e.contains("connections.json: mq.host: environment variable `NOPE`"), "{e}");
+    // module-config wins over the top-level key, and a missing one is named.
+    let e = err(r#"{"q": {"module": "queue", "connection": "mq"}}"#, r#"{"mq": {"type": "rabbitmq", "host": "h", "port": 1, "user": "u", "pass": "p"}}"#);
+    assert!(e.contains("webhooks.json: q.module-config: missing field `queue_name`"), "{e}");
+}
+
+fn example(path: &str) -> ConfigSource {
+    let full = format!("{}/../../examples/config/{path}", env!("CARGO_MANIFEST_DIR"));
+    ConfigSource::read(std::path::Path::new(&full)).unwrap()
+}
+
+#[tokio::test]
+async fn shipped_example_configs_load_unchanged() {
+    let registry = webhook_server::registry::registry();
+    let env = Env::from_map(HashMap::from([("GITHUB_WEBHOOK_SECRET".to_owned(), "s".to_owned())]));
+    let data = tempfile::tempdir().unwrap();
+    let options = PipelineOptions {
+        data_dir: data.path().to_path_buf(),
+        ..PipelineOptions::default()
+    };
+    let config = config::parse(&registry, &example("webhooks.json"), Some(&example("connections.json")), &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.webhook_ids().count() >= 5);
+    let pipeline = Pipeline::build(config, options).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(pipeline.health().await.healthy);
+
+    // The embedded default config too.
+    let default = ConfigSource::new(
+        "default",
+        include_str!("../config/default-webhooks.json"),
+    );
+    config::parse(&registry, &default, None, &Env::empty()).unwrap_or_else(|e| panic!("{e}"));
+}
