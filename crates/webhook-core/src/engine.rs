@@ -26,7 +26,9 @@ pub(crate) async fn deliver(
     let work = async {
         match (destinations, chain.execution) {
             ([only], _) => deliver_one(only.module.as_ref(), &only.retry, delivery).await,
-            (_, Execution::Sequential) => sequential(destinations, chain.continue_on_error, delivery).await,
+            (_, Execution::Sequential) => {
+                sequential(destinations, chain.continue_on_error, delivery).await
+            }
             (_, Execution::Parallel) => parallel(destinations, delivery).await,
         }
     };
@@ -46,7 +48,9 @@ async fn sequential(
 ) -> Result<(), ModuleError> {
     let mut failure: Option<ModuleError> = None;
     for destination in destinations {
-        if let Err(err) = deliver_one(destination.module.as_ref(), &destination.retry, delivery).await {
+        if let Err(err) =
+            deliver_one(destination.module.as_ref(), &destination.retry, delivery).await
+        {
             failure = Some(worse(failure, err));
             if !continue_on_error {
                 break;
@@ -66,7 +70,9 @@ async fn parallel(destinations: &[Destination], delivery: &Delivery) -> Result<(
     }
     let mut failure: Option<ModuleError> = None;
     while let Some(joined) = tasks.join_next().await {
-        let result = joined.unwrap_or_else(|err| Err(ModuleError::retryable("delivery task failed").with_source(err)));
+        let result = joined.unwrap_or_else(|err| {
+            Err(ModuleError::retryable("delivery task failed").with_source(err))
+        });
         if let Err(err) = result {
             failure = Some(worse(failure, err));
         }
@@ -75,7 +81,11 @@ async fn parallel(destinations: &[Destination], delivery: &Delivery) -> Result<(
 }
 
 /// Deliver to one destination, retrying retryable failures as its `retry` config says.
-async fn deliver_one(module: &dyn DynModule, retry: &RetryConfig, delivery: &Delivery) -> Result<(), ModuleError> {
+async fn deliver_one(
+    module: &dyn DynModule,
+    retry: &RetryConfig,
+    delivery: &Delivery,
+) -> Result<(), ModuleError> {
     let attempts = retry.attempts();
     let mut attempt = 1;
     loop {
@@ -96,7 +106,10 @@ async fn deliver_one(module: &dyn DynModule, retry: &RetryConfig, delivery: &Del
             return Err(err);
         }
         let max = Duration::from_secs_f64(retry.max_delay);
-        let delay = err.retry_after().unwrap_or_else(|| retry.delay(attempt)).min(max);
+        let delay = err
+            .retry_after()
+            .unwrap_or_else(|| retry.delay(attempt))
+            .min(max);
         tokio::time::sleep(delay).await;
         attempt += 1;
     }

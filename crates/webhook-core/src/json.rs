@@ -7,7 +7,10 @@ use serde::de::{DeserializeSeed, Deserializer, Error, IgnoredAny, MapAccess, Seq
 /// Check that `body` is one JSON value nested at most `max_depth` levels.
 pub(crate) fn check(body: &[u8], max_depth: usize) -> Result<(), serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    Depth { remaining: max_depth }.deserialize(&mut deserializer)?;
+    Depth {
+        remaining: max_depth,
+    }
+    .deserialize(&mut deserializer)?;
     deserializer.end()
 }
 

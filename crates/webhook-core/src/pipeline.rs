@@ -111,7 +111,13 @@ impl Pipeline {
                         module,
                         retry: dest.retry,
                     }),
-                    Err(err) => errors.push(build_error(&config.webhooks_file, &plan.id, &dest.kind, &dest.config_key, err)),
+                    Err(err) => errors.push(build_error(
+                        &config.webhooks_file,
+                        &plan.id,
+                        &dest.kind,
+                        &dest.config_key,
+                        &err,
+                    )),
                 }
             }
             webhooks.insert(
@@ -152,14 +158,21 @@ impl Pipeline {
     /// Reads the body up to the configured cap, runs the validators, checks the data type,
     /// delivers and answers: 200 only after every destination confirmed, 502/503 (with a
     /// JSON body) when delivery failed so the sender retries. Never panics on input.
-    pub async fn handle_webhook<B>(&self, webhook_id: &str, request: Request<B>, peer: SocketAddr) -> Response<ResponseBody>
+    pub async fn handle_webhook<B>(
+        &self,
+        webhook_id: &str,
+        request: Request<B>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody>
     where
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let received_at = SystemTime::now();
         let request_id = Uuid::now_v7();
-        let mut response = self.handle_inner(webhook_id, request, peer, received_at, request_id).await;
+        let mut response = self
+            .handle_inner(webhook_id, request, peer, received_at, request_id)
+            .await;
         let mut id_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let id_text = request_id.hyphenated().encode_lower(&mut id_text);
         if let Ok(value) = HeaderValue::from_str(id_text) {
@@ -185,7 +198,9 @@ impl Pipeline {
         };
         if request.method() != Method::POST {
             let mut response = json(StatusCode::METHOD_NOT_ALLOWED, response::METHOD_NOT_ALLOWED);
-            response.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
         let (parts, body) = request.into_parts();
@@ -231,11 +246,11 @@ impl Pipeline {
             }
         }
 
-        if webhook.data_type == DataType::Json {
-            if let Err(err) = crate::json::check(&body, self.options.max_json_depth) {
-                tracing::info!(webhook = webhook_id, %request_id, error = %err, "malformed JSON body");
-                return json(StatusCode::BAD_REQUEST, response::MALFORMED_JSON);
-            }
+        if webhook.data_type == DataType::Json
+            && let Err(err) = crate::json::check(&body, self.options.max_json_depth)
+        {
+            tracing::info!(webhook = webhook_id, %request_id, error = %err, "malformed JSON body");
+            return json(StatusCode::BAD_REQUEST, response::MALFORMED_JSON);
         }
 
         if let Ok(mut stats) = webhook.stats.lock() {
@@ -255,7 +270,10 @@ impl Pipeline {
             Err(err) => match err.class() {
                 ErrorClass::Unavailable => {
                     let mut response = json(StatusCode::SERVICE_UNAVAILABLE, response::UNAVAILABLE);
-                    set_retry_after(&mut response, err.retry_after().unwrap_or(Duration::from_secs(5)));
+                    set_retry_after(
+                        &mut response,
+                        err.retry_after().unwrap_or(Duration::from_secs(5)),
+                    );
                     response
                 }
                 ErrorClass::Retryable => json(StatusCode::BAD_GATEWAY, response::DELIVERY_FAILED),
@@ -328,7 +346,10 @@ impl Pipeline {
             }
         }
         let mut report = Map::new();
-        report.insert("status".into(), if healthy { "healthy" } else { "unhealthy" }.into());
+        report.insert(
+            "status".into(),
+            if healthy { "healthy" } else { "unhealthy" }.into(),
+        );
         report.insert("destinations".into(), Value::Object(per_webhook));
         Health {
             healthy,
@@ -356,15 +377,30 @@ impl Config {
             for dest in &plan.destinations {
                 let context = build_context(&plan.id, plan.data_type, dest, &data_dir);
                 if let Err(err) = dest.prepared.validate(&context) {
-                    errors.push(build_error(&self.webhooks_file, &plan.id, &dest.kind, &dest.config_key, err));
+                    errors.push(build_error(
+                        &self.webhooks_file,
+                        &plan.id,
+                        &dest.kind,
+                        &dest.config_key,
+                        &err,
+                    ));
                 }
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 }
 
-fn build_context(id: &Arc<str>, data_type: DataType, dest: &DestinationPlan, data_dir: &Arc<Path>) -> BuildContext {
+fn build_context(
+    id: &Arc<str>,
+    data_type: DataType,
+    dest: &DestinationPlan,
+    data_dir: &Arc<Path>,
+) -> BuildContext {
     BuildContext {
         webhook_id: Arc::clone(id),
         data_type,
@@ -373,13 +409,24 @@ fn build_context(id: &Arc<str>, data_type: DataType, dest: &DestinationPlan, dat
     }
 }
 
-fn build_error(file: &str, id: &str, kind: &str, config_key: &str, err: BuildError) -> ConfigError {
+fn build_error(
+    file: &str,
+    id: &str,
+    kind: &str,
+    config_key: &str,
+    err: &BuildError,
+) -> ConfigError {
     let key = if err.key.is_empty() {
         config_key.to_owned()
     } else {
         format!("{config_key}.{}", err.key)
     };
-    ConfigError::new(file, Some(id), key, format!("module `{kind}`: {}", err.message))
+    ConfigError::new(
+        file,
+        Some(id),
+        key,
+        format!("module `{kind}`: {}", err.message),
+    )
 }
 
 fn unix_secs(time: SystemTime) -> u64 {
@@ -470,10 +517,16 @@ mod tests {
         let stranger: SocketAddr = "203.0.113.9:4000".parse().unwrap();
         let h = headers(&["198.51.100.7, 10.2.2.2"]);
         assert_eq!(client_ip(stranger, &h, &trusted), stranger.ip());
-        assert_eq!(client_ip(proxy, &h, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
         // spoofed left-most entries are ignored: the right-most untrusted one counts
         let h = headers(&["1.1.1.1", "198.51.100.7"]);
-        assert_eq!(client_ip(proxy, &h, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
         // garbage stops the walk at the last trusted hop
         let h = headers(&["nonsense"]);
         assert_eq!(client_ip(proxy, &h, &trusted), proxy.ip());
@@ -481,6 +534,9 @@ mod tests {
         assert_eq!(client_ip(proxy, &headers(&["1.2.3.4"]), &[]), proxy.ip());
         // v4-mapped v6 peers are seen as v4
         let mapped: SocketAddr = "[::ffff:10.1.1.1]:80".parse().unwrap();
-        assert_eq!(client_ip(mapped, &headers(&["1.2.3.4"]), &trusted), "1.2.3.4".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(mapped, &headers(&["1.2.3.4"]), &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
     }
 }

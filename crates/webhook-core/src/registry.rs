@@ -114,7 +114,10 @@ impl Registry {
 /// A module config parsed and checked, waiting to be built (connected).
 pub(crate) trait PreparedModule: Send + Sync {
     fn validate(&self, context: &BuildContext) -> Result<(), BuildError>;
-    fn build(self: Box<Self>, context: BuildContext) -> BoxFuture<'static, Result<Arc<dyn DynModule>, BuildError>>;
+    fn build(
+        self: Box<Self>,
+        context: BuildContext,
+    ) -> BoxFuture<'static, Result<Arc<dyn DynModule>, BuildError>>;
 }
 
 /// Where a prepare error lies.
@@ -127,7 +130,11 @@ pub(crate) enum PrepareError {
 pub(crate) trait ModuleFactory: Send + Sync {
     fn connection_types(&self) -> &'static [&'static str];
     fn top_level_keys(&self) -> &'static [&'static str];
-    fn prepare(&self, config: Value, connection: Option<Value>) -> Result<Box<dyn PreparedModule>, PrepareError>;
+    fn prepare(
+        &self,
+        config: Value,
+        connection: Option<Value>,
+    ) -> Result<Box<dyn PreparedModule>, PrepareError>;
 }
 
 struct ModuleFactoryImpl<M>(PhantomData<fn() -> M>);
@@ -142,7 +149,10 @@ impl<M: Module> PreparedModule for Prepared<M> {
         M::validate(&self.config, context)
     }
 
-    fn build(self: Box<Self>, context: BuildContext) -> BoxFuture<'static, Result<Arc<dyn DynModule>, BuildError>> {
+    fn build(
+        self: Box<Self>,
+        context: BuildContext,
+    ) -> BoxFuture<'static, Result<Arc<dyn DynModule>, BuildError>> {
         Box::pin(async move {
             M::validate(&self.config, &context)?;
             let module = M::build(self.config, self.connection, &context).await?;
@@ -160,7 +170,11 @@ impl<M: Module> ModuleFactory for ModuleFactoryImpl<M> {
         M::TOP_LEVEL_KEYS
     }
 
-    fn prepare(&self, config: Value, connection: Option<Value>) -> Result<Box<dyn PreparedModule>, PrepareError> {
+    fn prepare(
+        &self,
+        config: Value,
+        connection: Option<Value>,
+    ) -> Result<Box<dyn PreparedModule>, PrepareError> {
         let config = from_value::<M::Config>(config)
             .map_err(|(key, message)| PrepareError::ModuleConfig { key, message })?;
         let connection = match connection {
@@ -187,7 +201,8 @@ impl<V: Validator> ValidatorFactory for ValidatorFactoryImpl<V> {
     }
 
     fn build(&self, config: Value) -> Result<Arc<dyn DynValidator>, BuildError> {
-        let config = from_value::<V::Config>(config).map_err(|(key, message)| BuildError { key, message })?;
+        let config = from_value::<V::Config>(config)
+            .map_err(|(key, message)| BuildError { key, message })?;
         Ok(Arc::new(V::build(config)?))
     }
 }

@@ -40,7 +40,13 @@ impl StatsWindows {
         let hour = now / 3600;
         let mut map = Map::new();
         map.insert("total".into(), self.total.into());
-        for (name, n) in [("minute", 1), ("5_minutes", 5), ("15_minutes", 15), ("30_minutes", 30), ("hour", 60)] {
+        for (name, n) in [
+            ("minute", 1),
+            ("5_minutes", 5),
+            ("15_minutes", 15),
+            ("30_minutes", 30),
+            ("hour", 60),
+        ] {
             map.insert(name.into(), sum(&self.minutes[..], minute, n).into());
         }
         for (name, n) in [("day", 24), ("week", 24 * 7), ("month", 24 * 30)] {

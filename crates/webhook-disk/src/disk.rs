@@ -3,7 +3,9 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use webhook_core::{BuildContext, BuildError, DataType, Delivery, Module, ModuleError, NoConnection};
+use webhook_core::{
+    BuildContext, BuildError, DataType, Delivery, Module, ModuleError, NoConnection,
+};
 
 use crate::config::DiskConfig;
 use crate::error::DiskError;
@@ -24,13 +26,22 @@ impl Module for SaveToDisk {
         resolve_inside(&context.data_dir, Path::new(&config.path)).map(|_| ())
     }
 
-    async fn build(config: DiskConfig, _: Option<NoConnection>, context: &BuildContext) -> Result<Self, BuildError> {
+    async fn build(
+        config: DiskConfig,
+        _: Option<NoConnection>,
+        context: &BuildContext,
+    ) -> Result<Self, BuildError> {
         let dir = resolve_inside(&context.data_dir, Path::new(&config.path))?;
-        fs::create_dir_all(&dir)
-            .map_err(|e| BuildError::key("path", format!("cannot create {}: {e}", dir.display())))?;
+        fs::create_dir_all(&dir).map_err(|e| {
+            BuildError::key("path", format!("cannot create {}: {e}", dir.display()))
+        })?;
         // Symlinks could still lead out: compare the real paths too.
-        let real_root = fs::canonicalize(&context.data_dir)
-            .map_err(|e| BuildError::other(format!("data directory {}: {e}", context.data_dir.display())))?;
+        let real_root = fs::canonicalize(&context.data_dir).map_err(|e| {
+            BuildError::other(format!(
+                "data directory {}: {e}",
+                context.data_dir.display()
+            ))
+        })?;
         let real_dir = fs::canonicalize(&dir)
             .map_err(|e| BuildError::key("path", format!("{}: {e}", dir.display())))?;
         if !real_dir.starts_with(&real_root) {
@@ -48,7 +59,10 @@ impl Module for SaveToDisk {
             DataType::Json => "json",
             DataType::Blob => "bin",
         };
-        Ok(Self { dir: real_dir, extension })
+        Ok(Self {
+            dir: real_dir,
+            extension,
+        })
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), ModuleError> {
@@ -71,7 +85,10 @@ impl Module for SaveToDisk {
     async fn health(&self) -> Result<(), ModuleError> {
         match fs::metadata(&self.dir) {
             Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(ModuleError::unavailable(format!("{} is not a directory", self.dir.display()))),
+            Ok(_) => Err(ModuleError::unavailable(format!(
+                "{} is not a directory",
+                self.dir.display()
+            ))),
             Err(err) => Err(DiskError::Write {
                 path: self.dir.clone(),
                 source: err,
@@ -105,9 +122,16 @@ fn write_atomically(dir: &Path, name: &str, body: &[u8]) -> Result<(), DiskError
 /// `root` joined with `path`, normalised without touching the disk; an error when the
 /// result is not inside `root`.
 fn resolve_inside(root: &Path, path: &Path) -> Result<PathBuf, BuildError> {
-    let root = normalize(&std::path::absolute(root).map_err(|e| BuildError::other(format!("data directory: {e}")))?)
-        .ok_or_else(|| BuildError::other("the data directory cannot be resolved"))?;
-    let joined = if path.is_absolute() { path.to_path_buf() } else { root.join(path) };
+    let root = normalize(
+        &std::path::absolute(root)
+            .map_err(|e| BuildError::other(format!("data directory: {e}")))?,
+    )
+    .ok_or_else(|| BuildError::other("the data directory cannot be resolved"))?;
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        root.join(path)
+    };
     match normalize(&joined) {
         Some(dir) if dir.starts_with(&root) => Ok(dir),
         _ => Err(BuildError::key(
@@ -145,10 +169,25 @@ mod tests {
     #[test]
     fn paths_stay_inside() {
         let root = Path::new("/srv/hooks");
-        assert_eq!(resolve_inside(root, Path::new(".")).unwrap(), Path::new("/srv/hooks"));
-        assert_eq!(resolve_inside(root, Path::new("a/./b/../c")).unwrap(), Path::new("/srv/hooks/a/c"));
-        assert_eq!(resolve_inside(root, Path::new("/srv/hooks/x")).unwrap(), Path::new("/srv/hooks/x"));
-        for bad in ["..", "../hooks2", "a/../../x", "/etc", "/srv/hooks/../../etc"] {
+        assert_eq!(
+            resolve_inside(root, Path::new(".")).unwrap(),
+            Path::new("/srv/hooks")
+        );
+        assert_eq!(
+            resolve_inside(root, Path::new("a/./b/../c")).unwrap(),
+            Path::new("/srv/hooks/a/c")
+        );
+        assert_eq!(
+            resolve_inside(root, Path::new("/srv/hooks/x")).unwrap(),
+            Path::new("/srv/hooks/x")
+        );
+        for bad in [
+            "..",
+            "../hooks2",
+            "a/../../x",
+            "/etc",
+            "/srv/hooks/../../etc",
+        ] {
             let err = resolve_inside(root, Path::new(bad)).unwrap_err();
             assert_eq!(err.key, "path", "{bad}");
         }

@@ -40,7 +40,11 @@ impl Module for LogModule {
     type Config = LogConfig;
     type Connection = NoConnection;
 
-    async fn build(config: LogConfig, _: Option<NoConnection>, _: &BuildContext) -> Result<Self, BuildError> {
+    async fn build(
+        config: LogConfig,
+        _: Option<NoConnection>,
+        _: &BuildContext,
+    ) -> Result<Self, BuildError> {
         Ok(Self { config })
     }
 
@@ -50,8 +54,14 @@ impl Module for LogModule {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let body = self.config.include_body.then(|| body_text(delivery, self.config.pretty_print));
-        let headers = self.config.include_headers.then(|| redacted_headers(&delivery.headers));
+        let body = self
+            .config
+            .include_body
+            .then(|| body_text(delivery, self.config.pretty_print));
+        let headers = self
+            .config
+            .include_headers
+            .then(|| redacted_headers(&delivery.headers));
         tracing::info!(
             target: "webhook::log",
             webhook = %delivery.webhook_id,
@@ -70,20 +80,32 @@ fn body_text(delivery: &Delivery, pretty: bool) -> String {
     let Some(text) = delivery.body_str() else {
         return format!("<{} bytes of binary data>", delivery.body.len());
     };
-    if pretty {
-        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
-            if let Ok(pretty) = serde_json::to_string_pretty(&value) {
-                return pretty;
-            }
-        }
+    if pretty
+        && let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
+        && let Ok(pretty) = serde_json::to_string_pretty(&value)
+    {
+        return pretty;
     }
     text.to_owned()
 }
 
 /// Header names (lower case) whose values are never logged, and name fragments that mark
 /// a header as a credential.
-const SENSITIVE_NAMES: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
-const SENSITIVE_FRAGMENTS: &[&str] = &["signature", "token", "secret", "key", "hmac", "auth", "password"];
+const SENSITIVE_NAMES: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+const SENSITIVE_FRAGMENTS: &[&str] = &[
+    "signature",
+    "token",
+    "secret",
+    "key",
+    "hmac",
+    "auth",
+    "password",
+];
 
 /// The headers as a JSON object, credentials and signatures replaced by `***`.
 pub fn redacted_headers(headers: &HeaderMap) -> String {
@@ -115,13 +137,22 @@ mod tests {
         h.insert("x-api-key", HeaderValue::from_static("k"));
         h.insert("x-github-event", HeaderValue::from_static("push"));
         let text = redacted_headers(&h);
-        assert!(!text.contains("abc") && !text.contains("sha256=00") && !text.contains("\"k\""), "{text}");
+        assert!(
+            !text.contains("abc") && !text.contains("sha256=00") && !text.contains("\"k\""),
+            "{text}"
+        );
         assert!(text.contains(r#""x-github-event":"push""#), "{text}");
     }
 
     #[tokio::test]
     async fn delivers_ok() {
-        let module = LogModule { config: LogConfig { include_body: true, pretty_print: true, include_headers: true } };
+        let module = LogModule {
+            config: LogConfig {
+                include_body: true,
+                pretty_print: true,
+                include_headers: true,
+            },
+        };
         let delivery = Delivery {
             webhook_id: "t".into(),
             request_id: uuid::Uuid::now_v7(),

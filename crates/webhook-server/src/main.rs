@@ -19,7 +19,10 @@ use webhook_server::server::{self, ServerOptions};
 const DEFAULT_WEBHOOKS: &str = include_str!("../config/default-webhooks.json");
 
 #[derive(Debug, Parser)]
-#[command(name = "webhook-server", about = "Receive webhooks, verify them and deliver them without losing one")]
+#[command(
+    name = "webhook-server",
+    about = "Receive webhooks, verify them and deliver them without losing one"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -49,15 +52,31 @@ struct Cli {
     max_body_bytes: usize,
 
     /// Proxies (IPs or CIDRs, comma separated) whose X-Forwarded-For is believed.
-    #[arg(long, env = "WEBHOOK_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "WEBHOOK_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
     trusted_proxies: Vec<String>,
 
     /// Log format.
-    #[arg(long, env = "WEBHOOK_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "WEBHOOK_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     log_format: LogFormat,
 
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
-    #[arg(long, env = "WEBHOOK_DRAIN_TIMEOUT", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "WEBHOOK_DRAIN_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
     drain_timeout: u64,
 }
 
@@ -83,7 +102,10 @@ fn main() -> std::process::ExitCode {
         Err(err) => err.exit(),
     };
     let _log_guard = init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -146,16 +168,27 @@ async fn serve(cli: &Cli, config: Config, options: PipelineOptions) -> Result<()
 }
 
 fn bracket_v6(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() }
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
 }
 
 fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
     let mut trusted_proxies = Vec::new();
-    for entry in cli.trusted_proxies.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    for entry in cli
+        .trusted_proxies
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
         let net = entry
             .parse::<IpNet>()
             .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
-            .map_err(|_| anyhow::anyhow!("--trusted-proxies: `{entry}` is neither an IP address nor a CIDR"))?;
+            .map_err(|_| {
+                anyhow::anyhow!("--trusted-proxies: `{entry}` is neither an IP address nor a CIDR")
+            })?;
         trusted_proxies.push(net);
     }
     if cli.max_body_bytes == 0 {
@@ -172,7 +205,9 @@ fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
 fn load_config(cli: &Cli, registry: &Registry) -> Result<Config> {
     let webhooks = match &cli.webhooks_config {
         Some(path) => ConfigSource::read(path)?,
-        None if Path::new("webhooks.json").exists() => ConfigSource::read(Path::new("webhooks.json"))?,
+        None if Path::new("webhooks.json").exists() => {
+            ConfigSource::read(Path::new("webhooks.json"))?
+        }
         None => {
             tracing::warn!("no webhooks.json given or found: serving the embedded demo config");
             ConfigSource::new("<embedded default webhooks.json>", DEFAULT_WEBHOOKS)
@@ -180,7 +215,9 @@ fn load_config(cli: &Cli, registry: &Registry) -> Result<Config> {
     };
     let connections = match &cli.connections_config {
         Some(path) => Some(ConfigSource::read(path)?),
-        None if Path::new("connections.json").exists() => Some(ConfigSource::read(Path::new("connections.json"))?),
+        None if Path::new("connections.json").exists() => {
+            Some(ConfigSource::read(Path::new("connections.json"))?)
+        }
         None => None,
     };
     tracing::info!(
@@ -188,7 +225,12 @@ fn load_config(cli: &Cli, registry: &Registry) -> Result<Config> {
         connections = connections.as_ref().map(ConfigSource::name),
         "loading configuration"
     );
-    Ok(webhook_core::config::parse(registry, &webhooks, connections.as_ref(), &Env::process())?)
+    Ok(webhook_core::config::parse(
+        registry,
+        &webhooks,
+        connections.as_ref(),
+        &Env::process(),
+    )?)
 }
 
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {

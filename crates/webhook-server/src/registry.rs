@@ -16,12 +16,29 @@ pub fn registry() -> Registry {
     registry.not_in_build("save_to_disk", "save_to_disk");
 
     // Destinations of the original format that no crate provides yet.
-    for kind in ["rabbitmq", "redis_rq", "redis_publish", "kafka", "http_webhook", "s3", "websocket"] {
-        registry.unavailable_module(kind, "not implemented in this version of webhook-server yet");
+    for kind in [
+        "rabbitmq",
+        "redis_rq",
+        "redis_publish",
+        "kafka",
+        "http_webhook",
+        "s3",
+        "websocket",
+    ] {
+        registry.unavailable_module(
+            kind,
+            "not implemented in this version of webhook-server yet",
+        );
     }
     // Validator keys of the original format that no crate provides yet: refusing them is
     // safer than ignoring an authentication setting.
-    for key in ["basic_auth", "header_auth", "query_auth", "jwt", "json_schema"] {
+    for key in [
+        "basic_auth",
+        "header_auth",
+        "query_auth",
+        "jwt",
+        "json_schema",
+    ] {
         registry.unsupported_key(key, "this authentication method is not implemented yet; remove it or use `authorization`/`hmac`");
     }
     registry

@@ -98,7 +98,11 @@ pub async fn serve(
 }
 
 /// Route one request.
-pub async fn route(pipeline: &Pipeline, request: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+pub async fn route(
+    pipeline: &Pipeline,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ResponseBody> {
     let path = request.uri().path();
     if let Some(id) = path.strip_prefix("/webhook/") {
         let id = id.to_owned();
@@ -106,22 +110,36 @@ pub async fn route(pipeline: &Pipeline, request: Request<Incoming>, peer: Socket
     }
     let method = request.method();
     match path {
-        "/" if method == Method::GET => json(StatusCode::OK, Bytes::from_static(br#"{"message":"200 OK"}"#)),
+        "/" if method == Method::GET => json(
+            StatusCode::OK,
+            Bytes::from_static(br#"{"message":"200 OK"}"#),
+        ),
         "/health" if method == Method::GET => {
             let health = pipeline.health().await;
-            let status = if health.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if health.healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             json(status, Bytes::from(health.report.to_string()))
         }
-        "/stats" if method == Method::GET => json(StatusCode::OK, Bytes::from(pipeline.stats().to_string())),
+        "/stats" if method == Method::GET => {
+            json(StatusCode::OK, Bytes::from(pipeline.stats().to_string()))
+        }
         "/" | "/health" | "/stats" => {
             let mut response = json(
                 StatusCode::METHOD_NOT_ALLOWED,
                 Bytes::from_static(br#"{"detail":"Method Not Allowed"}"#),
             );
-            response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET"));
             response
         }
-        _ => json(StatusCode::NOT_FOUND, Bytes::from_static(br#"{"detail":"Not Found"}"#)),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            Bytes::from_static(br#"{"detail":"Not Found"}"#),
+        ),
     }
 }
 

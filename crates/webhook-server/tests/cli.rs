@@ -16,15 +16,26 @@ fn version_lists_what_this_build_has() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("destinations: log"), "{text}");
-    assert_eq!(text.contains("save_to_disk"), cfg!(feature = "save_to_disk"), "{text}");
-    assert!(text.contains("validators: ip_whitelist, authorization, hmac, rate_limit"), "{text}");
+    assert_eq!(
+        text.contains("save_to_disk"),
+        cfg!(feature = "save_to_disk"),
+        "{text}"
+    );
+    assert!(
+        text.contains("validators: ip_whitelist, authorization, hmac, rate_limit"),
+        "{text}"
+    );
 }
 
 #[test]
 fn check_config_lists_every_error_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("webhooks.json");
-    std::fs::write(&path, r#"{"w": {"module": "log", "colour": 1}, "v": {"module": "log", "hmac": {}}}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"w": {"module": "log", "colour": 1}, "v": {"module": "log", "hmac": {}}}"#,
+    )
+    .unwrap();
     let out = Command::new(BIN)
         .arg("check-config")
         .env("WEBHOOKS_CONFIG_FILE", &path)
@@ -35,12 +46,23 @@ fn check_config_lists_every_error_and_fails() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let file = path.display().to_string();
-    assert!(stderr.contains(&format!("{file}: w.colour: unknown key")), "{stderr}");
-    assert!(stderr.contains(&format!("{file}: v.hmac: missing field `secret`")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}: w.colour: unknown key")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}: v.hmac: missing field `secret`")),
+        "{stderr}"
+    );
 
-    let out = Command::new(BIN).args(["check-config", "--webhooks-config", "/does/not/exist.json"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--webhooks-config", "/does/not/exist.json"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/does/not/exist.json: cannot read file"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/does/not/exist.json: cannot read file")
+    );
 }
 
 #[cfg(not(feature = "save_to_disk"))]
@@ -49,7 +71,11 @@ fn a_compiled_out_destination_names_its_feature() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("webhooks.json");
     std::fs::write(&path, r#"{"d": {"module": "save_to_disk"}}"#).unwrap();
-    let out = Command::new(BIN).args(["check-config", "--webhooks-config"]).arg(&path).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--webhooks-config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -62,7 +88,11 @@ fn a_compiled_out_destination_names_its_feature() {
 async fn serves_from_env_config_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hooks.json");
-    std::fs::write(&path, r#"{"hello": {"module": "log", "authorization": "Bearer {$HELLO_TOKEN}"}}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"hello": {"module": "log", "authorization": "Bearer {$HELLO_TOKEN}"}}"#,
+    )
+    .unwrap();
     let mut child = Command::new(BIN)
         .args(["--log-format", "json"])
         .env("WEBHOOKS_CONFIG_FILE", &path)
@@ -99,32 +129,48 @@ async fn serves_from_env_config_and_stops_on_sigterm() {
     }
     let addr = addr.expect("the server did not report its address");
     let client = TestClient::new(addr);
-    let r = client.post("hello", &[("Authorization", "Bearer xyz")], r#"{"a":1}"#).await;
+    let r = client
+        .post("hello", &[("Authorization", "Bearer xyz")], r#"{"a":1}"#)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(client.post("hello", &[], "{}").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        client.post("hello", &[], "{}").await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     // The log line of the delivery carries ids, not the body (include_body is off).
     let mut saw_delivery = false;
     let deadline = Instant::now() + Duration::from_secs(5);
     while !saw_delivery && Instant::now() < deadline {
-        if let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200)) {
-            if line.contains("webhook received") {
+        if let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200))
+            && line.contains("webhook received")
+        {
+            {
                 assert!(line.contains(r#""webhook":"hello""#), "{line}");
-                assert!(!line.contains(r#"{\"a\":1}"#), "body logged without include_body: {line}");
+                assert!(
+                    !line.contains(r#"{\"a\":1}"#),
+                    "body logged without include_body: {line}"
+                );
                 saw_delivery = true;
             }
         }
     }
     assert!(saw_delivery, "no log line for the delivered webhook");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {
             break exit;
         }
-        assert!(Instant::now() < deadline, "the server did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "{exit:?}");

@@ -10,8 +10,15 @@ use webhook_core::{Pipeline, PipelineOptions};
 use webhook_testkit::TestServer;
 use webhook_testkit::recorder::registry_with_recorder;
 
-fn parse_with(webhooks: &str, connections: Option<&str>, env: &[(&str, &str)]) -> Result<config::Config, ConfigErrors> {
-    let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+fn parse_with(
+    webhooks: &str,
+    connections: Option<&str>,
+    env: &[(&str, &str)],
+) -> Result<config::Config, ConfigErrors> {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let connections = connections.map(|c| ConfigSource::new("connections.json", c));
     config::parse(
         &webhook_server::registry::registry(),
@@ -31,33 +38,115 @@ fn errors_of(webhooks: &str) -> Vec<String> {
 fn assert_error(webhooks: &str, expected_prefix: &str, expected_fragment: &str) {
     let errors = errors_of(webhooks);
     assert!(
-        errors.iter().any(|e| e.starts_with(expected_prefix) && e.contains(expected_fragment)),
+        errors
+            .iter()
+            .any(|e| e.starts_with(expected_prefix) && e.contains(expected_fragment)),
         "no error starting with {expected_prefix:?} containing {expected_fragment:?} in {errors:#?}"
     );
 }
 
 #[test]
 fn errors_name_file_webhook_and_key() {
-    assert_error(r#"{"w": {"module": "log", "colour": "red"}}"#, "webhooks.json: w.colour: ", "unknown key");
-    assert_error(r#"{"w": {"module": "log", "module-config": {"prety_print": true}}}"#, "webhooks.json: w.module-config", "prety_print");
-    assert_error(r#"{"w": {"module": "log", "hmac": {"header": "X"}}}"#, "webhooks.json: w.hmac: ", "missing field `secret`");
-    assert_error(r#"{"w": {"module": "log", "hmac": {"secret": "s", "algorithm": "md5"}}}"#, "webhooks.json: w.hmac.algorithm: ", "md5");
-    assert_error(r#"{"w": {"module": "log", "ip_whitelist": ["10.0.0.1", "10.0.0.0/40"]}}"#, "webhooks.json: w.ip_whitelist[1]: ", "10.0.0.0/40");
-    assert_error(r#"{"w": {"module": "log", "rate_limit": {"max_requests": 0}}}"#, "webhooks.json: w.rate_limit.max_requests: ", "between");
-    assert_error(r#"{"w": {"module": "log", "data_type": "xml"}}"#, "webhooks.json: w.data_type: ", "xml");
-    assert_error(r#"{"w": {"module": "carrier_pigeon"}}"#, "webhooks.json: w.module: ", "unknown module `carrier_pigeon`");
-    assert_error(r#"{"w": {"module": "kafka", "module-config": {"topic": "t"}}}"#, "webhooks.json: w.module: ", "module `kafka` is not implemented");
-    assert_error(r#"{"w": {"module": "log", "jwt": {"secret": "s"}}}"#, "webhooks.json: w.jwt: ", "not supported by this build yet");
-    assert_error(r#"{"w": {"module": "log", "connection": "c"}}"#, "webhooks.json: w.connection: ", "takes no connection");
-    assert_error(r#"{"w": {"module": "log", "queue_name": "q"}}"#, "webhooks.json: w.queue_name: ", "does not use `queue_name`");
-    assert_error(r#"{"w": {"module-config": {}}}"#, "webhooks.json: w.module: ", "missing");
-    assert_error(r#"{"w": {"module": "log", "chain": ["log"]}}"#, "webhooks.json: w.chain: ", "either");
-    assert_error(r#"{"w": {"chain": []}}"#, "webhooks.json: w.chain: ", "1 to 20");
-    assert_error(r#"{"w": {"chain": [{"module": "log", "modul-config": {}}]}}"#, "webhooks.json: w.chain[0]", "modul-config");
-    assert_error(r#"{"w": {"module": "log", "retry": {"max_attempts": 0}}}"#, "webhooks.json: w.retry.max_attempts: ", "between");
-    assert_error(r#"{"w": {"module": "log", "retry": {"max_attempts": "many"}}}"#, "webhooks.json: w.retry.max_attempts: ", "many");
-    assert_error(r#"{"bad id!": {"module": "log"}}"#, "webhooks.json: bad id!: ", "invalid webhook id");
-    assert_error(r#"{"w": {"module": "log",}}"#, "webhooks.json: ", "not valid JSON");
+    assert_error(
+        r#"{"w": {"module": "log", "colour": "red"}}"#,
+        "webhooks.json: w.colour: ",
+        "unknown key",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "module-config": {"prety_print": true}}}"#,
+        "webhooks.json: w.module-config",
+        "prety_print",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "hmac": {"header": "X"}}}"#,
+        "webhooks.json: w.hmac: ",
+        "missing field `secret`",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "hmac": {"secret": "s", "algorithm": "md5"}}}"#,
+        "webhooks.json: w.hmac.algorithm: ",
+        "md5",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "ip_whitelist": ["10.0.0.1", "10.0.0.0/40"]}}"#,
+        "webhooks.json: w.ip_whitelist[1]: ",
+        "10.0.0.0/40",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "rate_limit": {"max_requests": 0}}}"#,
+        "webhooks.json: w.rate_limit.max_requests: ",
+        "between",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "data_type": "xml"}}"#,
+        "webhooks.json: w.data_type: ",
+        "xml",
+    );
+    assert_error(
+        r#"{"w": {"module": "carrier_pigeon"}}"#,
+        "webhooks.json: w.module: ",
+        "unknown module `carrier_pigeon`",
+    );
+    assert_error(
+        r#"{"w": {"module": "kafka", "module-config": {"topic": "t"}}}"#,
+        "webhooks.json: w.module: ",
+        "module `kafka` is not implemented",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "jwt": {"secret": "s"}}}"#,
+        "webhooks.json: w.jwt: ",
+        "not supported by this build yet",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "connection": "c"}}"#,
+        "webhooks.json: w.connection: ",
+        "takes no connection",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "queue_name": "q"}}"#,
+        "webhooks.json: w.queue_name: ",
+        "does not use `queue_name`",
+    );
+    assert_error(
+        r#"{"w": {"module-config": {}}}"#,
+        "webhooks.json: w.module: ",
+        "missing",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "chain": ["log"]}}"#,
+        "webhooks.json: w.chain: ",
+        "either",
+    );
+    assert_error(
+        r#"{"w": {"chain": []}}"#,
+        "webhooks.json: w.chain: ",
+        "1 to 20",
+    );
+    assert_error(
+        r#"{"w": {"chain": [{"module": "log", "modul-config": {}}]}}"#,
+        "webhooks.json: w.chain[0]",
+        "modul-config",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "retry": {"max_attempts": 0}}}"#,
+        "webhooks.json: w.retry.max_attempts: ",
+        "between",
+    );
+    assert_error(
+        r#"{"w": {"module": "log", "retry": {"max_attempts": "many"}}}"#,
+        "webhooks.json: w.retry.max_attempts: ",
+        "many",
+    );
+    assert_error(
+        r#"{"bad id!": {"module": "log"}}"#,
+        "webhooks.json: bad id!: ",
+        "invalid webhook id",
+    );
+    assert_error(
+        r#"{"w": {"module": "log",}}"#,
+        "webhooks.json: ",
+        "not valid JSON",
+    );
     assert_error(r#"["w"]"#, "webhooks.json: ", "must be a JSON object");
 }
 
@@ -70,7 +159,11 @@ fn every_error_is_listed_at_once() {
             "ok": {"module": "log"}}"#,
     );
     assert_eq!(errors.len(), 3, "{errors:#?}");
-    assert!(errors[0].contains("a.colour") && errors[1].contains("b.module") && errors[2].contains("c.hmac"));
+    assert!(
+        errors[0].contains("a.colour")
+            && errors[1].contains("b.module")
+            && errors[2].contains("c.hmac")
+    );
 }
 
 #[test]
@@ -83,14 +176,23 @@ fn environment_substitution() {
         &[("TOKEN", "abc"), ("SECRET", "s$&id"), ("MAX", "7")],
     );
     let config = config.unwrap();
-    assert_eq!(config.summaries().next().unwrap().validators, vec!["authorization", "hmac", "rate_limit"]);
+    assert_eq!(
+        config.summaries().next().unwrap().validators,
+        vec!["authorization", "hmac", "rate_limit"]
+    );
 
-    let errors = match parse_with(r#"{"w": {"module": "log", "authorization": "Bearer {$NOT_SET_ANYWHERE}"}}"#, None, &[]) {
+    let errors = match parse_with(
+        r#"{"w": {"module": "log", "authorization": "Bearer {$NOT_SET_ANYWHERE}"}}"#,
+        None,
+        &[],
+    ) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a missing variable must be an error"),
     };
     assert!(
-        errors.contains("webhooks.json: w.authorization: environment variable `NOT_SET_ANYWHERE` is not set"),
+        errors.contains(
+            "webhooks.json: w.authorization: environment variable `NOT_SET_ANYWHERE` is not set"
+        ),
         "{errors}"
     );
 }
@@ -98,12 +200,25 @@ fn environment_substitution() {
 #[tokio::test]
 async fn substituted_values_are_used_verbatim() {
     // The original silently dropped `$`, `&` and even `id` from substituted values.
-    let server = TestServer::builder(r#"{"w": {"module": "log", "authorization": "Bearer {$TOKEN}"}}"#)
-        .env("TOKEN", "p$a&s id")
-        .start()
-        .await;
-    assert_eq!(server.post("w", &[("Authorization", "Bearer p$a&s id")], "{}").await.status, StatusCode::OK);
-    assert_eq!(server.post("w", &[("Authorization", "Bearer pas")], "{}").await.status, StatusCode::UNAUTHORIZED);
+    let server =
+        TestServer::builder(r#"{"w": {"module": "log", "authorization": "Bearer {$TOKEN}"}}"#)
+            .env("TOKEN", "p$a&s id")
+            .start()
+            .await;
+    assert_eq!(
+        server
+            .post("w", &[("Authorization", "Bearer p$a&s id")], "{}")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .post("w", &[("Authorization", "Bearer pas")], "{}")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -115,10 +230,15 @@ async fn path_escape_is_a_config_error() {
     };
     std::fs::create_dir(data.path().join("root")).unwrap();
     for path in ["../outside", "/etc", "a/../../x"] {
-        let webhooks = format!(r#"{{"w": {{"module": "save_to_disk", "module-config": {{"path": "{path}"}}}}}}"#);
+        let webhooks = format!(
+            r#"{{"w": {{"module": "save_to_disk", "module-config": {{"path": "{path}"}}}}}}"#
+        );
         let config = parse_with(&webhooks, None, &[]).unwrap();
         let errors = config.validate(&options).unwrap_err().to_string();
-        assert!(errors.contains("webhooks.json: w.module-config.path: module `save_to_disk`"), "{errors}");
+        assert!(
+            errors.contains("webhooks.json: w.module-config.path: module `save_to_disk`"),
+            "{errors}"
+        );
         assert!(errors.contains("outside the data directory"), "{errors}");
         let config = parse_with(&webhooks, None, &[]).unwrap();
         assert!(Pipeline::build(config, options.clone()).await.is_err());
@@ -129,9 +249,20 @@ async fn path_escape_is_a_config_error() {
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink(data.path(), data.path().join("root/link")).unwrap();
-        let config = parse_with(r#"{"w": {"module": "save_to_disk", "module-config": {"path": "link/x"}}}"#, None, &[]).unwrap();
-        let errors = Pipeline::build(config, options.clone()).await.unwrap_err().to_string();
-        assert!(errors.contains("w.module-config.path") && errors.contains("symlink"), "{errors}");
+        let config = parse_with(
+            r#"{"w": {"module": "save_to_disk", "module-config": {"path": "link/x"}}}"#,
+            None,
+            &[],
+        )
+        .unwrap();
+        let errors = Pipeline::build(config, options.clone())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains("w.module-config.path") && errors.contains("symlink"),
+            "{errors}"
+        );
     }
 }
 
@@ -162,17 +293,27 @@ fn connection_errors_name_connections_json() {
         const TOP_LEVEL_KEYS: &'static [&'static str] = &["queue_name"];
         type Config = QueueConfig;
         type Connection = QueueConnection;
-        async fn build(_: QueueConfig, _: Option<QueueConnection>, _: &webhook_core::BuildContext) -> Result<Self, webhook_core::BuildError> {
+        async fn build(
+            _: QueueConfig,
+            _: Option<QueueConnection>,
+            _: &webhook_core::BuildContext,
+        ) -> Result<Self, webhook_core::BuildError> {
             Ok(Queue)
         }
-        async fn deliver(&self, _: &webhook_core::Delivery) -> Result<(), webhook_core::ModuleError> {
+        async fn deliver(
+            &self,
+            _: &webhook_core::Delivery,
+        ) -> Result<(), webhook_core::ModuleError> {
             Ok(())
         }
     }
     let mut registry = registry_with_recorder();
     registry.register_module::<Queue>();
     let parse = |webhooks: &str, connections: &str, env: &[(&str, &str)]| {
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         config::parse(
             &registry,
             &ConfigSource::new("webhooks.json", webhooks),
@@ -186,7 +327,11 @@ fn connection_errors_name_connections_json() {
         r#"{"mq": {"type": "rabbitmq", "host": "127.0.0.1", "port": "{$RABBIT_PORT:5672}", "user": "guest", "pass": "{$RABBIT_PASS}"}}"#,
         &[("RABBIT_PASS", "guest")],
     );
-    assert!(ok.is_ok(), "{}", ok.err().map(|e| e.to_string()).unwrap_or_default());
+    assert!(
+        ok.is_ok(),
+        "{}",
+        ok.err().map(|e| e.to_string()).unwrap_or_default()
+    );
 
     let err = |webhooks: &str, connections: &str| match parse(webhooks, connections, &[]) {
         Ok(_) => panic!("expected an error"),
@@ -196,9 +341,18 @@ fn connection_errors_name_connections_json() {
         r#"{"q": {"module": "queue", "connection": "mq", "queue_name": "jobs"}}"#,
         r#"{"mq": {"type": "rabbitmq", "host": "h", "port": 70000, "user": "u", "pass": "p"}}"#,
     );
-    assert!(e.contains("connections.json: mq.port: ") && e.contains("used by webhook `q`"), "{e}");
-    let e = err(r#"{"q": {"module": "queue", "connection": "nope", "queue_name": "j"}}"#, "{}");
-    assert!(e.contains("webhooks.json: q.connection: no connection named `nope`"), "{e}");
+    assert!(
+        e.contains("connections.json: mq.port: ") && e.contains("used by webhook `q`"),
+        "{e}"
+    );
+    let e = err(
+        r#"{"q": {"module": "queue", "connection": "nope", "queue_name": "j"}}"#,
+        "{}",
+    );
+    assert!(
+        e.contains("webhooks.json: q.connection: no connection named `nope`"),
+        "{e}"
+    );
     let e = err(r#"{"q": {"module": "queue", "queue_name": "j"}}"#, "{}");
     assert!(e.contains("webhooks.json: q.connection: missing"), "{e}");
     let e = err(
@@ -206,39 +360,64 @@ fn connection_errors_name_connections_json() {
         r#"{"r": {"type": "redis-rq", "host": "h"}}"#,
     );
     assert!(e.contains("connection `r` has type `redis-rq`"), "{e}");
-    let e = err(r#"{"q": {"module": "queue", "connection": "mq"}}"#, r#"{"mq": {"host": "h"}}"#);
+    let e = err(
+        r#"{"q": {"module": "queue", "connection": "mq"}}"#,
+        r#"{"mq": {"host": "h"}}"#,
+    );
     assert!(e.contains("connections.json: mq.type: missing"), "{e}");
-    let e = err(r#"{"q": {"module": "queue", "connection": "mq", "queue_name": "j"}}"#, r#"{"mq": {"type": "rabbitmq", "host": "{$NOPE}"}}"#);
-    assert!(e.contains("connections.json: mq.host: environment variable `NOPE`"), "{e}");
+    let e = err(
+        r#"{"q": {"module": "queue", "connection": "mq", "queue_name": "j"}}"#,
+        r#"{"mq": {"type": "rabbitmq", "host": "{$NOPE}"}}"#,
+    );
+    assert!(
+        e.contains("connections.json: mq.host: environment variable `NOPE`"),
+        "{e}"
+    );
     // module-config wins over the top-level key, and a missing one is named.
-    let e = err(r#"{"q": {"module": "queue", "connection": "mq"}}"#, r#"{"mq": {"type": "rabbitmq", "host": "h", "port": 1, "user": "u", "pass": "p"}}"#);
-    assert!(e.contains("webhooks.json: q.module-config: missing field `queue_name`"), "{e}");
+    let e = err(
+        r#"{"q": {"module": "queue", "connection": "mq"}}"#,
+        r#"{"mq": {"type": "rabbitmq", "host": "h", "port": 1, "user": "u", "pass": "p"}}"#,
+    );
+    assert!(
+        e.contains("webhooks.json: q.module-config: missing field `queue_name`"),
+        "{e}"
+    );
 }
 
 fn example(path: &str) -> ConfigSource {
-    let full = format!("{}/../../examples/config/{path}", env!("CARGO_MANIFEST_DIR"));
+    let full = format!(
+        "{}/../../examples/config/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     ConfigSource::read(std::path::Path::new(&full)).unwrap()
 }
 
 #[tokio::test]
 async fn shipped_example_configs_load_unchanged() {
     let registry = webhook_server::registry::registry();
-    let env = Env::from_map(HashMap::from([("GITHUB_WEBHOOK_SECRET".to_owned(), "s".to_owned())]));
+    let env = Env::from_map(HashMap::from([(
+        "GITHUB_WEBHOOK_SECRET".to_owned(),
+        "s".to_owned(),
+    )]));
     let data = tempfile::tempdir().unwrap();
     let options = PipelineOptions {
         data_dir: data.path().to_path_buf(),
         ..PipelineOptions::default()
     };
-    let config = config::parse(&registry, &example("webhooks.json"), Some(&example("connections.json")), &env)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config = config::parse(
+        &registry,
+        &example("webhooks.json"),
+        Some(&example("connections.json")),
+        &env,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(config.webhook_ids().count() >= 5);
-    let pipeline = Pipeline::build(config, options).await.unwrap_or_else(|e| panic!("{e}"));
+    let pipeline = Pipeline::build(config, options)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(pipeline.health().await.healthy);
 
     // The embedded default config too.
-    let default = ConfigSource::new(
-        "default",
-        include_str!("../config/default-webhooks.json"),
-    );
+    let default = ConfigSource::new("default", include_str!("../config/default-webhooks.json"));
     config::parse(&registry, &default, None, &Env::empty()).unwrap_or_else(|e| panic!("{e}"));
 }

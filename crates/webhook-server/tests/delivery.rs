@@ -12,7 +12,9 @@ use webhook_testkit::TestServer;
 use webhook_testkit::recorder::Sink;
 
 fn recorder(id: &str, sink: &str, data_type: &str) -> String {
-    format!(r#"{{"{id}": {{"data_type": "{data_type}", "module": "test_recorder", "module-config": {{"sink": "{sink}"}}}}}}"#)
+    format!(
+        r#"{{"{id}": {{"data_type": "{data_type}", "module": "test_recorder", "module-config": {{"sink": "{sink}"}}}}}}"#
+    )
 }
 
 #[tokio::test]
@@ -24,7 +26,10 @@ async fn unknown_id_wrong_method_and_routes() {
     let r = server.request("GET", "/webhook/known", &[], "").await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.header("allow"), Some("POST"));
-    assert_eq!(server.request("DELETE", "/stats", &[], "").await.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        server.request("DELETE", "/stats", &[], "").await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
     assert_eq!(server.get("/nope").await.status, StatusCode::NOT_FOUND);
     assert_eq!(server.get("/").await.status, StatusCode::OK);
     let r = server.post("known", &[], "{}").await;
@@ -33,10 +38,10 @@ async fn unknown_id_wrong_method_and_routes() {
 
 #[tokio::test]
 async fn json_must_parse_blob_takes_anything() {
-    let server = TestServer::start(&format!(
-        r#"{{"j": {{"module": "test_recorder", "module-config": {{"sink": "json_j"}}}},
-             "b": {{"data_type": "blob", "module": "test_recorder", "module-config": {{"sink": "json_b"}}}}}}"#
-    ))
+    let server = TestServer::start(
+        r#"{"j": {"module": "test_recorder", "module-config": {"sink": "json_j"}},
+            "b": {"data_type": "blob", "module": "test_recorder", "module-config": {"sink": "json_b"}}}"#,
+    )
     .await;
     for bad in [&b"{\"a\": 1"[..], b"", b"not json", b"{} {}", b"\xff\xfe"] {
         let r = server.post("j", &[], bad).await;
@@ -44,16 +49,28 @@ async fn json_must_parse_blob_takes_anything() {
         assert_eq!(r.json()["detail"], "Malformed JSON payload");
     }
     let deep = format!("{}{}", "[".repeat(51), "]".repeat(51));
-    assert_eq!(server.post("j", &[], deep).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        server.post("j", &[], deep).await.status,
+        StatusCode::BAD_REQUEST
+    );
     // Accepted JSON is delivered byte for byte: not re-serialised.
     let odd = " {\"b\" :2,\n  \"a\":1.50 }\t";
     assert_eq!(server.post("j", &[], odd).await.status, StatusCode::OK);
-    assert_eq!(Sink::named("json_j").bodies(), vec![bytes::Bytes::from(odd)]);
+    assert_eq!(
+        Sink::named("json_j").bodies(),
+        vec![bytes::Bytes::from(odd)]
+    );
 
     let binary: Vec<u8> = (0..=255u8).rev().collect();
-    assert_eq!(server.post("b", &[], binary.clone()).await.status, StatusCode::OK);
+    assert_eq!(
+        server.post("b", &[], binary.clone()).await.status,
+        StatusCode::OK
+    );
     assert_eq!(server.post("b", &[], "").await.status, StatusCode::OK);
-    assert_eq!(Sink::named("json_b").bodies(), vec![bytes::Bytes::from(binary), bytes::Bytes::new()]);
+    assert_eq!(
+        Sink::named("json_b").bodies(),
+        vec![bytes::Bytes::from(binary), bytes::Bytes::new()]
+    );
 }
 
 const CAP: usize = 1024;
@@ -63,7 +80,10 @@ async fn small_cap_server(sink: &str) -> TestServer {
         max_body_bytes: CAP,
         ..PipelineOptions::default()
     };
-    TestServer::builder(&recorder("small", sink, "blob")).options(options).start().await
+    TestServer::builder(&recorder("small", sink, "blob"))
+        .options(options)
+        .start()
+        .await
 }
 
 async fn read_status_line(stream: &mut TcpStream) -> String {
@@ -72,13 +92,20 @@ async fn read_status_line(stream: &mut TcpStream) -> String {
         .await
         .expect("no answer within 5 s: the server waited for the body")
         .unwrap();
-    String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned()
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 #[tokio::test]
 async fn body_cap_is_enforced() {
     let server = small_cap_server("cap").await;
-    assert_eq!(server.post("small", &[], vec![b'x'; CAP]).await.status, StatusCode::OK);
+    assert_eq!(
+        server.post("small", &[], vec![b'x'; CAP]).await.status,
+        StatusCode::OK
+    );
     let r = server.post("small", &[], vec![b'x'; CAP + 1]).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.json()["detail"], "Payload too large");
@@ -94,7 +121,11 @@ async fn announced_oversize_body_is_refused_before_it_is_sent() {
         .write_all(b"POST /webhook/small HTTP/1.1\r\nHost: t\r\nContent-Length: 1073741824\r\n\r\n0123456789")
         .await
         .unwrap();
-    assert!(read_status_line(&mut stream).await.starts_with("HTTP/1.1 413"));
+    assert!(
+        read_status_line(&mut stream)
+            .await
+            .starts_with("HTTP/1.1 413")
+    );
 }
 
 #[tokio::test]
@@ -107,11 +138,18 @@ async fn streamed_oversize_body_is_refused_while_streaming() {
         .unwrap();
     // cap + 1 bytes in two chunks, and no final chunk: the body never ends.
     for chunk in [vec![b'a'; CAP / 2], vec![b'b'; CAP / 2 + 1]] {
-        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.unwrap();
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
         stream.write_all(&chunk).await.unwrap();
         stream.write_all(b"\r\n").await.unwrap();
     }
-    assert!(read_status_line(&mut stream).await.starts_with("HTTP/1.1 413"));
+    assert!(
+        read_status_line(&mut stream)
+            .await
+            .starts_with("HTTP/1.1 413")
+    );
     assert!(Sink::named("cap_streamed").bodies().is_empty());
 }
 
@@ -136,16 +174,27 @@ async fn save_to_disk_writes_the_exact_bytes() {
     assert_eq!(server.post("js", &[], json).await.status, StatusCode::OK);
 
     let files = |dir: &str| {
-        let mut v: Vec<_> = std::fs::read_dir(data.path().join(dir)).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut v: Vec<_> = std::fs::read_dir(data.path().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         v.sort();
         v
     };
     let bin_files = files("incoming/bin");
     assert_eq!(bin_files.len(), 1, "{bin_files:?}");
     assert_eq!(std::fs::read(&bin_files[0]).unwrap(), binary);
-    let name = bin_files[0].file_name().unwrap().to_str().unwrap().to_owned();
+    let name = bin_files[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(name.starts_with("bin-") && name.ends_with(".bin"), "{name}");
-    assert!(name.contains(r.header("x-request-id").unwrap()), "file name carries the request id: {name}");
+    assert!(
+        name.contains(r.header("x-request-id").unwrap()),
+        "file name carries the request id: {name}"
+    );
     let js_files = files("incoming/js");
     assert_eq!(js_files.len(), 1);
     assert_eq!(std::fs::read_to_string(&js_files[0]).unwrap(), json);
@@ -168,11 +217,20 @@ async fn save_to_disk_failure_is_502_and_the_retry_succeeds() {
     let r = server.post("d", &[], "payload-1").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
     assert_eq!(r.json()["retryable"], true);
-    assert_eq!(server.get("/health").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        server.get("/health").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     // The sender retries once the directory is back: the payload is not lost.
     std::fs::create_dir(&dir).unwrap();
-    assert_eq!(server.post("d", &[], "payload-1").await.status, StatusCode::OK);
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(
+        server.post("d", &[], "payload-1").await.status,
+        StatusCode::OK
+    );
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1);
     assert_eq!(std::fs::read(&files[0]).unwrap(), b"payload-1");
     assert_eq!(server.get("/health").await.status, StatusCode::OK);
@@ -191,7 +249,10 @@ async fn destination_failures_map_to_502_and_503() {
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert_eq!(r.json()["retryable"], true);
     // The sender retries: delivered exactly once.
-    assert_eq!(server.post("r", &[], r#"{"n":1}"#).await.status, StatusCode::OK);
+    assert_eq!(
+        server.post("r", &[], r#"{"n":1}"#).await.status,
+        StatusCode::OK
+    );
     assert_eq!(Sink::named("fail_r").bodies().len(), 1);
 
     Sink::named("fail_u").fail_next(1);
@@ -223,12 +284,18 @@ async fn retry_config_retries_inside_the_request() {
     assert_eq!(Sink::named("retry_in").bodies().len(), 1);
 
     Sink::named("retry_short").fail_next(2);
-    assert_eq!(server.post("short", &[], "{}").await.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        server.post("short", &[], "{}").await.status,
+        StatusCode::BAD_GATEWAY
+    );
     assert_eq!(Sink::named("retry_short").attempts(), 2);
 
     // Permanent failures are not retried.
     Sink::named("retry_perm").fail_next(1);
-    assert_eq!(server.post("perm", &[], "{}").await.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        server.post("perm", &[], "{}").await.status,
+        StatusCode::BAD_GATEWAY
+    );
     assert_eq!(Sink::named("retry_perm").attempts(), 1);
 }
 
@@ -243,16 +310,26 @@ async fn chains_deliver_to_every_destination() {
                     "chain-config": {"execution": "parallel"}}}"#,
     )
     .await;
-    assert_eq!(server.post("seq", &[], r#"{"k":"v"}"#).await.status, StatusCode::OK);
+    assert_eq!(
+        server.post("seq", &[], r#"{"k":"v"}"#).await.status,
+        StatusCode::OK
+    );
     assert_eq!(Sink::named("chain_a").bodies().len(), 1);
     assert_eq!(Sink::named("chain_b").bodies().len(), 1);
     // First fails and continue_on_error is false: the second is not tried, answer 502.
     Sink::named("chain_a").fail_next(1);
-    assert_eq!(server.post("seq", &[], "{}").await.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        server.post("seq", &[], "{}").await.status,
+        StatusCode::BAD_GATEWAY
+    );
     assert_eq!(Sink::named("chain_b").attempts(), 1);
 
     Sink::named("chain_d").fail_next(1);
-    assert_eq!(server.post("par", &[], "{}").await.status, StatusCode::BAD_GATEWAY, "one failed destination fails the request");
+    assert_eq!(
+        server.post("par", &[], "{}").await.status,
+        StatusCode::BAD_GATEWAY,
+        "one failed destination fails the request"
+    );
     assert_eq!(server.post("par", &[], "{}").await.status, StatusCode::OK);
     assert_eq!(Sink::named("chain_c").bodies().len(), 2);
     assert_eq!(Sink::named("chain_d").bodies().len(), 1);
@@ -268,7 +345,11 @@ async fn a_hung_destination_times_out() {
     let started = Instant::now();
     let r = server.post("slow", &[], "{}").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -278,12 +359,24 @@ async fn stats_count_accepted_requests_per_window() {
     )
     .await;
     for _ in 0..3 {
-        server.post("a", &[("Authorization", "Bearer x")], "{}").await;
+        server
+            .post("a", &[("Authorization", "Bearer x")], "{}")
+            .await;
     }
     server.post("a", &[], "{}").await; // rejected: not counted
     server.post("b", &[], "{}").await;
     let stats = server.get("/stats").await.json();
-    for key in ["total", "minute", "5_minutes", "15_minutes", "30_minutes", "hour", "day", "week", "month"] {
+    for key in [
+        "total",
+        "minute",
+        "5_minutes",
+        "15_minutes",
+        "30_minutes",
+        "hour",
+        "day",
+        "week",
+        "month",
+    ] {
         assert_eq!(stats["a"][key], 3, "{key}: {stats}");
         assert_eq!(stats["b"][key], 1, "{key}: {stats}");
     }
@@ -314,5 +407,8 @@ async fn shutdown_drains_in_flight_requests() {
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "the in-flight request finished");
     assert_eq!(Sink::named("drain").bodies().len(), 1);
-    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }

@@ -1,5 +1,9 @@
 //! Test helpers: start the real server on `127.0.0.1:0` and talk HTTP to it.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_debug_implementations)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_debug_implementations
+)]
 
 pub mod recorder;
 
@@ -53,10 +57,19 @@ impl TestServerBuilder {
 
     /// Parse, build and serve; config errors are returned, not panicked on.
     pub async fn try_start(self) -> Result<TestServer, ConfigErrors> {
-        let registry = self.registry.unwrap_or_else(recorder::registry_with_recorder);
+        let registry = self
+            .registry
+            .unwrap_or_else(recorder::registry_with_recorder);
         let webhooks = ConfigSource::new("webhooks.json", self.webhooks);
-        let connections = self.connections.map(|c| ConfigSource::new("connections.json", c));
-        let config = webhook_core::config::parse(&registry, &webhooks, connections.as_ref(), &Env::from_map(self.env))?;
+        let connections = self
+            .connections
+            .map(|c| ConfigSource::new("connections.json", c));
+        let config = webhook_core::config::parse(
+            &registry,
+            &webhooks,
+            connections.as_ref(),
+            &Env::from_map(self.env),
+        )?;
         let pipeline = Arc::new(Pipeline::build(config, self.options).await?);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -112,7 +125,8 @@ pub struct TestResponse {
 
 impl TestResponse {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     pub fn text(&self) -> String {
@@ -168,7 +182,13 @@ impl TestClient {
     }
 
     /// Send a request and read the whole answer.
-    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> TestResponse {
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> TestResponse {
         let mut request = Request::builder().method(method).uri(self.url(path));
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -185,8 +205,14 @@ impl TestClient {
     }
 
     /// `POST /webhook/{id}`.
-    pub async fn post(&self, id: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> TestResponse {
-        self.request("POST", &format!("/webhook/{id}"), headers, body).await
+    pub async fn post(
+        &self,
+        id: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> TestResponse {
+        self.request("POST", &format!("/webhook/{id}"), headers, body)
+            .await
     }
 
     pub async fn get(&self, path: &str) -> TestResponse {

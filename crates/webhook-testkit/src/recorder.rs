@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError, NoConnection, Registry};
+use webhook_core::{
+    BuildContext, BuildError, Delivery, Module, ModuleError, NoConnection, Registry,
+};
 
 static SINKS: LazyLock<Mutex<HashMap<String, Arc<Sink>>>> = LazyLock::new(Default::default);
 
@@ -28,7 +30,12 @@ impl Sink {
 
     /// Bodies delivered successfully, in order.
     pub fn bodies(&self) -> Vec<Bytes> {
-        self.received.lock().unwrap().iter().map(|d| d.body.clone()).collect()
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.body.clone())
+            .collect()
     }
 
     /// Deliveries received successfully, in order.
@@ -71,7 +78,11 @@ impl Module for Recorder {
     type Config = RecorderConfig;
     type Connection = NoConnection;
 
-    async fn build(config: RecorderConfig, _: Option<NoConnection>, _: &BuildContext) -> Result<Self, BuildError> {
+    async fn build(
+        config: RecorderConfig,
+        _: Option<NoConnection>,
+        _: &BuildContext,
+    ) -> Result<Self, BuildError> {
         Ok(Self {
             sink: Sink::named(&config.sink),
             fail_as: config.fail_as.unwrap_or_else(|| "retryable".to_owned()),

@@ -56,9 +56,19 @@ mod tests {
     fn right_wrong_missing() {
         let v = Authorization::build(Secret::new("Bearer s3cret")).unwrap();
         assert!(run(&v, &with("Bearer s3cret"), b"", "127.0.0.1").is_ok());
-        assert_eq!(run(&v, &with("Bearer s3cre"), b"", "127.0.0.1").unwrap_err().reason, "authorization_mismatch");
+        assert_eq!(
+            run(&v, &with("Bearer s3cre"), b"", "127.0.0.1")
+                .unwrap_err()
+                .reason,
+            "authorization_mismatch"
+        );
         assert!(run(&v, &with("bearer s3cret"), b"", "127.0.0.1").is_err());
-        assert_eq!(run(&v, &HeaderMap::new(), b"", "127.0.0.1").unwrap_err().reason, "authorization_missing");
+        assert_eq!(
+            run(&v, &HeaderMap::new(), b"", "127.0.0.1")
+                .unwrap_err()
+                .reason,
+            "authorization_missing"
+        );
         assert!(Authorization::build(Secret::new("")).is_err());
     }
 }

@@ -82,8 +82,12 @@ impl Validator for HmacSignature {
         if key.is_empty() {
             return Err(BuildError::key("secret", "must not be empty"));
         }
-        let header = HeaderName::from_bytes(config.header.as_bytes())
-            .map_err(|_| BuildError::key("header", format!("`{}` is not a valid header name", config.header)))?;
+        let header = HeaderName::from_bytes(config.header.as_bytes()).map_err(|_| {
+            BuildError::key(
+                "header",
+                format!("`{}` is not a valid header name", config.header),
+            )
+        })?;
         let invalid = |_| BuildError::key("secret", "cannot be used as an HMAC key");
         let keyed = match config.algorithm {
             HmacAlgorithm::Sha1 => KeyedMac::Sha1(Hmac::new_from_slice(key).map_err(invalid)?),
@@ -98,8 +102,11 @@ impl Validator for HmacSignature {
     }
 
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
-        self.verify(request.headers.get(&self.header).map(|v| v.as_bytes()), request.body)
-            .into()
+        self.verify(
+            request.headers.get(&self.header).map(|v| v.as_bytes()),
+            request.body,
+        )
+        .into()
     }
 }
 
@@ -142,7 +149,6 @@ fn verify_with<M: Mac + Clone>(keyed: &M, body: &[u8], signature: &[u8]) -> bool
     mac.verify_slice(signature).is_ok()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +181,15 @@ mod tests {
         assert!(run(&v, &with(&format!("sha256={SIG}")), BODY, "127.0.0.1").is_ok());
         assert!(run(&v, &with(SIG), BODY, "127.0.0.1").is_ok());
         assert!(run(&v, &with(&SIG.to_uppercase()), BODY, "127.0.0.1").is_ok());
-        assert!(run(&v, &with(&format!("SHA256={}", SIG.to_uppercase())), BODY, "127.0.0.1").is_ok());
+        assert!(
+            run(
+                &v,
+                &with(&format!("SHA256={}", SIG.to_uppercase())),
+                BODY,
+                "127.0.0.1"
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -184,7 +198,10 @@ mod tests {
         let reason = |h: &HeaderMap, body: &[u8]| run(&v, h, body, "127.0.0.1").unwrap_err().reason;
         assert_eq!(reason(&with(SIG), b"Hello, World?"), "signature_mismatch");
         assert_eq!(reason(&HeaderMap::new(), BODY), "signature_missing");
-        assert_eq!(reason(&with(&format!("sha1={SIG}")), BODY), "signature_wrong_algorithm");
+        assert_eq!(
+            reason(&with(&format!("sha1={SIG}")), BODY),
+            "signature_wrong_algorithm"
+        );
         assert_eq!(reason(&with(&SIG[..62]), BODY), "signature_mismatch");
         assert_eq!(reason(&with("zz"), BODY), "signature_not_hex");
         assert_eq!(reason(&with(""), BODY), "signature_mismatch");

@@ -16,7 +16,9 @@ impl Validator for IpAllowList {
 
     fn build(config: Vec<String>) -> Result<Self, BuildError> {
         if config.is_empty() {
-            return Err(BuildError::other("the list is empty: no client could ever pass"));
+            return Err(BuildError::other(
+                "the list is empty: no client could ever pass",
+            ));
         }
         let mut networks = Vec::with_capacity(config.len());
         for (i, entry) in config.iter().enumerate() {
@@ -38,7 +40,11 @@ impl Validator for IpAllowList {
     }
 
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
-        if self.networks.iter().any(|net| net.contains(&request.client_ip)) {
+        if self
+            .networks
+            .iter()
+            .any(|net| net.contains(&request.client_ip))
+        {
             Check::Pass
         } else {
             Check::Reject(Rejection::forbidden("ip_not_allowed"))
@@ -54,12 +60,20 @@ mod tests {
 
     #[test]
     fn ips_and_cidrs() {
-        let v = IpAllowList::build(vec!["192.0.2.7".into(), "10.0.0.0/8".into(), "2001:db8::/32".into()]).unwrap();
+        let v = IpAllowList::build(vec![
+            "192.0.2.7".into(),
+            "10.0.0.0/8".into(),
+            "2001:db8::/32".into(),
+        ])
+        .unwrap();
         let h = HeaderMap::new();
         assert!(run(&v, &h, b"", "192.0.2.7").is_ok());
         assert!(run(&v, &h, b"", "10.200.1.1").is_ok());
         assert!(run(&v, &h, b"", "2001:db8::1").is_ok());
-        assert_eq!(run(&v, &h, b"", "192.0.2.8").unwrap_err().reason, "ip_not_allowed");
+        assert_eq!(
+            run(&v, &h, b"", "192.0.2.8").unwrap_err().reason,
+            "ip_not_allowed"
+        );
         assert!(run(&v, &h, b"", "2001:db9::1").is_err());
     }
 

@@ -39,9 +39,16 @@ pub(crate) mod test_support {
     use http::{HeaderMap, Method, Uri};
     use webhook_core::{Check, Rejection, RequestView, Validator};
 
-    pub(crate) fn run<V: Validator>(v: &V, headers: &HeaderMap, body: &[u8], client: &str) -> Result<(), Rejection> {
+    pub(crate) fn run<V: Validator>(
+        v: &V,
+        headers: &HeaderMap,
+        body: &[u8],
+        client: &str,
+    ) -> Result<(), Rejection> {
         let body = Bytes::copy_from_slice(body);
-        let peer: SocketAddr = format!("{client}:1234").parse().unwrap_or_else(|_| format!("[{client}]:1234").parse().unwrap());
+        let peer: SocketAddr = format!("{client}:1234")
+            .parse()
+            .unwrap_or_else(|_| format!("[{client}]:1234").parse().unwrap());
         let view = RequestView {
             webhook_id: "t",
             method: &Method::POST,

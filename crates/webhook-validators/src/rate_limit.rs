@@ -53,7 +53,10 @@ impl Validator for RateLimit {
             ));
         }
         if !(1..=86_400 * 31).contains(&config.window_seconds) {
-            return Err(BuildError::key("window_seconds", "must be between 1 and 2678400 (31 days)"));
+            return Err(BuildError::key(
+                "window_seconds",
+                "must be between 1 and 2678400 (31 days)",
+            ));
         }
         Ok(Self {
             max_requests: config.max_requests as usize,
@@ -73,7 +76,10 @@ impl RateLimit {
             Ok(log) => log,
             Err(poisoned) => poisoned.into_inner(),
         };
-        while log.front().is_some_and(|&t| now.duration_since(t) >= self.window) {
+        while log
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= self.window)
+        {
             log.pop_front();
         }
         if log.len() >= self.max_requests {
@@ -115,7 +121,13 @@ mod tests {
             max_requests,
             window_seconds,
         };
-        assert_eq!(RateLimit::build(cfg(0, 60)).unwrap_err().key, "max_requests");
-        assert_eq!(RateLimit::build(cfg(5, 0)).unwrap_err().key, "window_seconds");
+        assert_eq!(
+            RateLimit::build(cfg(0, 60)).unwrap_err().key,
+            "max_requests"
+        );
+        assert_eq!(
+            RateLimit::build(cfg(5, 0)).unwrap_err().key,
+            "window_seconds"
+        );
     }
 }

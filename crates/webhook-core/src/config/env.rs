@@ -6,8 +6,10 @@ use serde_json::Value;
 ///
 /// Tests pass a map instead of changing the process environment.
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Box<Lookup>,
 }
+
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 impl std::fmt::Debug for Env {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,7 +52,12 @@ pub(crate) struct SubstitutionError {
 }
 
 /// Replace `{$VAR}` / `{$VAR:default}` in every string value of `value` (not in keys).
-pub(crate) fn substitute(value: &mut Value, env: &Env, path: &mut String, errors: &mut Vec<SubstitutionError>) {
+pub(crate) fn substitute(
+    value: &mut Value,
+    env: &Env,
+    path: &mut String,
+    errors: &mut Vec<SubstitutionError>,
+) {
     match value {
         Value::String(text) => {
             if text.contains("{$") {
@@ -146,14 +153,20 @@ mod tests {
     fn whole_embedded_default_and_verbatim() {
         let env = env();
         assert_eq!(substitute_str("{$USER}", &env).unwrap(), "alice");
-        assert_eq!(substitute_str("amqp://{$USER}@host:{$PORT}/", &env).unwrap(), "amqp://alice@host:5673/");
+        assert_eq!(
+            substitute_str("amqp://{$USER}@host:{$PORT}/", &env).unwrap(),
+            "amqp://alice@host:5673/"
+        );
         assert_eq!(substitute_str("{$NOPE:guest}", &env).unwrap(), "guest");
         assert_eq!(substitute_str("{$NOPE:}", &env).unwrap(), "");
         assert_eq!(substitute_str("{$NOPE:a:b}", &env).unwrap(), "a:b");
         // values are used verbatim, and not substituted again
         assert_eq!(substitute_str("{$ODD}", &env).unwrap(), "a$b&c id {$X}");
         // text that is not a placeholder stays
-        assert_eq!(substitute_str("price {$ 5} {$", &env).unwrap(), "price {$ 5} {$");
+        assert_eq!(
+            substitute_str("price {$ 5} {$", &env).unwrap(),
+            "price {$ 5} {$"
+        );
     }
 
     #[test]

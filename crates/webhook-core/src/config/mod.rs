@@ -47,7 +47,12 @@ impl ConfigSource {
         let name = path.display().to_string();
         match std::fs::read_to_string(path) {
             Ok(text) => Ok(Self { name, text }),
-            Err(err) => Err(ConfigError::new(&name, None, "", format!("cannot read file: {err}"))),
+            Err(err) => Err(ConfigError::new(
+                &name,
+                None,
+                "",
+                format!("cannot read file: {err}"),
+            )),
         }
     }
 
@@ -127,7 +132,11 @@ impl Default for RetryConfig {
 impl RetryConfig {
     /// Attempts to make in all (1 when retries are off).
     pub fn attempts(&self) -> u32 {
-        if self.enabled { self.max_attempts.max(1) } else { 1 }
+        if self.enabled {
+            self.max_attempts.max(1)
+        } else {
+            1
+        }
     }
 
     /// The delay before retry number `retry` (1-based).
@@ -142,7 +151,10 @@ impl RetryConfig {
         if !(1..=100).contains(&self.max_attempts) {
             problems.push(("max_attempts", "must be between 1 and 100".to_owned()));
         }
-        for (key, value) in [("initial_delay", self.initial_delay), ("max_delay", self.max_delay)] {
+        for (key, value) in [
+            ("initial_delay", self.initial_delay),
+            ("max_delay", self.max_delay),
+        ] {
             if !(0.0..=86_400.0).contains(&value) {
                 problems.push((key, "must be between 0 and 86400 seconds".to_owned()));
             }
@@ -258,7 +270,12 @@ pub fn parse(
             return Err(ConfigErrors(errors));
         }
         Err(err) => {
-            errors.push(ConfigError::new(&webhooks.name, None, "", format!("not valid JSON: {err}")));
+            errors.push(ConfigError::new(
+                &webhooks.name,
+                None,
+                "",
+                format!("not valid JSON: {err}"),
+            ));
             return Err(ConfigErrors(errors));
         }
     };
@@ -275,7 +292,12 @@ pub fn parse(
             continue;
         }
         let mut substitution_errors = Vec::new();
-        env::substitute(&mut entry, env, &mut String::new(), &mut substitution_errors);
+        env::substitute(
+            &mut entry,
+            env,
+            &mut String::new(),
+            &mut substitution_errors,
+        );
         for err in substitution_errors {
             ctx.error(err.path, err.message);
         }
@@ -296,9 +318,10 @@ pub fn parse(
 
 fn check_webhook_id(id: &str) -> Result<(), String> {
     let valid = (1..=64).contains(&id.len())
-        && id.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_alphanumeric() || (i > 0 && (b == b'_' || b == b'-'))
-        });
+        && id
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_alphanumeric() || (i > 0 && (b == b'_' || b == b'-')));
     if valid {
         Ok(())
     } else {
@@ -329,7 +352,10 @@ impl Connections {
     fn parse(source: Option<&ConfigSource>, env: &Env, errors: &mut Vec<ConfigError>) -> Self {
         let mut entries = BTreeMap::new();
         let Some(source) = source else {
-            return Self { file: None, entries };
+            return Self {
+                file: None,
+                entries,
+            };
         };
         let root = match serde_json::from_str::<Value>(&source.text) {
             Ok(Value::Object(root)) => root,
@@ -343,30 +369,60 @@ impl Connections {
                 Map::new()
             }
             Err(err) => {
-                errors.push(ConfigError::new(&source.name, None, "", format!("not valid JSON: {err}")));
+                errors.push(ConfigError::new(
+                    &source.name,
+                    None,
+                    "",
+                    format!("not valid JSON: {err}"),
+                ));
                 Map::new()
             }
         };
         for (name, mut entry) in root {
             let mut substitution_errors = Vec::new();
-            env::substitute(&mut entry, env, &mut String::new(), &mut substitution_errors);
+            env::substitute(
+                &mut entry,
+                env,
+                &mut String::new(),
+                &mut substitution_errors,
+            );
             let mut failed = false;
             for err in substitution_errors {
                 failed = true;
-                errors.push(ConfigError::new(&source.name, Some(&name), err.path, err.message));
+                errors.push(ConfigError::new(
+                    &source.name,
+                    Some(&name),
+                    err.path,
+                    err.message,
+                ));
             }
             let Value::Object(mut map) = entry else {
-                errors.push(ConfigError::new(&source.name, Some(&name), "", "must be an object"));
+                errors.push(ConfigError::new(
+                    &source.name,
+                    Some(&name),
+                    "",
+                    "must be an object",
+                ));
                 continue;
             };
             let kind = match map.remove("type") {
                 Some(Value::String(kind)) => kind,
                 Some(_) => {
-                    errors.push(ConfigError::new(&source.name, Some(&name), "type", "must be a string"));
+                    errors.push(ConfigError::new(
+                        &source.name,
+                        Some(&name),
+                        "type",
+                        "must be a string",
+                    ));
                     continue;
                 }
                 None => {
-                    errors.push(ConfigError::new(&source.name, Some(&name), "type", "missing"));
+                    errors.push(ConfigError::new(
+                        &source.name,
+                        Some(&name),
+                        "type",
+                        "missing",
+                    ));
                     continue;
                 }
             };
@@ -449,7 +505,10 @@ fn parse_webhook(
     let chain = map.remove("chain");
     let chain_config = take::<ChainConfig>(&mut map, "chain-config", ctx).unwrap_or_default();
     if !(0.001..=3600.0).contains(&chain_config.timeout) {
-        ctx.error("chain-config.timeout", "must be between 0.001 and 3600 seconds");
+        ctx.error(
+            "chain-config.timeout",
+            "must be between 0.001 and 3600 seconds",
+        );
     }
     let top_level: Vec<(&'static str, Value)> = TOP_LEVEL_FALLBACK_KEYS
         .iter()
@@ -470,7 +529,10 @@ fn parse_webhook(
     // Whatever is left is not ours.
     for key in map.keys() {
         if let Some(why) = registry.unsupported(key) {
-            ctx.error(key.as_str(), format!("not supported by this build yet: {why}"));
+            ctx.error(
+                key.as_str(),
+                format!("not supported by this build yet: {why}"),
+            );
         } else {
             let mut accepted: Vec<&str> = CORE_KEYS.to_vec();
             accepted.extend(registry.validator_keys());
@@ -488,7 +550,7 @@ fn parse_webhook(
         (None, None) => ctx.error("module", "missing: give `module` (or a `chain`)"),
         (Some(kind), None) => {
             let mut config = module_config.unwrap_or_default();
-            if let Some(kind_ok) = registry.module(&kind).ok() {
+            if let Ok(kind_ok) = registry.module(&kind) {
                 for (key, value) in top_level {
                     if !kind_ok.top_level_keys().contains(&key) {
                         ctx.error(key, format!("module `{kind}` does not use `{key}`"));
@@ -506,10 +568,17 @@ fn parse_webhook(
             });
         }
         (None, Some(chain)) => {
-            for key in top_level.iter().map(|(k, _)| *k).chain(module_config.as_ref().map(|_| "module-config")) {
-                ctx.error(key, "not used with `chain`: put it into the chain item's `module-config`");
+            for key in top_level
+                .iter()
+                .map(|(k, _)| *k)
+                .chain(module_config.as_ref().map(|_| "module-config"))
+            {
+                ctx.error(
+                    key,
+                    "not used with `chain`: put it into the chain item's `module-config`",
+                );
             }
-            parse_chain(chain, connection, retry, ctx, &mut specs);
+            parse_chain(chain, connection.as_ref(), retry, ctx, &mut specs);
         }
     }
 
@@ -534,13 +603,16 @@ fn parse_webhook(
 
 fn parse_chain(
     chain: Value,
-    connection: Option<String>,
+    connection: Option<&String>,
     retry: RetryConfig,
     ctx: &mut EntryContext<'_>,
     specs: &mut Vec<DestinationSpec>,
 ) {
     let Value::Array(items) = chain else {
-        ctx.error("chain", "must be a list of module names or {module, connection, module-config, retry} objects");
+        ctx.error(
+            "chain",
+            "must be a list of module names or {module, connection, module-config, retry} objects",
+        );
         return;
     };
     if items.is_empty() || items.len() > MAX_CHAIN {
@@ -553,7 +625,7 @@ fn parse_chain(
             Value::String(kind) => specs.push(DestinationSpec {
                 kind,
                 config: Map::new(),
-                connection: connection.clone(),
+                connection: connection.cloned(),
                 retry,
                 key_prefix,
             }),
@@ -566,7 +638,7 @@ fn parse_chain(
                     specs.push(DestinationSpec {
                         kind: item.module,
                         config: item.module_config.unwrap_or_default(),
-                        connection: item.connection.or_else(|| connection.clone()),
+                        connection: item.connection.or_else(|| connection.cloned()),
                         retry: item_retry,
                         key_prefix,
                     });
@@ -597,7 +669,10 @@ fn prepare_destination(
     let connection = match (&spec.connection, types.is_empty()) {
         (None, true) => None,
         (Some(_), true) => {
-            ctx.error(connection_key, format!("module `{}` takes no connection", spec.kind));
+            ctx.error(
+                connection_key,
+                format!("module `{}` takes no connection", spec.kind),
+            );
             return None;
         }
         (None, false) => {
@@ -613,8 +688,14 @@ fn prepare_destination(
         }
         (Some(name), false) => match connections.entries.get(name) {
             None => {
-                let file = connections.file.as_deref().unwrap_or("connections.json (not given)");
-                ctx.error(connection_key, format!("no connection named `{name}` in {file}"));
+                let file = connections
+                    .file
+                    .as_deref()
+                    .unwrap_or("connections.json (not given)");
+                ctx.error(
+                    connection_key,
+                    format!("no connection named `{name}` in {file}"),
+                );
                 return None;
             }
             Some((kind, _)) if !types.contains(&kind.as_str()) => {
