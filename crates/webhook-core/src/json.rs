@@ -4,14 +4,27 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+/// Why a body is not acceptable JSON.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JsonError {
+    #[error("not UTF-8: {0}")]
+    Utf8(#[from] std::str::Utf8Error),
+    #[error(transparent)]
+    Syntax(#[from] serde_json::Error),
+}
+
 /// Check that `body` is one JSON value nested at most `max_depth` levels.
-pub(crate) fn check(body: &[u8], max_depth: usize) -> Result<(), serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
+///
+/// UTF-8 is validated once over the whole body (fast), then the text is parsed as a `str`
+/// so strings are not validated again one by one.
+pub(crate) fn check(body: &[u8], max_depth: usize) -> Result<(), JsonError> {
+    let text = std::str::from_utf8(body)?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     Depth {
         remaining: max_depth,
     }
     .deserialize(&mut deserializer)?;
-    deserializer.end()
+    Ok(deserializer.end()?)
 }
 
 #[derive(Clone, Copy)]
