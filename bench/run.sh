@@ -100,7 +100,7 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "bare $(measure bare "$BARE_PORT" /webhook/bench "$bare")" >>"$results"
   kill "$bare"; wait "$bare" 2>/dev/null || true
 
-  RUST_LOG=info ./target/release/webhook-server --host 127.0.0.1 --port "$GATEWAY_PORT" \
+  RUST_LOG=${GATEWAY_LOG:-info} ./target/release/webhook-server --host 127.0.0.1 --port "$GATEWAY_PORT" \
     --webhooks-config "$work/webhooks.json" --data-dir "$work" >/dev/null 2>&1 & gw=$!; pids+=("$gw")
   wait_port "$GATEWAY_PORT"
   echo "gateway $(measure gateway "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"

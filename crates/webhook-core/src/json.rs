@@ -16,14 +16,21 @@ pub(crate) enum JsonError {
 /// Check that `body` is one JSON value nested at most `max_depth` levels.
 ///
 /// UTF-8 is validated once over the whole body (fast), then the text is parsed as a `str`
-/// so strings are not validated again one by one.
+/// so strings are not validated again one by one. Nesting needs tracking only when the
+/// body holds more `[`/`{` bytes than `max_depth` (fewer cannot nest deeper); otherwise
+/// serde_json's value skipping, its fastest path, does the whole check.
 pub(crate) fn check(body: &[u8], max_depth: usize) -> Result<(), JsonError> {
     let text = std::str::from_utf8(body)?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    Depth {
-        remaining: max_depth,
+    let openers = body.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    if openers <= max_depth {
+        <IgnoredAny as serde::Deserialize>::deserialize(&mut deserializer)?;
+    } else {
+        Depth {
+            remaining: max_depth,
+        }
+        .deserialize(&mut deserializer)?;
     }
-    .deserialize(&mut deserializer)?;
     Ok(deserializer.end()?)
 }
 
@@ -104,5 +111,19 @@ mod tests {
         let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         assert!(check(nested(50).as_bytes(), 50).is_ok());
         assert!(check(nested(51).as_bytes(), 50).is_err());
+        // brackets inside strings count as openers but not as nesting: the exact path decides
+        let many_in_strings = format!(r#"{{"a": "{}", "b": [[1]]}}"#, "[".repeat(100));
+        assert!(check(many_in_strings.as_bytes(), 50).is_ok());
+        let deep_with_strings = format!(
+            r#"{}"{}"{}"#,
+            "[".repeat(51),
+            "{".repeat(10),
+            "]".repeat(51)
+        );
+        assert!(check(deep_with_strings.as_bytes(), 50).is_err());
+        // both paths reject the same malformed input
+        assert!(check(b"[1, 2,]", 50).is_err());
+        assert!(check(format!("[{}1,]", "[1],".repeat(60)).as_bytes(), 50).is_err());
+        assert!(check(b"\"\xff\"", 50).is_err());
     }
 }

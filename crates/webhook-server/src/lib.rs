@@ -4,5 +4,6 @@
 //! the HTTP front ([`server`]) and the registry of this build ([`registry`]), so tests and
 //! other programs can start the same server.
 
+pub mod logging;
 pub mod registry;
 pub mod server;

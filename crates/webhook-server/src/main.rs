@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use ipnet::IpNet;
 use tokio::net::TcpListener;
 use webhook_core::config::{Config, ConfigSource, Env};
 use webhook_core::{Pipeline, PipelineOptions, Registry};
+use webhook_server::logging::{self, LogFormat};
 use webhook_server::registry;
 use webhook_server::server::{self, ServerOptions};
 
@@ -88,12 +89,6 @@ enum Command {
     CheckConfig,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 fn main() -> std::process::ExitCode {
     let registry = registry::registry();
     let command = Cli::command().version(registry::describe(&registry));
@@ -101,7 +96,7 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    let _log_guard = init_logging(cli.log_format);
+    let log_output = logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -112,7 +107,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, registry)) {
+    let result = runtime.block_on(run(cli, registry));
+    log_output.flush();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -231,27 +228,6 @@ fn load_config(cli: &Cli, registry: &Registry) -> Result<Config> {
         connections.as_ref(),
         &Env::process(),
     )?)
-}
-
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    use tracing_subscriber::EnvFilter;
-    // Lines are formatted on the request's thread and written by a background thread;
-    // buffering there turns a burst of lines into one write.
-    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
-        64 * 1024,
-        std::io::stdout(),
-    ));
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-    guard
 }
 
 async fn shutdown_signal() {

@@ -125,13 +125,18 @@ impl HmacSignature {
             }
             None => value,
         };
-        let Ok(signature) = hex::decode(hex_text) else {
-            return Err(Rejection::unauthorized("signature_not_hex"));
+        // Decode into a stack buffer (the longest digest, SHA-512, is 64 bytes).
+        let mut buffer = [0u8; 64];
+        let Some(signature) = buffer.get_mut(..hex_text.len() / 2) else {
+            return Err(Rejection::unauthorized("signature_mismatch"));
         };
+        if hex_text.len() % 2 != 0 || hex::decode_to_slice(hex_text, signature).is_err() {
+            return Err(Rejection::unauthorized("signature_not_hex"));
+        }
         let valid = match &self.keyed {
-            KeyedMac::Sha1(mac) => verify_with(mac, body, &signature),
-            KeyedMac::Sha256(mac) => verify_with(mac, body, &signature),
-            KeyedMac::Sha512(mac) => verify_with(mac, body, &signature),
+            KeyedMac::Sha1(mac) => verify_with(mac, body, signature),
+            KeyedMac::Sha256(mac) => verify_with(mac, body, signature),
+            KeyedMac::Sha512(mac) => verify_with(mac, body, signature),
         };
         if valid {
             Ok(())
@@ -203,6 +208,11 @@ mod tests {
             "signature_wrong_algorithm"
         );
         assert_eq!(reason(&with(&SIG[..62]), BODY), "signature_mismatch");
+        assert_eq!(reason(&with(&SIG[..63]), BODY), "signature_not_hex");
+        assert_eq!(
+            reason(&with(&format!("{SIG}{SIG}{SIG}")), BODY),
+            "signature_mismatch"
+        );
         assert_eq!(reason(&with("zz"), BODY), "signature_not_hex");
         assert_eq!(reason(&with(""), BODY), "signature_mismatch");
         let wrong = HmacSignature::build(HmacConfig {
