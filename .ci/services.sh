@@ -22,3 +22,28 @@ require_tcp() { # name host port start-command...
     exit 1
   fi
 }
+
+# Python clients for interop tests, in a venv at a fixed place (installed once).
+export WEBHOOK_TEST_PYTHON=${WEBHOOK_TEST_PYTHON:-/opt/webhook-ci/venv/bin/python}
+PYTHON_PACKAGES="pika==1.4.4 redis==8.1.0 rq==3.0.0 kafka-python==3.0.12"
+ensure_python_venv() {
+  local venv
+  venv=$(dirname "$(dirname "$WEBHOOK_TEST_PYTHON")")
+  local stamp="$venv/.packages"
+  if [ -x "$WEBHOOK_TEST_PYTHON" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$PYTHON_PACKAGES" ]; then
+    return 0
+  fi
+  echo "installing the interop Python clients into $venv" >&2
+  python3 -m venv "$venv"
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install --quiet --disable-pip-version-check $PYTHON_PACKAGES
+  echo "$PYTHON_PACKAGES" >"$stamp"
+}
+
+# Redis: WEBHOOK_TEST_REDIS_URL (default redis://127.0.0.1:6379/0).
+ensure_redis() {
+  require_tcp redis 127.0.0.1 6379 \
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  command -v redis-server >/dev/null || { echo "error: redis-server is not installed" >&2; exit 1; }
+}

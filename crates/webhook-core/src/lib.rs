@@ -33,6 +33,7 @@ mod module;
 mod pipeline;
 mod registry;
 mod response;
+mod shared;
 mod stats;
 mod validator;
 
@@ -41,6 +42,7 @@ pub use error::{BuildError, ErrorClass, ModuleError, Rejection, RejectionKind};
 pub use module::{BuildContext, DynModule, Module, NoConnection};
 pub use pipeline::{Health, Pipeline, PipelineOptions, ResponseBody};
 pub use registry::Registry;
+pub use shared::SharedClients;
 
 pub use validator::{Check, DynValidator, RequestView, Validator};
 

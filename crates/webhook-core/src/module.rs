@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::{BoxFuture, BuildError, DataType, Delivery, ModuleError};
+use crate::{BoxFuture, BuildError, DataType, Delivery, ModuleError, SharedClients};
 
 /// A destination: where accepted webhooks are delivered.
 ///
@@ -80,6 +80,8 @@ pub struct BuildContext {
     /// The directory that relative paths in destination configs resolve against and that
     /// they may not leave ([`crate::PipelineOptions::data_dir`]).
     pub data_dir: Arc<Path>,
+    /// Clients shared between the destinations of this pipeline (one per connection).
+    pub shared: SharedClients,
 }
 
 /// The object-safe twin of [`Module`], implemented for every `Module`.

@@ -21,7 +21,7 @@ use crate::module::BuildContext;
 use crate::response::{self, json, set_retry_after};
 use crate::stats::StatsWindows;
 use crate::validator::{Check, DynValidator, RequestView};
-use crate::{BuildError, DataType, Delivery, ErrorClass, Rejection, RejectionKind};
+use crate::{BuildError, DataType, Delivery, ErrorClass, Rejection, RejectionKind, SharedClients};
 
 /// The body type of every response the pipeline gives.
 pub type ResponseBody = Full<Bytes>;
@@ -100,12 +100,13 @@ impl Pipeline {
     pub async fn build(config: Config, options: PipelineOptions) -> Result<Self, ConfigErrors> {
         config.validate(&options)?;
         let data_dir: Arc<Path> = Arc::from(options.data_dir.as_path());
+        let shared = SharedClients::default();
         let mut errors = Vec::new();
         let mut webhooks = HashMap::with_capacity(config.webhooks.len());
         for plan in config.webhooks {
             let mut destinations = Vec::with_capacity(plan.destinations.len());
             for dest in plan.destinations {
-                let context = build_context(&plan.id, plan.data_type, &dest, &data_dir);
+                let context = build_context(&plan.id, plan.data_type, &dest, &data_dir, &shared);
                 match dest.prepared.build(context).await {
                     Ok(module) => destinations.push(Destination {
                         module,
@@ -372,10 +373,11 @@ impl Config {
     /// `check-config` runs; [`Pipeline::build`] runs it too).
     pub fn validate(&self, options: &PipelineOptions) -> Result<(), ConfigErrors> {
         let data_dir: Arc<Path> = Arc::from(options.data_dir.as_path());
+        let shared = SharedClients::default();
         let mut errors = Vec::new();
         for plan in &self.webhooks {
             for dest in &plan.destinations {
-                let context = build_context(&plan.id, plan.data_type, dest, &data_dir);
+                let context = build_context(&plan.id, plan.data_type, dest, &data_dir, &shared);
                 if let Err(err) = dest.prepared.validate(&context) {
                     errors.push(build_error(
                         &self.webhooks_file,
@@ -400,12 +402,14 @@ fn build_context(
     data_type: DataType,
     dest: &DestinationPlan,
     data_dir: &Arc<Path>,
+    shared: &SharedClients,
 ) -> BuildContext {
     BuildContext {
         webhook_id: Arc::clone(id),
         data_type,
         connection_name: dest.connection_name.clone(),
         data_dir: Arc::clone(data_dir),
+        shared: shared.clone(),
     }
 }
 

@@ -14,6 +14,12 @@ pub fn registry() -> Registry {
     webhook_disk::register(&mut registry);
     #[cfg(not(feature = "save_to_disk"))]
     registry.not_in_build("save_to_disk", "save_to_disk");
+    #[cfg(feature = "redis")]
+    webhook_redis::register(&mut registry);
+    #[cfg(not(feature = "redis"))]
+    registry
+        .not_in_build("redis_rq", "redis")
+        .not_in_build("redis_publish", "redis");
 
     // Destinations of the original format that no crate provides yet.
     for kind in [

@@ -5,6 +5,7 @@
     missing_debug_implementations
 )]
 
+pub mod interop;
 pub mod recorder;
 
 use std::collections::HashMap;

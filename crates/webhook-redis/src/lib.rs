@@ -1,0 +1,48 @@
+//! Redis destinations of the webhook gateway, on one long-lived, self-reconnecting `fred`
+//! client per connections.json entry:
+//!
+//! * `redis_rq` enqueues an [RQ](https://python-rq.org) job calling `function(payload,
+//!   headers)` that an unmodified Python `rq worker` runs. The default serializer is pickle
+//!   (what existing workers use): JSON bodies arrive as dicts/lists, blob bodies as
+//!   `bytes`, headers as a dict. `serializer: "json"` serves workers started with
+//!   `--serializer rq.serializers.JSONSerializer` (blob bodies must then be UTF-8).
+//! * `redis_publish` publishes `{"payload": …, "headers": {…}}` on a channel; a JSON body is
+//!   embedded byte for byte, a blob body as a string (base64 with `"encoding": "base64"`
+//!   when it is not UTF-8).
+//!
+//! ```json
+//! {"jobs": {"module": "redis_rq", "connection": "redis_local",
+//!           "module-config": {"function": "tasks.handle_webhook", "queue_name": "webhooks"}}}
+//! ```
+
+mod client;
+mod config;
+mod error;
+mod publish;
+mod rq;
+
+pub use config::{PublishConfig, RedisConnection, RqConfig, RqSerializer};
+pub use publish::RedisPublish;
+pub use rq::RedisRq;
+
+/// Add `redis_rq` and `redis_publish` to `registry`.
+pub fn register(registry: &mut webhook_core::Registry) {
+    registry
+        .register_module::<RedisRq>()
+        .register_module::<RedisPublish>();
+}
+
+/// The request headers as a name → value map (repeated headers joined with `, `).
+pub(crate) fn header_map(headers: &http::HeaderMap) -> std::collections::BTreeMap<String, String> {
+    let mut map = std::collections::BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        map.entry(name.as_str().to_owned())
+            .and_modify(|joined: &mut String| {
+                joined.push_str(", ");
+                joined.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    map
+}

@@ -1,0 +1,73 @@
+//! Independent clients and real services for integration tests.
+//!
+//! Python clients (pika, redis, rq, kafka-python…) live in the venv that `.ci/test` creates;
+//! services are found through `WEBHOOK_TEST_<SERVICE>_URL` with loopback defaults. A service
+//! that cannot be reached fails the test loudly: it is never skipped.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The Python interpreter of the interop venv (`WEBHOOK_TEST_PYTHON`).
+pub fn python() -> PathBuf {
+    std::env::var_os("WEBHOOK_TEST_PYTHON").map_or_else(
+        || PathBuf::from("/opt/webhook-ci/venv/bin/python"),
+        PathBuf::from,
+    )
+}
+
+/// A program installed in the interop venv (e.g. `rq`).
+pub fn venv_program(name: &str) -> PathBuf {
+    python()
+        .parent()
+        .map_or_else(|| PathBuf::from(name), |dir| dir.join(name))
+}
+
+/// The directory holding the interop scripts (`redis_subscribe.py`, `rq_jobs.py`, …).
+pub fn scripts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop")
+}
+
+/// `WEBHOOK_TEST_<SERVICE>_URL`, or `default`.
+pub fn service_url(service: &str, default: &str) -> String {
+    std::env::var(format!("WEBHOOK_TEST_{}_URL", service.to_uppercase()))
+        .unwrap_or_else(|_| default.to_owned())
+}
+
+/// Panic with a clear message when `host:port` does not accept connections.
+pub fn require_tcp(service: &str, host: &str, port: u16) {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    let up = addrs
+        .iter()
+        .any(|addr| TcpStream::connect_timeout(addr, Duration::from_secs(2)).is_ok());
+    assert!(
+        up,
+        "{service} is not reachable at {host}:{port}: start it (bash .ci/test does) or set WEBHOOK_TEST_{}_URL",
+        service.to_uppercase()
+    );
+}
+
+/// A name no other test (or earlier run) uses: for queues, channels, topics.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
