@@ -47,3 +47,13 @@ ensure_redis() {
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   command -v redis-server >/dev/null || { echo "error: redis-server is not installed" >&2; exit 1; }
 }
+
+# RabbitMQ: WEBHOOK_TEST_RABBITMQ_URL (default amqp://guest:guest@127.0.0.1:5672/%2f).
+ensure_rabbitmq() {
+  if ! wait_tcp 127.0.0.1 5672 1; then
+    echo "rabbitmq is not running: starting it" >&2
+    rabbitmq-server -detached || true
+    rabbitmqctl await_startup >/dev/null 2>&1 || true
+  fi
+  wait_tcp 127.0.0.1 5672 60 || { echo "error: rabbitmq could not be started" >&2; exit 1; }
+}

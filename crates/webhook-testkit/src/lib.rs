@@ -6,6 +6,7 @@
 )]
 
 pub mod interop;
+pub mod proxy;
 pub mod recorder;
 
 use std::collections::HashMap;
