@@ -20,17 +20,17 @@ pub fn registry() -> Registry {
     registry
         .not_in_build("redis_rq", "redis")
         .not_in_build("redis_publish", "redis");
+    #[cfg(feature = "rabbitmq")]
+    webhook_rabbitmq::register(&mut registry);
+    #[cfg(not(feature = "rabbitmq"))]
+    registry.not_in_build("rabbitmq", "rabbitmq");
+    #[cfg(feature = "kafka")]
+    webhook_kafka::register(&mut registry);
+    #[cfg(not(feature = "kafka"))]
+    registry.not_in_build("kafka", "kafka");
 
     // Destinations of the original format that no crate provides yet.
-    for kind in [
-        "rabbitmq",
-        "redis_rq",
-        "redis_publish",
-        "kafka",
-        "http_webhook",
-        "s3",
-        "websocket",
-    ] {
+    for kind in ["http_webhook", "s3", "websocket"] {
         registry.unavailable_module(
             kind,
             "not implemented in this version of webhook-server yet",

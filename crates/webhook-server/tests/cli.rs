@@ -15,12 +15,25 @@ fn version_lists_what_this_build_has() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("destinations: log"), "{text}");
-    assert_eq!(
-        text.contains("save_to_disk"),
-        cfg!(feature = "save_to_disk"),
-        "{text}"
-    );
+    let destinations: Vec<&str> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("destinations: "))
+        .unwrap()
+        .split(", ")
+        .collect();
+    let mut expected = vec!["log"];
+    for (kinds, compiled) in [
+        (&["save_to_disk"][..], cfg!(feature = "save_to_disk")),
+        (&["redis_rq", "redis_publish"][..], cfg!(feature = "redis")),
+        (&["rabbitmq"][..], cfg!(feature = "rabbitmq")),
+        (&["kafka"][..], cfg!(feature = "kafka")),
+    ] {
+        if compiled {
+            expected.extend_from_slice(kinds);
+        }
+    }
+    expected.sort_unstable();
+    assert_eq!(destinations, expected, "{text}");
     assert!(
         text.contains("validators: ip_whitelist, authorization, hmac, rate_limit"),
         "{text}"

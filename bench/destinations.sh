@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Benchmark: end-to-end webhooks/s into each broker destination, with broker
+# acknowledgements (RabbitMQ publisher confirms, Redis replies, Kafka produce acks), next to
+# the `log` destination and a bare hyper server in the same run. Release build, wrk over
+# loopback, 2.2 KB JSON body, brokers on the same 2-core machine.
+#
+#   bash bench/destinations.sh      # DURATION=10 CONNECTIONS=64 by default
+#
+# Needs what `bash .ci/test` starts: Redis :6379, RabbitMQ :5672, tansu :9092, the venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source .ci/services.sh
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+PORT=${PORT:-9103}
+BARE_PORT=${BARE_PORT:-9104}
+
+ensure_python_venv
+ensure_redis
+ensure_rabbitmq
+ensure_kafka
+if ! command -v wrk >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release -q -p webhook-server -p bare-hyper
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+run_id=$(date +%s)
+topic="bench-$run_id"
+queue="bench-$run_id"
+"$WEBHOOK_TEST_PYTHON" - "$topic" <<'PY'
+import sys
+from kafka.admin import KafkaAdminClient, NewTopic
+admin = KafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
+admin.create_topics([NewTopic(sys.argv[1], num_partitions=1, replication_factor=1)])
+admin.close()
+PY
+
+python3 - "$work" <<'PY'
+import json, sys
+body = {"ref": "refs/heads/main", "repository": {"full_name": "octocat/hello-world"},
+        "commits": [{"id": f"{i:040x}", "message": f"change {i}", "modified": [f"src/m{i}.rs"]} for i in range(8)]}
+data = json.dumps(body).encode()
+body["padding"] = "x" * max(0, 2200 - len(data) - 14)
+open(f"{sys.argv[1]}/body.json", "wb").write(json.dumps(body).encode())
+PY
+cat > "$work/post.lua" <<'LUA'
+wrk.method = "POST"
+local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+LUA
+cat > "$work/webhooks.json" <<JSON
+{
+  "log": {"module": "log"},
+  "redis_publish": {"module": "redis_publish", "connection": "redis", "module-config": {"channel": "bench-$run_id"}},
+  "redis_rq": {"module": "redis_rq", "connection": "redis", "module-config": {"function": "bench.handle", "queue_name": "$queue"}},
+  "rabbitmq": {"module": "rabbitmq", "connection": "rabbit", "module-config": {"queue_name": "$queue"}},
+  "kafka": {"module": "kafka", "connection": "kafka", "module-config": {"topic": "$topic"}}
+}
+JSON
+cat > "$work/connections.json" <<'JSON'
+{
+  "redis": {"type": "redis-rq", "host": "127.0.0.1", "port": 6379},
+  "rabbit": {"type": "rabbitmq", "host": "127.0.0.1", "port": 5672, "user": "guest", "pass": "guest"},
+  "kafka": {"type": "kafka", "bootstrap_servers": "127.0.0.1:9092"}
+}
+JSON
+export BODY_FILE="$work/body.json"
+
+wait_tcp 127.0.0.1 "$PORT" 0 2>/dev/null && { echo "port $PORT is busy" >&2; exit 1; }
+RUST_LOG=warn ./target/release/webhook-server --host 127.0.0.1 --port "$PORT" \
+  --webhooks-config "$work/webhooks.json" --connections-config "$work/connections.json" \
+  --data-dir "$work" >"$work/server.log" 2>&1 & pids+=($!)
+wait_tcp 127.0.0.1 "$PORT" 20 || { cat "$work/server.log" >&2; exit 1; }
+./target/release/bare-hyper "$BARE_PORT" unused & pids+=($!)
+wait_tcp 127.0.0.1 "$BARE_PORT" 20
+
+measure() { # name url
+  wrk -t1 -c"$CONNECTIONS" -d2s -s "$work/post.lua" "$2" >/dev/null
+  local out
+  out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/post.lua" "$2")
+  local rps p50 p99 errors
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  printf '| %s | %.0f | %s | %s | %s |\n' "$1" "$rps" "$p50" "$p99" "${errors:-0}"
+}
+
+echo "wrk -t1 -c$CONNECTIONS, ${DURATION} s per destination, 2.2 KB JSON, answers after the broker acknowledged"
+echo "| destination | webhooks/s | p50 | p99 | non-2xx |"
+echo "|---|---:|---:|---:|---:|"
+# The bare server answers 401 (no signature sent): it is the HTTP ceiling only.
+measure "bare hyper (HTTP ceiling, answers 401)" "http://127.0.0.1:$BARE_PORT/" | sed 's/| [0-9]* |$/| n\/a |/'
+for name in log redis_publish redis_rq rabbitmq kafka; do
+  measure "$name" "http://127.0.0.1:$PORT/webhook/$name"
+done
+
+# Leave nothing behind in the brokers.
+redis-cli del "rq:queue:$queue" >/dev/null
+redis-cli --scan --pattern 'rq:job:*' | head -n 2000000 | xargs -r -n 1000 redis-cli del >/dev/null 2>&1 || true
+"$WEBHOOK_TEST_PYTHON" - "$queue" <<'PY' || true
+import sys, pika
+connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+connection.channel().queue_delete(queue=sys.argv[1])
+connection.close()
+PY
