@@ -1,6 +1,7 @@
 //! One rskafka client per connections.json entry, with its cached partition producers.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -19,11 +20,28 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(3);
 /// After a failed connection attempt, deliveries fail at once for this long.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Records for one partition wait this long for company before their batch is sent.
-const LINGER: Duration = Duration::from_millis(2);
+const LINGER: Duration = Duration::from_millis(1);
+/// Batching producers per partition. One producer sends one batch at a time; a few of them
+/// keep several batches in flight, so throughput is not bound to one broker round trip per
+/// batch. (Records of concurrent requests have no order to keep; a sender's sequential
+/// requests still land in order, each waiting for its acknowledgement.)
+const PRODUCERS_PER_PARTITION: usize = 4;
 /// The largest batch (and so the largest record) sent in one request.
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 pub(crate) type Producer = BatchProducer<RecordAggregator>;
+
+/// The producers of one partition, used round robin.
+pub(crate) struct ProducerPool {
+    producers: Vec<Producer>,
+    next: AtomicUsize,
+}
+
+impl ProducerPool {
+    pub(crate) fn next(&self) -> &Producer {
+        &self.producers[self.next.fetch_add(1, Ordering::Relaxed) % self.producers.len()]
+    }
+}
 
 /// The shared client of one connection entry.
 pub(crate) struct Cluster {
@@ -31,7 +49,7 @@ pub(crate) struct Cluster {
     brokers: Vec<String>,
     client: RwLock<Option<Arc<Client>>>,
     connecting: Mutex<Option<Instant>>,
-    producers: StdMutex<HashMap<(String, i32), Arc<Producer>>>,
+    producers: StdMutex<HashMap<(String, i32), Arc<ProducerPool>>>,
     partitions: StdMutex<HashMap<String, i32>>,
 }
 
@@ -118,35 +136,43 @@ impl Cluster {
         Ok(count)
     }
 
-    /// The batching producer of one partition (created once).
-    pub(crate) async fn producer(
+    /// The batching producers of one partition (created once).
+    pub(crate) async fn producers(
         &self,
         topic: &str,
         partition: i32,
-    ) -> Result<Arc<Producer>, KafkaError> {
+    ) -> Result<Arc<ProducerPool>, KafkaError> {
         let key = (topic.to_owned(), partition);
-        if let Some(producer) = self
+        if let Some(pool) = self
             .producers
             .lock()
             .ok()
             .and_then(|m| m.get(&key).cloned())
         {
-            return Ok(producer);
+            return Ok(pool);
         }
         let client = self.client().await?;
-        let partition_client = client
-            .partition_client(topic, partition, UnknownTopicHandling::Error)
-            .await
-            .map_err(KafkaError::Client)?;
-        let producer = Arc::new(
-            BatchProducerBuilder::new(Arc::new(partition_client))
-                .with_linger(LINGER)
-                .build(RecordAggregator::new(MAX_BATCH_BYTES)),
+        let partition_client = Arc::new(
+            client
+                .partition_client(topic, partition, UnknownTopicHandling::Error)
+                .await
+                .map_err(KafkaError::Client)?,
         );
-        let mut producers = match self.producers.lock() {
+        let producers = (0..PRODUCERS_PER_PARTITION)
+            .map(|_| {
+                BatchProducerBuilder::new(Arc::clone(&partition_client))
+                    .with_linger(LINGER)
+                    .build(RecordAggregator::new(MAX_BATCH_BYTES))
+            })
+            .collect();
+        let pool = Arc::new(ProducerPool {
+            producers,
+            next: AtomicUsize::new(0),
+        });
+        let mut map = match self.producers.lock() {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),
         };
-        Ok(Arc::clone(producers.entry(key).or_insert(producer)))
+        Ok(Arc::clone(map.entry(key).or_insert(pool)))
     }
 }

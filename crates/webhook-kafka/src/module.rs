@@ -154,7 +154,7 @@ impl Kafka {
                 }
             }
         };
-        let producer = self.cluster.producer(&self.topic, partition).await?;
+        let pool = self.cluster.producers(&self.topic, partition).await?;
         let mut headers = BTreeMap::new();
         if self.forward_headers {
             for (name, value) in delivery.headers.iter() {
@@ -173,7 +173,7 @@ impl Kafka {
         };
         // rskafka retries inside its own deadline, but a batch whose broker vanished can wait
         // longer: bound it, so the sender hears 503 in time.
-        match tokio::time::timeout(PRODUCE_TIMEOUT, producer.produce(record)).await {
+        match tokio::time::timeout(PRODUCE_TIMEOUT, pool.next().produce(record)).await {
             Ok(result) => result.map(|_offset| ()).map_err(KafkaError::Produce),
             Err(_) => Err(KafkaError::Timeout),
         }

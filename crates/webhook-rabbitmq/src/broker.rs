@@ -2,6 +2,7 @@
 //! demand after it drops.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -19,16 +20,27 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// each trying again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-/// A live connection with its publishing channel (publisher confirms on).
+/// Publishing channels per connection. RabbitMQ serves each channel with one Erlang
+/// process, so publishes spread over a few channels confirm in parallel.
+const CHANNELS: usize = 4;
+
+/// A live connection with its publishing channels (publisher confirms on).
 pub(crate) struct Live {
     connection: Connection,
-    pub(crate) channel: Channel,
+    channels: Vec<Channel>,
+    next: AtomicUsize,
     declared: StdMutex<HashSet<String>>,
 }
 
 impl Live {
     fn usable(&self) -> bool {
-        self.connection.status().connected() && self.channel.status().connected()
+        self.connection.status().connected() && self.channels.iter().all(|c| c.status().connected())
+    }
+
+    /// The next publishing channel, round robin.
+    pub(crate) fn channel(&self) -> &Channel {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
+        &self.channels[i]
     }
 }
 
@@ -114,17 +126,22 @@ impl Broker {
             Ok(result) => result.map_err(RabbitError::Connect)?,
             Err(_) => return Err(RabbitError::Timeout),
         };
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(RabbitError::Connect)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(RabbitError::Connect)?;
+        let mut channels = Vec::with_capacity(CHANNELS);
+        for _ in 0..CHANNELS {
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(RabbitError::Connect)?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(RabbitError::Connect)?;
+            channels.push(channel);
+        }
         Ok(Live {
             connection,
-            channel,
+            channels,
+            next: AtomicUsize::new(0),
             declared: StdMutex::new(HashSet::new()),
         })
     }
@@ -143,7 +160,9 @@ impl Broker {
     /// Close the connection (idempotent).
     pub(crate) async fn close(&self) {
         if let Some(live) = self.live.write().await.take() {
-            let _ = live.channel.close(200, "shutdown".into()).await;
+            for channel in &live.channels {
+                let _ = channel.close(200, "shutdown".into()).await;
+            }
             let _ = live.connection.close(200, "shutdown".into()).await;
         }
     }
@@ -160,7 +179,7 @@ impl Live {
         if known {
             return Ok(());
         }
-        self.channel
+        self.channel()
             .queue_declare(
                 queue.into(),
                 QueueDeclareOptions::durable(),

@@ -74,7 +74,7 @@ impl Module for RabbitMq {
                 live.ensure_queue(&self.queue).await?;
             }
             let confirm = live
-                .channel
+                .channel()
                 .basic_publish(
                     self.exchange.as_str().into(),
                     self.routing_key.as_str().into(),

@@ -13,8 +13,8 @@ use crate::config::{RedisConnection, RqConfig, RqSerializer};
 use crate::error::RedisError;
 use crate::{client, header_map};
 
-/// `redis_rq`: enqueue an RQ job `function(payload, headers)`, exactly as
-/// `Queue.enqueue` does, in one MULTI/EXEC.
+/// `redis_rq`: enqueue an RQ job `function(payload, headers)` with the writes of
+/// `Queue.enqueue`, in one pipelined round trip.
 #[derive(Debug)]
 pub struct RedisRq {
     client: Arc<Client>,
@@ -135,10 +135,8 @@ impl RedisRq {
                 out
             }
         };
-        let mut encoder = ZlibEncoder::new(
-            Vec::with_capacity(raw.len() / 2 + 64),
-            Compression::default(),
-        );
+        let mut encoder =
+            ZlibEncoder::new(Vec::with_capacity(raw.len() / 2 + 64), Compression::fast());
         encoder.write_all(&raw)?;
         Ok(encoder.finish()?)
     }
@@ -164,15 +162,14 @@ impl RedisRq {
             ("timeout", i64::from(self.config.timeout).into()),
             ("status", "queued".into()),
         ];
-        let transaction = self.client.multi();
-        // The transaction takes its options from its first command.
-        let _: Value = transaction
-            .with_options(&client::command_options())
-            .sadd("rq:queues", self.queue_key.as_str())
-            .await?;
-        let _: Value = transaction.hset(job_key.as_str(), fields).await?;
-        let _: Value = transaction.rpush(self.queue_key.as_str(), job_id).await?;
-        let _: Value = transaction.exec(true).await?;
+        // One pipelined round trip, in this order: Redis runs the commands of one
+        // connection in order, so a worker can never pop the id before the job hash exists.
+        // (MULTI/EXEC would add nothing but serialise all enqueues on the connection.)
+        let pipeline = self.client.pipeline();
+        let _: () = pipeline.sadd("rq:queues", self.queue_key.as_str()).await?;
+        let _: () = pipeline.hset(job_key.as_str(), fields).await?;
+        let _: () = pipeline.rpush(self.queue_key.as_str(), job_id).await?;
+        let _: Vec<Value> = pipeline.all().await?;
         Ok(())
     }
 }
