@@ -1,11 +1,9 @@
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::ZlibEncoder;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use fred::prelude::*;
 use webhook_core::{BuildContext, BuildError, DataType, Delivery, Module, ModuleError};
 
@@ -102,13 +100,15 @@ impl RedisRq {
                 let kwargs: BTreeMap<String, String> = BTreeMap::new();
                 let options = serde_pickle::SerOptions::new();
                 match delivery.data_type {
-                    DataType::Json => {
-                        let payload: serde_json::Value = serde_json::from_slice(&delivery.body)?;
-                        serde_pickle::to_vec(
-                            &(function, None::<()>, (payload, &headers), kwargs),
-                            options,
-                        )?
-                    }
+                    DataType::Json => serde_pickle::to_vec(
+                        &(
+                            function,
+                            None::<()>,
+                            (JsonAsPython(&delivery.body), &headers),
+                            kwargs,
+                        ),
+                        options,
+                    )?,
                     DataType::Blob => {
                         let payload = serde_bytes::Bytes::new(&delivery.body);
                         serde_pickle::to_vec(
@@ -135,10 +135,7 @@ impl RedisRq {
                 out
             }
         };
-        let mut encoder =
-            ZlibEncoder::new(Vec::with_capacity(raw.len() / 2 + 64), Compression::fast());
-        encoder.write_all(&raw)?;
-        Ok(encoder.finish()?)
+        Ok(zlib(&raw)?)
     }
 
     /// The writes of `Queue.enqueue`: register the queue, store the job hash, push its id.
@@ -171,5 +168,58 @@ impl RedisRq {
         let _: () = pipeline.rpush(self.queue_key.as_str(), job_id).await?;
         let _: Vec<Value> = pipeline.all().await?;
         Ok(())
+    }
+}
+
+thread_local! {
+    /// A deflate state is a few hundred KiB: build it once per thread, not once per job.
+    static COMPRESSOR: std::cell::RefCell<Compress> = std::cell::RefCell::new(Compress::new(Compression::none(), true));
+}
+
+/// zlib-compress `data` (what RQ's `zlib.decompress` reads).
+fn zlib(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut compressor = cell.borrow_mut();
+        compressor.reset();
+        let mut out = Vec::with_capacity(data.len() / 2 + 128);
+        loop {
+            let consumed = usize::try_from(compressor.total_in()).unwrap_or(usize::MAX);
+            let input = data.get(consumed..).unwrap_or_default();
+            match compressor.compress_vec(input, &mut out, FlushCompress::Finish) {
+                Ok(Status::StreamEnd) => return Ok(out),
+                Ok(Status::Ok | Status::BufError) => out.reserve(out.capacity().max(64)),
+                Err(err) => return Err(std::io::Error::other(err)),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zlib;
+
+    #[test]
+    fn zlib_round_trips_and_is_reusable() {
+        use std::io::Read as _;
+        for size in [0usize, 1, 100, 70_000] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let compressed = zlib(&data).unwrap();
+            let mut back = Vec::new();
+            flate2::read::ZlibDecoder::new(&compressed[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data);
+        }
+    }
+}
+
+/// A JSON body serialized straight into another format (pickle), without building a
+/// `serde_json::Value` in between.
+struct JsonAsPython<'a>(&'a [u8]);
+
+impl serde::Serialize for JsonAsPython<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut deserializer = serde_json::Deserializer::from_slice(self.0);
+        serde_transcode::transcode(&mut deserializer, serializer)
     }
 }
