@@ -194,6 +194,17 @@ fn zlib(data: &[u8]) -> std::io::Result<Vec<u8>> {
     })
 }
 
+/// A JSON body serialized straight into another format (pickle), without building a
+/// `serde_json::Value` in between.
+struct JsonAsPython<'a>(&'a [u8]);
+
+impl serde::Serialize for JsonAsPython<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut deserializer = serde_json::Deserializer::from_slice(self.0);
+        serde_transcode::transcode(&mut deserializer, serializer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::zlib;
@@ -210,16 +221,5 @@ mod tests {
                 .unwrap();
             assert_eq!(back, data);
         }
-    }
-}
-
-/// A JSON body serialized straight into another format (pickle), without building a
-/// `serde_json::Value` in between.
-struct JsonAsPython<'a>(&'a [u8]);
-
-impl serde::Serialize for JsonAsPython<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut deserializer = serde_json::Deserializer::from_slice(self.0);
-        serde_transcode::transcode(&mut deserializer, serializer)
     }
 }
