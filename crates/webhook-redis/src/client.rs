@@ -29,7 +29,12 @@ async fn connect(connection: RedisConnection, name: String) -> Result<Client, Bu
         server: ServerConfig::new_centralized(connection.host.clone(), connection.port),
         database: Some(connection.db),
         username: connection.username.clone(),
-        password: connection.password.as_ref().map(|p| p.expose().to_owned()),
+        password: connection
+            .password
+            .as_ref()
+            .map(|p| p.expose())
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned),
         // While disconnected, fail at once (the sender gets 503) instead of queueing.
         fail_fast: true,
         ..FredConfig::default()

@@ -421,3 +421,21 @@ async fn shipped_example_configs_load_unchanged() {
     let default = ConfigSource::new("default", include_str!("../config/default-webhooks.json"));
     config::parse(&registry, &default, None, &Env::empty()).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[cfg(all(feature = "redis", feature = "rabbitmq", feature = "kafka"))]
+#[test]
+fn shipped_broker_example_configs_parse_and_validate() {
+    let registry = webhook_server::registry::registry();
+    let config = config::parse(
+        &registry,
+        &example("brokers/webhooks.json"),
+        Some(&example("brokers/connections.json")),
+        &Env::empty(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    config
+        .validate(&PipelineOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = config.webhook_ids().collect();
+    assert_eq!(ids.len(), 7, "{ids:?}");
+}
