@@ -32,12 +32,20 @@ async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
         .build()
         .await
         .unwrap();
-    client
+    let created = client
         .controller_client()
         .unwrap()
         .create_topic(topic, partitions, 1, 5_000)
-        .await
-        .unwrap();
+        .await;
+    match created {
+        Ok(()) => {}
+        // A reconnecting client's metadata request may have had the broker create it first.
+        Err(rskafka::client::error::Error::ServerError {
+            protocol_error: rskafka::client::error::ProtocolError::TopicAlreadyExists,
+            ..
+        }) => {}
+        Err(err) => panic!("cannot create topic {topic}: {err}"),
+    }
 }
 
 fn require_kafka() {
