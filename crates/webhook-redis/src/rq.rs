@@ -172,8 +172,8 @@ impl RedisRq {
 }
 
 thread_local! {
-    /// A deflate state is a few hundred KiB: build it once per thread, not once per job.
-    static COMPRESSOR: std::cell::RefCell<Compress> = std::cell::RefCell::new(Compress::new(Compression::none(), true));
+    /// A deflate state is large (hash tables): build it once per thread, not once per job.
+    static COMPRESSOR: std::cell::RefCell<Compress> = std::cell::RefCell::new(Compress::new(Compression::fast(), true));
 }
 
 /// zlib-compress `data` (what RQ's `zlib.decompress` reads).
