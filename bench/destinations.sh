@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: end-to-end webhooks/s into each broker destination, with broker
 # acknowledgements (RabbitMQ publisher confirms, Redis replies, Kafka produce acks), next to
-# the `log` destination and a bare hyper server in the same run. Release build, wrk over
+# the `log` destination, a bare hyper server and RabbitMQ's own publish ceiling in the same
+# run. Release build, wrk over
 # loopback, 2.2 KB JSON body, brokers on the same 2-core machine.
 #
 #   bash bench/destinations.sh      # DURATION=10 CONNECTIONS=64 by default
@@ -102,6 +103,10 @@ measure "bare hyper (HTTP ceiling, answers 401)" "http://127.0.0.1:$BARE_PORT/" 
 for name in log redis_publish redis_rq rabbitmq kafka; do
   measure "$name" "http://127.0.0.1:$PORT/webhook/$name"
 done
+# The broker's own ceiling: the same messages published straight with lapin and confirms,
+# 64 in flight over 4 channels, no HTTP in between.
+ceiling=$(./target/release/rabbit-ceiling "amqp://guest:guest@127.0.0.1:5672/%2f" "$queue-ceiling" "$DURATION" "$CONNECTIONS")
+printf '| rabbitmq ceiling (lapin publisher, no HTTP) | %s | | | n/a |\n' "$ceiling"
 
 # Leave nothing behind in the brokers.
 redis-cli del "rq:queue:$queue" >/dev/null
@@ -109,6 +114,8 @@ redis-cli --scan --pattern 'rq:job:*' | head -n 2000000 | xargs -r -n 1000 redis
 "$WEBHOOK_TEST_PYTHON" - "$queue" <<'PY' || true
 import sys, pika
 connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
-connection.channel().queue_delete(queue=sys.argv[1])
+channel = connection.channel()
+channel.queue_delete(queue=sys.argv[1])
+channel.queue_delete(queue=sys.argv[1] + "-ceiling")
 connection.close()
 PY

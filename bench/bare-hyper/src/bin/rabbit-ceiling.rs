@@ -1,0 +1,66 @@
+//! The RabbitMQ ceiling for bench/destinations.sh: publish persistent 2.2 KB messages to
+//! one durable queue with publisher confirms, `CONCURRENCY` in flight over 4 channels, no
+//! HTTP in between. Prints messages/s.
+//!
+//! `rabbit-ceiling AMQP_URL QUEUE SECONDS CONCURRENCY`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let url = args.next().unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let queue = args.next().unwrap_or_else(|| "rabbit-ceiling".to_owned());
+    let seconds: u64 = args.next().unwrap_or_else(|| "10".to_owned()).parse()?;
+    let concurrency: usize = args.next().unwrap_or_else(|| "64".to_owned()).parse()?;
+    let connection = Connection::connect(&url, ConnectionProperties::default()).await?;
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channels.push(channel);
+    }
+    channels[0]
+        .queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), FieldTable::default())
+        .await?;
+    let body = Arc::new(vec![b'x'; 2200]);
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for i in 0..concurrency {
+        let channel = channels[i % channels.len()].clone();
+        let (body, done, queue) = (Arc::clone(&body), Arc::clone(&done), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let confirm = channel
+                    .basic_publish(
+                        "".into(),
+                        queue.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await;
+                if let Ok(confirm) = confirm
+                    && matches!(confirm.await, Ok(c) if c.is_ack())
+                {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{:.0}", done.load(Ordering::Relaxed) as f64 / seconds as f64);
+    }
+    Ok(())
+}
