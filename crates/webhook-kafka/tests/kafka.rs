@@ -2,7 +2,7 @@
 //! HTTP server, read back with kafka-python.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -10,7 +10,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::StatusCode;
 use rskafka::client::ClientBuilder;
 use webhook_testkit::TestServer;
-use webhook_testkit::interop::{free_port, python, require_tcp, scripts_dir, service_url, unique};
+use webhook_testkit::interop::{
+    OwnServer, free_port, python, require_tcp, scripts_dir, service_url, unique,
+};
 use webhook_testkit::recorder::registry_with_recorder;
 
 fn bootstrap() -> String {
@@ -165,72 +167,39 @@ async fn a_missing_topic_is_a_clear_start_up_error() {
     );
 }
 
-/// A broker of our own (in-memory), so stopping it does not disturb other tests.
-struct OwnBroker {
-    port: u16,
-    child: Option<Child>,
-}
-
 fn tansu() -> String {
     std::env::var("WEBHOOK_TEST_TANSU").unwrap_or_else(|_| "tansu".to_owned())
 }
 
-impl OwnBroker {
-    fn start(port: u16) -> Self {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu (bash .ci/test installs it; WEBHOOK_TEST_TANSU names the binary)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            port,
-            child: Some(child),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
+/// A broker of our own (in-memory), so stopping it does not disturb other tests.
+fn own_broker(port: u16) -> OwnServer {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let args = [
+        "broker",
+        "--listener-url",
+        &url,
+        "--advertised-listener-url",
+        &url,
+        "--storage-engine",
+        "memory://tansu/",
+    ];
+    OwnServer::start(&tansu(), &args, port)
 }
 
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        self.stop();
-    }
+fn bootstrap_of(broker: &OwnServer) -> String {
+    format!("127.0.0.1:{}", broker.port)
 }
 
 #[tokio::test]
 async fn a_broker_restart_gives_503_then_recovers() {
     let port = free_port();
-    let mut broker = OwnBroker::start(port);
+    let mut broker = own_broker(port);
     let topic = unique("restart");
-    create_topic(&broker.bootstrap(), &topic, 1).await;
+    create_topic(&bootstrap_of(&broker), &topic, 1).await;
     let server = TestServer::builder(&format!(
         r#"{{"k": {{"module": "kafka", "connection": "kafka", "module-config": {{"topic": "{topic}"}}}}}}"#
     ))
-    .connections(&connections(&broker.bootstrap()))
+    .connections(&connections(&bootstrap_of(&broker)))
     .registry(registry())
     .start()
     .await;
@@ -243,7 +212,7 @@ async fn a_broker_restart_gives_503_then_recovers() {
             StatusCode::OK
         );
     }
-    assert_eq!(consume(&broker.bootstrap(), &topic, 3, 20).len(), 3);
+    assert_eq!(consume(&bootstrap_of(&broker), &topic, 3, 20).len(), 3);
 
     broker.stop();
     for i in 0..3 {
@@ -251,8 +220,8 @@ async fn a_broker_restart_gives_503_then_recovers() {
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     }
     // The in-memory broker comes back empty: recreate the topic, as an operator would.
-    let broker = OwnBroker::start(port);
-    create_topic(&broker.bootstrap(), &topic, 1).await;
+    let broker = own_broker(port);
+    create_topic(&bootstrap_of(&broker), &topic, 1).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut after = Vec::new();
     while after.len() < 3 {
@@ -265,7 +234,7 @@ async fn a_broker_restart_gives_503_then_recovers() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let records = consume(&broker.bootstrap(), &topic, after.len(), 20);
+    let records = consume(&bootstrap_of(&broker), &topic, after.len(), 20);
     let values: Vec<Vec<u8>> = records.iter().map(|r| decode(&r["value"])).collect();
     for body in &after {
         assert!(

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use http::StatusCode;
 use webhook_testkit::TestServer;
 use webhook_testkit::interop::{
-    free_port, python, require_tcp, scripts_dir, service_url, unique, venv_program,
+    OwnServer, free_port, python, require_tcp, scripts_dir, service_url, unique, venv_program,
 };
 use webhook_testkit::recorder::registry_with_recorder;
 
@@ -269,67 +269,33 @@ fn config_errors_are_named() {
 }
 
 /// A Redis server of our own, so stopping it does not disturb other tests.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
+fn own_redis(port: u16) -> OwnServer {
+    let port_text = port.to_string();
+    let args = [
+        "--port",
+        &port_text,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ];
+    OwnServer::start("redis-server", &args, port)
 }
 
-impl OwnRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            port,
-            child: Some(child),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn llen(&self, key: &str) -> usize {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "LLEN", key])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
+fn llen(port: u16, key: &str) -> usize {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "LLEN", key])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 #[tokio::test]
 async fn reconnects_after_a_redis_restart_and_loses_nothing() {
     let port = free_port();
-    let mut redis = OwnRedis::start(port);
+    let mut redis = own_redis(port);
     let server = TestServer::builder(
         r#"{"q": {"module": "redis_rq", "connection": "redis", "module-config": {"function": "rq_jobs.record", "queue_name": "restart"}}}"#,
     )
@@ -357,7 +323,7 @@ async fn reconnects_after_a_redis_restart_and_loses_nothing() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 
-    let redis = OwnRedis::start(port); // a new, empty server on the same port
+    let _redis = own_redis(port); // a new, empty server on the same port
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut after = 0;
     while after < 5 {
@@ -375,7 +341,7 @@ async fn reconnects_after_a_redis_restart_and_loses_nothing() {
     // Every webhook answered 200 after the restart is in the new server's queue. A command
     // caught in flight by the crash may also arrive after the reconnect although its sender
     // was told 503 (at-least-once: a duplicate once the sender retries, never a loss).
-    let queued = redis.llen("rq:queue:restart");
+    let queued = llen(port, "rq:queue:restart");
     assert!(
         queued >= after && queued <= after + refused,
         "queued {queued}, answered 200 {after}, 503 {refused}"

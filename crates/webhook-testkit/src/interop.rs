@@ -71,3 +71,48 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or(0)
 }
+
+/// A server process of a test's own (a broker on a free port), so stopping or restarting
+/// it does not disturb other tests. Killed when dropped.
+pub struct OwnServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnServer {
+    /// Run `program args…` and wait until it accepts connections on `127.0.0.1:port`.
+    pub fn start(program: &str, args: &[&str], port: u16) -> Self {
+        let child = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {program} (bash .ci/test installs it): {e}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{program} did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            port,
+            child: Some(child),
+        }
+    }
+
+    /// Kill the process (as a crash would) and wait for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

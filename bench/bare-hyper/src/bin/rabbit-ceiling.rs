@@ -15,7 +15,9 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
     let queue = args.next().unwrap_or_else(|| "rabbit-ceiling".to_owned());
     let seconds: u64 = args.next().unwrap_or_else(|| "10".to_owned()).parse()?;
     let concurrency: usize = args.next().unwrap_or_else(|| "64".to_owned()).parse()?;
@@ -23,11 +25,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut channels = Vec::new();
     for _ in 0..4 {
         let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         channels.push(channel);
     }
     channels[0]
-        .queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), FieldTable::default())
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
         .await?;
     let body = Arc::new(vec![b'x'; 2200]);
     let done = Arc::new(AtomicU64::new(0));
@@ -60,7 +68,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     #[allow(clippy::print_stdout)]
     {
-        println!("{:.0}", done.load(Ordering::Relaxed) as f64 / seconds as f64);
+        println!(
+            "{:.0}",
+            done.load(Ordering::Relaxed) as f64 / seconds as f64
+        );
     }
     Ok(())
 }
