@@ -1,6 +1,7 @@
 //! The RabbitMQ ceiling for bench/destinations.sh: publish persistent 2.2 KB messages to
 //! one durable queue with publisher confirms, `CONCURRENCY` in flight over 4 channels, no
-//! HTTP in between. Prints messages/s.
+//! HTTP in between, with the properties the gateway sends for wrk's requests (three headers,
+//! content type, message id). Prints messages/s.
 //!
 //! `rabbit-ceiling AMQP_URL QUEUE SECONDS CONCURRENCY`
 
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 #[tokio::main]
@@ -52,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         queue.as_str().into(),
                         BasicPublishOptions::default(),
                         &body,
-                        BasicProperties::default().with_delivery_mode(2),
+                        properties(),
                     )
                     .await;
                 if let Ok(confirm) = confirm
@@ -74,4 +75,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// What the `rabbitmq` destination sends for one of wrk's requests.
+fn properties() -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (name, value) in [
+        ("host", "127.0.0.1:9103"),
+        ("content-type", "application/json"),
+        ("content-length", "2200"),
+    ] {
+        headers.insert(
+            name.into(),
+            AMQPValue::LongString(value.as_bytes().to_vec().into()),
+        );
+    }
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(headers)
+        .with_message_id("01a22285-4c75-71c7-ace4-95f53931c9f9".into())
+        .with_content_type("application/json".into())
 }
