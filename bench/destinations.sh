@@ -21,15 +21,7 @@ ensure_python_venv
 ensure_redis
 ensure_rabbitmq
 ensure_kafka
-if ! command -v wrk >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-cargo build --release -q -p webhook-server -p bare-hyper
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/common.sh
 
 run_id=$(date +%s)
 topic="bench-$run_id"

@@ -17,15 +17,7 @@ SECRET=bench-secret
 BARE_PORT=${BARE_PORT:-9101}
 GATEWAY_PORT=${GATEWAY_PORT:-9102}
 
-if ! command -v wrk >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-cargo build --release -q -p webhook-server -p bare-hyper
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/common.sh
 
 # A 2.2 KB GitHub-like push payload and its signature.
 python3 - "$work" "$SECRET" <<'PY'
