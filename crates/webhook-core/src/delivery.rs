@@ -1,6 +1,9 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::HeaderMap;
 use serde::Deserialize;
@@ -52,5 +55,74 @@ impl Delivery {
     /// The body as UTF-8 text, if it is valid UTF-8.
     pub fn body_str(&self) -> Option<&str> {
         std::str::from_utf8(&self.body).ok()
+    }
+
+    /// The headers as a name → value map (names lower case, repeated headers joined with
+    /// `", "`, values decoded lossily as UTF-8), as the original service passed them on.
+    pub fn header_map(&self) -> BTreeMap<String, String> {
+        let mut map = BTreeMap::new();
+        for (name, value) in self.headers.iter() {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            map.entry(name.as_str().to_owned())
+                .and_modify(|joined: &mut String| {
+                    joined.push_str(", ");
+                    joined.push_str(&value);
+                })
+                .or_insert_with(|| value.into_owned());
+        }
+        map
+    }
+
+    /// The original service's message shape, `{"payload": …, "headers": {…}}`.
+    ///
+    /// A JSON body is embedded byte for byte (never re-serialised); a UTF-8 blob becomes a
+    /// JSON string; any other blob a base64 string with `"encoding": "base64"` beside it.
+    /// `headers` is left out when `include_headers` is false.
+    pub fn json_envelope(&self, include_headers: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 64);
+        out.extend_from_slice(b"{\"payload\":");
+        match (self.data_type, self.body_str()) {
+            (DataType::Json, _) => out.extend_from_slice(&self.body),
+            (DataType::Blob, Some(text)) => push_json(&mut out, text),
+            (DataType::Blob, None) => {
+                push_json(&mut out, &BASE64.encode(&self.body));
+                out.extend_from_slice(b",\"encoding\":\"base64\"");
+            }
+        }
+        if include_headers {
+            out.extend_from_slice(b",\"headers\":");
+            push_json(&mut out, &self.header_map());
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// Whether a header carries a credential or signature, so that it must not be copied into
+/// logs or object metadata (`authorization`, `cookie`, `x-hub-signature-256`, `x-api-key`…).
+pub fn is_sensitive_header(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+    ];
+    const FRAGMENTS: &[&str] = &[
+        "signature",
+        "token",
+        "secret",
+        "key",
+        "hmac",
+        "auth",
+        "password",
+    ];
+    let name = name.to_ascii_lowercase();
+    NAMES.contains(&name.as_str()) || FRAGMENTS.iter().any(|f| name.contains(f))
+}
+
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Serialising strings and string maps into a Vec cannot fail.
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(b"null");
     }
 }

@@ -37,7 +37,7 @@ mod shared;
 mod stats;
 mod validator;
 
-pub use delivery::{DataType, Delivery};
+pub use delivery::{DataType, Delivery, is_sensitive_header};
 pub use error::{BuildError, ErrorClass, ModuleError, Rejection, RejectionKind};
 pub use module::{BuildContext, DynModule, Module, NoConnection};
 pub use pipeline::{Health, Pipeline, PipelineOptions, ResponseBody};

@@ -277,7 +277,13 @@ impl Pipeline {
                     );
                     response
                 }
-                ErrorClass::Retryable => json(StatusCode::BAD_GATEWAY, response::DELIVERY_FAILED),
+                ErrorClass::Retryable => {
+                    let mut response = json(StatusCode::BAD_GATEWAY, response::DELIVERY_FAILED);
+                    if let Some(delay) = err.retry_after() {
+                        set_retry_after(&mut response, delay);
+                    }
+                    response
+                }
                 ErrorClass::Permanent => json(StatusCode::BAD_GATEWAY, response::DELIVERY_REJECTED),
             },
         }

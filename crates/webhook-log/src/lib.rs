@@ -10,7 +10,9 @@
 
 use http::HeaderMap;
 use serde::Deserialize;
-use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError, NoConnection};
+use webhook_core::{
+    BuildContext, BuildError, Delivery, Module, ModuleError, NoConnection, is_sensitive_header,
+};
 
 /// `module-config` of the `log` destination.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -89,32 +91,12 @@ fn body_text(delivery: &Delivery, pretty: bool) -> String {
     text.to_owned()
 }
 
-/// Header names (lower case) whose values are never logged, and name fragments that mark
-/// a header as a credential.
-const SENSITIVE_NAMES: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-];
-const SENSITIVE_FRAGMENTS: &[&str] = &[
-    "signature",
-    "token",
-    "secret",
-    "key",
-    "hmac",
-    "auth",
-    "password",
-];
-
 /// The headers as a JSON object, credentials and signatures replaced by `***`.
 pub fn redacted_headers(headers: &HeaderMap) -> String {
     let mut map = serde_json::Map::new();
     for (name, value) in headers {
         let name = name.as_str();
-        let sensitive =
-            SENSITIVE_NAMES.contains(&name) || SENSITIVE_FRAGMENTS.iter().any(|f| name.contains(f));
-        let shown = if sensitive {
+        let shown = if is_sensitive_header(name) {
             "***".to_owned()
         } else {
             String::from_utf8_lossy(value.as_bytes()).into_owned()

@@ -31,18 +31,3 @@ pub fn register(registry: &mut webhook_core::Registry) {
         .register_module::<RedisRq>()
         .register_module::<RedisPublish>();
 }
-
-/// The request headers as a name → value map (repeated headers joined with `, `).
-pub(crate) fn header_map(headers: &http::HeaderMap) -> std::collections::BTreeMap<String, String> {
-    let mut map = std::collections::BTreeMap::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes());
-        map.entry(name.as_str().to_owned())
-            .and_modify(|joined: &mut String| {
-                joined.push_str(", ");
-                joined.push_str(&value);
-            })
-            .or_insert_with(|| value.into_owned());
-    }
-    map
-}

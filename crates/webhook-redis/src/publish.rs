@@ -1,14 +1,12 @@
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use fred::prelude::*;
-use webhook_core::{BuildContext, BuildError, DataType, Delivery, Module, ModuleError};
+use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError};
 
+use crate::client;
 use crate::config::{PublishConfig, RedisConnection};
 use crate::error::RedisError;
-use crate::{client, header_map};
 
 /// `redis_publish`: `PUBLISH channel {"payload": …, "headers": {…}}`.
 #[derive(Debug)]
@@ -39,7 +37,7 @@ impl Module for RedisPublish {
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), ModuleError> {
         client::ensure_connected(&self.client)?;
-        let message = envelope(delivery).map_err(ModuleError::from)?;
+        let message = delivery.json_envelope(true);
         let receivers: i64 = self
             .client
             .with_options(&client::command_options())
@@ -57,23 +55,4 @@ impl Module for RedisPublish {
     async fn shutdown(&self) {
         client::quit(&self.client).await;
     }
-}
-
-/// `{"payload": <body>, "headers": {...}}`: a JSON body is embedded byte for byte.
-pub(crate) fn envelope(delivery: &Delivery) -> Result<Vec<u8>, RedisError> {
-    let headers = serde_json::to_vec(&header_map(&delivery.headers))?;
-    let mut out = Vec::with_capacity(delivery.body.len() + headers.len() + 48);
-    out.extend_from_slice(b"{\"payload\":");
-    match (delivery.data_type, delivery.body_str()) {
-        (DataType::Json, _) => out.extend_from_slice(&delivery.body),
-        (DataType::Blob, Some(text)) => serde_json::to_writer(&mut out, text)?,
-        (DataType::Blob, None) => {
-            serde_json::to_writer(&mut out, &BASE64.encode(&delivery.body))?;
-            out.extend_from_slice(b",\"encoding\":\"base64\"");
-        }
-    }
-    out.extend_from_slice(b",\"headers\":");
-    out.extend_from_slice(&headers);
-    out.push(b'}');
-    Ok(out)
 }

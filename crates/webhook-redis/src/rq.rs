@@ -7,9 +7,9 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 use fred::prelude::*;
 use webhook_core::{BuildContext, BuildError, DataType, Delivery, Module, ModuleError};
 
+use crate::client;
 use crate::config::{RedisConnection, RqConfig, RqSerializer};
 use crate::error::RedisError;
-use crate::{client, header_map};
 
 /// `redis_rq`: enqueue an RQ job `function(payload, headers)` with the writes of
 /// `Queue.enqueue`, in one pipelined round trip.
@@ -93,7 +93,7 @@ impl Module for RedisRq {
 impl RedisRq {
     /// `zlib(serializer((function, None, (payload, headers), {})))`, as RQ's `Job.data`.
     fn job_data(&self, delivery: &Delivery) -> Result<Vec<u8>, RedisError> {
-        let headers = header_map(&delivery.headers);
+        let headers = delivery.header_map();
         let function = self.config.function.as_str();
         let raw = match self.config.serializer {
             RqSerializer::Pickle => {

@@ -29,13 +29,19 @@ pub fn registry() -> Registry {
     #[cfg(not(feature = "kafka"))]
     registry.not_in_build("kafka", "kafka");
 
-    // Destinations of the original format that no crate provides yet.
-    for kind in ["http_webhook", "s3", "websocket"] {
-        registry.unavailable_module(
-            kind,
-            "not implemented in this version of webhook-server yet",
-        );
-    }
+    #[cfg(feature = "http")]
+    webhook_http::register(&mut registry);
+    #[cfg(not(feature = "http"))]
+    registry.not_in_build("http_webhook", "http");
+    #[cfg(feature = "s3")]
+    webhook_s3::register(&mut registry);
+    #[cfg(not(feature = "s3"))]
+    registry.not_in_build("s3", "s3");
+    registry.unavailable_module(
+        "websocket",
+        "not implemented in this version of webhook-server yet",
+    );
+
     // Validator keys of the original format that no crate provides yet: refusing them is
     // safer than ignoring an authentication setting.
     for key in [

@@ -27,6 +27,8 @@ fn version_lists_what_this_build_has() {
         (&["redis_rq", "redis_publish"][..], cfg!(feature = "redis")),
         (&["rabbitmq"][..], cfg!(feature = "rabbitmq")),
         (&["kafka"][..], cfg!(feature = "kafka")),
+        (&["http_webhook"][..], cfg!(feature = "http")),
+        (&["s3"][..], cfg!(feature = "s3")),
     ] {
         if compiled {
             expected.extend_from_slice(kinds);

@@ -88,11 +88,6 @@ fn errors_name_file_webhook_and_key() {
         "unknown module `carrier_pigeon`",
     );
     assert_error(
-        r#"{"w": {"module": "s3", "module-config": {"bucket": "b"}}}"#,
-        "webhooks.json: w.module: ",
-        "module `s3` is not implemented",
-    );
-    assert_error(
         r#"{"w": {"module": "log", "jwt": {"secret": "s"}}}"#,
         "webhooks.json: w.jwt: ",
         "not supported by this build yet",

@@ -116,3 +116,10 @@ impl Drop for OwnServer {
         self.stop();
     }
 }
+
+/// A tool that `.ci/test` installs into `/opt/webhook-ci/bin` (`WEBHOOK_TEST_TOOLS`), e.g.
+/// `s3s-fs`.
+pub fn tool(name: &str) -> String {
+    let dir = std::env::var("WEBHOOK_TEST_TOOLS").unwrap_or_else(|_| "/opt/webhook-ci/bin".into());
+    PathBuf::from(dir).join(name).to_string_lossy().into_owned()
+}

@@ -8,6 +8,7 @@
 pub mod interop;
 pub mod proxy;
 pub mod recorder;
+pub mod target;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

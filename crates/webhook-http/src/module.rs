@@ -1,0 +1,237 @@
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Uri};
+use http_body_util::Full;
+use webhook_core::{
+    BuildContext, BuildError, DataType, Delivery, Module, ModuleError, NoConnection,
+};
+
+use crate::client::HttpClient;
+use crate::config::HttpConfig;
+use crate::error::HttpError;
+
+/// The header that carries the request id, stable across retries, so targets can
+/// de-duplicate.
+pub const REQUEST_ID_HEADER: &str = "x-webhook-request-id";
+
+/// How long `health` waits for the target.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `http_webhook` destination.
+#[derive(Debug)]
+pub struct HttpWebhook {
+    client: HttpClient,
+    url: Uri,
+    method: http::Method,
+    headers: HeaderMap,
+    forward_headers: bool,
+    timeout: Duration,
+}
+
+impl Module for HttpWebhook {
+    const KIND: &'static str = "http_webhook";
+    type Config = HttpConfig;
+    type Connection = NoConnection;
+
+    fn validate(config: &HttpConfig, _: &BuildContext) -> Result<(), BuildError> {
+        target_uri(&config.url)?;
+        configured_headers(config)?;
+        if !(0.001..=3600.0).contains(&config.timeout) {
+            return Err(BuildError::key(
+                "timeout",
+                "must be between 0.001 and 3600 seconds",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn build(
+        config: HttpConfig,
+        _: Option<NoConnection>,
+        context: &BuildContext,
+    ) -> Result<Self, BuildError> {
+        let client = HttpClient::for_pipeline(context).await?;
+        Ok(Self {
+            client,
+            url: target_uri(&config.url)?,
+            method: config.method.as_method(),
+            headers: configured_headers(&config)?,
+            forward_headers: config.forward_headers,
+            timeout: Duration::from_secs_f64(config.timeout),
+        })
+    }
+
+    async fn deliver(&self, delivery: &Delivery) -> Result<(), ModuleError> {
+        let mut request = Request::new(Full::new(delivery.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.url.clone();
+        *request.headers_mut() = self.outgoing_headers(delivery);
+        let response = self
+            .client
+            .send(request, self.timeout)
+            .await
+            .map_err(ModuleError::from)?;
+        let status = response.status();
+        if status.is_success() {
+            tracing::debug!(webhook = %delivery.webhook_id, request_id = %delivery.request_id, %status, "forwarded");
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(parse_retry_after);
+        let body = response.body();
+        let shown = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        Err(HttpError::Status {
+            status,
+            retry_after,
+            body: shown,
+        }
+        .into())
+    }
+
+    /// A `HEAD` request to the target: any answer means it is reachable.
+    async fn health(&self) -> Result<(), ModuleError> {
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.method_mut() = http::Method::HEAD;
+        *request.uri_mut() = self.url.clone();
+        self.client
+            .send(request, HEALTH_TIMEOUT.min(self.timeout))
+            .await
+            .map(|_| ())
+            .map_err(ModuleError::from)
+    }
+}
+
+impl HttpWebhook {
+    /// Forwarded (or just the content type), then the request id, then configured headers.
+    fn outgoing_headers(&self, delivery: &Delivery) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(delivery.headers.len() + self.headers.len() + 2);
+        if self.forward_headers {
+            let listed = connection_listed(&delivery.headers);
+            for (name, value) in delivery.headers.iter() {
+                let connection_specific =
+                    listed.iter().any(|l| l.eq_ignore_ascii_case(name.as_str()));
+                if !is_hop_by_hop(name) && !connection_specific {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+        } else {
+            let content_type = delivery
+                .headers
+                .get(header::CONTENT_TYPE)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static(match delivery.data_type {
+                    DataType::Json => "application/json",
+                    DataType::Blob => "application/octet-stream",
+                }));
+            headers.insert(header::CONTENT_TYPE, content_type);
+        }
+        if let Ok(id) = HeaderValue::from_str(&delivery.request_id.to_string()) {
+            headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), id);
+        }
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        headers
+    }
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and those the
+/// client sets itself.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+            | "expect"
+    )
+}
+
+/// Header names the sender listed in its `Connection` header (hop-by-hop as well).
+fn connection_listed(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+fn target_uri(url: &str) -> Result<Uri, BuildError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| BuildError::key("url", format!("`{url}` is not a valid URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(uri),
+        _ => Err(BuildError::key(
+            "url",
+            format!("`{url}` must be an absolute http:// or https:// URL"),
+        )),
+    }
+}
+
+fn configured_headers(config: &HttpConfig) -> Result<HeaderMap, BuildError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.headers {
+        let key = format!("headers.{name}");
+        let parsed_name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| BuildError::key(key.clone(), "is not a valid header name"))?;
+        if is_hop_by_hop(&parsed_name) {
+            return Err(BuildError::key(key, "is set by the client itself"));
+        }
+        let parsed_value = HeaderValue::from_str(value)
+            .map_err(|_| BuildError::key(key, "has a value that is not a valid header value"))?;
+        headers.insert(parsed_name, parsed_value);
+    }
+    Ok(headers)
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_and_as_a_date() {
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("7")),
+            Some(Duration::from_secs(7))
+        );
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        let parsed = parse_retry_after(&HeaderValue::from_str(&later).unwrap()).unwrap();
+        assert!(parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120));
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http() {
+        assert!(target_uri("http://127.0.0.1:8080/x").is_ok());
+        assert!(target_uri("https://example.com").is_ok());
+        for bad in ["/relative", "ftp://host/x", "not a url", "http://"] {
+            assert_eq!(target_uri(bad).unwrap_err().key, "url", "{bad}");
+        }
+    }
+}

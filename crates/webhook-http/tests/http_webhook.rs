@@ -1,0 +1,251 @@
+//! The http_webhook destination through the real HTTP server, against a real HTTP target
+//! on loopback that records what it received.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use webhook_testkit::TestServer;
+use webhook_testkit::interop::free_port;
+use webhook_testkit::recorder::registry_with_recorder;
+use webhook_testkit::target::HttpTarget;
+
+async fn start(webhooks: &str) -> TestServer {
+    let mut registry = registry_with_recorder();
+    webhook_http::register(&mut registry);
+    TestServer::builder(webhooks)
+        .registry(registry)
+        .env("TARGET_TOKEN", "s3cr3t")
+        .start()
+        .await
+}
+
+fn webhook(url: &str, extra: &str) -> String {
+    format!(r#"{{"h": {{"module": "http_webhook", "module-config": {{"url": "{url}"{extra}}}}}}}"#)
+}
+
+#[tokio::test]
+async fn exact_bytes_method_and_headers_over_one_kept_alive_connection() {
+    let target = HttpTarget::start().await;
+    let server = start(&format!(
+        r#"{{"j": {{"module": "http_webhook", "module-config": {{"url": "{}", "method": "put", "forward_headers": true,
+                "headers": {{"Authorization": "Bearer {{$TARGET_TOKEN}}", "X-Source": "gateway"}}}}}},
+            "b": {{"data_type": "blob", "module": "http_webhook", "module-config": {{"url": "{}"}}}}}}"#,
+        target.url("/hooks/in?tenant=7"),
+        target.url("/raw"),
+    ))
+    .await;
+
+    let body = "{\"id\": 1,\n  \"text\": \"caf\u{e9}\"}";
+    let r = server
+        .post(
+            "j",
+            &[
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("X-GitHub-Event", "push"),
+                ("X-Source", "sender"),
+                ("Connection", "keep-alive, X-Drop-Me"),
+                ("X-Drop-Me", "1"),
+                ("TE", "trailers"),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let request_id = r.header("x-request-id").unwrap().to_owned();
+
+    let got = target.received();
+    assert_eq!(got.len(), 1);
+    let first = &got[0];
+    assert_eq!(first.method, Method::PUT);
+    assert_eq!(first.path, "/hooks/in?tenant=7");
+    assert_eq!(first.body, body.as_bytes());
+    let header = |name: &str| first.headers.get(name).map(|v| v.to_str().unwrap());
+    assert_eq!(
+        header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(header("x-github-event"), Some("push"));
+    assert_eq!(header("authorization"), Some("Bearer s3cr3t"));
+    assert_eq!(
+        header("x-source"),
+        Some("gateway"),
+        "configured headers win"
+    );
+    assert_eq!(header("x-webhook-request-id"), Some(request_id.as_str()));
+    assert_eq!(
+        header("x-drop-me"),
+        None,
+        "listed in Connection: hop-by-hop"
+    );
+    assert_eq!(header("te"), None);
+    assert_eq!(
+        header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert_eq!(
+        header("host"),
+        Some(target.addr.to_string().as_str()),
+        "Host names the target, not the gateway"
+    );
+
+    // A binary body without forwarded headers: exact bytes, only the content type passed on.
+    let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    for _ in 0..20 {
+        let r = server
+            .post(
+                "b",
+                &[("Content-Type", "application/x-thing"), ("X-Secret", "no")],
+                binary.clone(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let got = target.received();
+    assert_eq!(got.len(), 21);
+    for request in &got[1..] {
+        assert_eq!(request.method, Method::POST);
+        assert_eq!(request.path, "/raw");
+        assert_eq!(request.body, binary);
+        assert_eq!(request.headers["content-type"], "application/x-thing");
+        assert!(request.headers.get("x-secret").is_none());
+    }
+    assert_eq!(
+        target.connections(),
+        1,
+        "21 sequential webhooks share one pooled keep-alive connection"
+    );
+}
+
+#[tokio::test]
+async fn target_errors_are_classified() {
+    let target = HttpTarget::start().await;
+    let server = start(&webhook(&target.url("/x"), "")).await;
+
+    target.respond(StatusCode::INTERNAL_SERVER_ERROR, &[]);
+    let r = server.post("h", &[], "{}").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert!(r.header("retry-after").is_none());
+
+    target.respond(StatusCode::TOO_MANY_REQUESTS, &[("Retry-After", "7")]);
+    let r = server.post("h", &[], "{}").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert_eq!(
+        r.header("retry-after"),
+        Some("7"),
+        "the target's Retry-After is passed on"
+    );
+    let retryable = r.text();
+
+    target.respond(StatusCode::UNPROCESSABLE_ENTITY, &[]);
+    let r = server.post("h", &[], "{}").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_ne!(
+        r.text(),
+        retryable,
+        "a refused webhook is reported differently"
+    );
+
+    target.respond(StatusCode::MOVED_PERMANENTLY, &[("Location", "/elsewhere")]);
+    let r = server.post("h", &[], "{}").await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_GATEWAY,
+        "redirects are not followed"
+    );
+    assert_eq!(
+        target.received().len(),
+        4,
+        "no retries without a retry config"
+    );
+
+    target.respond(StatusCode::ACCEPTED, &[]);
+    assert_eq!(server.post("h", &[], "{}").await.status, StatusCode::OK);
+    assert_eq!(server.get("/health").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_with_the_pipeline_retry() {
+    let target = HttpTarget::start().await;
+    let server = start(&format!(
+        r#"{{"h": {{"module": "http_webhook", "module-config": {{"url": "{}"}},
+              "retry": {{"enabled": true, "max_attempts": 3, "initial_delay": 0.05}}}}}}"#,
+        target.url("/x")
+    ))
+    .await;
+    target.respond(StatusCode::SERVICE_UNAVAILABLE, &[]);
+    let r = server.post("h", &[], "{\"n\": 1}").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(target.received().len(), 3, "three attempts");
+
+    target.respond(StatusCode::BAD_REQUEST, &[]);
+    let r = server.post("h", &[], "{\"n\": 2}").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(target.received().len(), 4, "a 400 is not retried");
+}
+
+#[tokio::test]
+async fn a_target_that_is_down_gives_503_and_recovers() {
+    let port = free_port();
+    let server = start(&webhook(&format!("http://127.0.0.1:{port}/x"), "")).await;
+    let r = server.post("h", &[], "{\"down\": true}").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        server.get("/health").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let target = HttpTarget::start_on(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let r = server.post("h", &[], "{\"up\": true}").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(target.received().len(), 1);
+    assert_eq!(target.received()[0].body, "{\"up\": true}".as_bytes());
+}
+
+#[tokio::test]
+async fn a_slow_target_fails_at_the_timeout_instead_of_hanging() {
+    let target = HttpTarget::start().await;
+    target.delay(Duration::from_secs(5));
+    let server = start(&webhook(&target.url("/slow"), r#", "timeout": 0.3"#)).await;
+    let started = Instant::now();
+    let r = server.post("h", &[], "{}").await;
+    let took = started.elapsed();
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_configs_name_the_key() {
+    for (extra, key) in [
+        (r#""url": "ftp://x/y""#, "url"),
+        (r#""url": "http://x/y", "method": "GET""#, "method"),
+        (r#""url": "http://x/y", "timeout": 0"#, "timeout"),
+        (
+            r#""url": "http://x/y", "headers": {"Host": "a"}"#,
+            "headers.Host",
+        ),
+        (
+            r#""url": "http://x/y", "headers": {"bad name": "a"}"#,
+            "headers.bad name",
+        ),
+        (r#""method": "POST""#, "url"),
+    ] {
+        let mut registry = registry_with_recorder();
+        webhook_http::register(&mut registry);
+        let err = TestServer::builder(&format!(
+            r#"{{"h": {{"module": "http_webhook", "module-config": {{{extra}}}}}}}"#
+        ))
+        .registry(registry)
+        .try_start()
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{extra} was accepted"))
+        .to_string();
+        assert!(err.contains("webhooks.json: h.module-config"), "{err}");
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+}
