@@ -37,10 +37,10 @@ pub fn registry() -> Registry {
     webhook_s3::register(&mut registry);
     #[cfg(not(feature = "s3"))]
     registry.not_in_build("s3", "s3");
-    registry.unavailable_module(
-        "websocket",
-        "not implemented in this version of webhook-server yet",
-    );
+    #[cfg(feature = "websocket")]
+    webhook_websocket::register(&mut registry);
+    #[cfg(not(feature = "websocket"))]
+    registry.not_in_build("websocket", "websocket");
 
     // Validator keys of the original format that no crate provides yet: refusing them is
     // safer than ignoring an authentication setting.

@@ -29,6 +29,7 @@ fn version_lists_what_this_build_has() {
         (&["kafka"][..], cfg!(feature = "kafka")),
         (&["http_webhook"][..], cfg!(feature = "http")),
         (&["s3"][..], cfg!(feature = "s3")),
+        (&["websocket"][..], cfg!(feature = "websocket")),
     ] {
         if compiled {
             expected.extend_from_slice(kinds);
