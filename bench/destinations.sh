@@ -16,11 +16,14 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 PORT=${PORT:-9103}
 BARE_PORT=${BARE_PORT:-9104}
+TARGET_PORT=${TARGET_PORT:-9105}
+S3_PORT=${S3_PORT:-9106}
 
 ensure_python_venv
 ensure_redis
 ensure_rabbitmq
 ensure_kafka
+ensure_s3s
 source bench/common.sh
 
 run_id=$(date +%s)
@@ -55,14 +58,17 @@ cat > "$work/webhooks.json" <<JSON
   "redis_publish": {"module": "redis_publish", "connection": "redis", "module-config": {"channel": "bench-$run_id"}},
   "redis_rq": {"module": "redis_rq", "connection": "redis", "module-config": {"function": "bench.handle", "queue_name": "$queue"}},
   "rabbitmq": {"module": "rabbitmq", "connection": "rabbit", "module-config": {"queue_name": "$queue"}},
-  "kafka": {"module": "kafka", "connection": "kafka", "module-config": {"topic": "$topic"}}
+  "kafka": {"module": "kafka", "connection": "kafka", "module-config": {"topic": "$topic"}},
+  "http_webhook": {"module": "http_webhook", "module-config": {"url": "http://127.0.0.1:$TARGET_PORT/hook"}},
+  "s3": {"module": "s3", "connection": "s3", "module-config": {"bucket": "bench"}}
 }
 JSON
-cat > "$work/connections.json" <<'JSON'
+cat > "$work/connections.json" <<JSON
 {
   "redis": {"type": "redis-rq", "host": "127.0.0.1", "port": 6379},
   "rabbit": {"type": "rabbitmq", "host": "127.0.0.1", "port": 5672, "user": "guest", "pass": "guest"},
-  "kafka": {"type": "kafka", "bootstrap_servers": "127.0.0.1:9092"}
+  "kafka": {"type": "kafka", "bootstrap_servers": "127.0.0.1:9092"},
+  "s3": {"type": "s3", "aws_access_key_id": "bench", "aws_secret_access_key": "benchsecret", "endpoint_url": "http://127.0.0.1:$S3_PORT"}
 }
 JSON
 export BODY_FILE="$work/body.json"
@@ -74,6 +80,14 @@ RUST_LOG=warn ./target/release/webhook-server --host 127.0.0.1 --port "$PORT" \
 wait_tcp 127.0.0.1 "$PORT" 20 || { cat "$work/server.log" >&2; exit 1; }
 ./target/release/bare-hyper "$BARE_PORT" unused & pids+=($!)
 wait_tcp 127.0.0.1 "$BARE_PORT" 20
+# The http_webhook target: the same bare server answering 200 after reading the body.
+./target/release/bare-hyper "$TARGET_PORT" - & pids+=($!)
+wait_tcp 127.0.0.1 "$TARGET_PORT" 20
+# The S3-compatible store (s3s-fs: SigV4 checked, one file per object) on a scratch dir.
+mkdir -p "$work/s3/bench"
+"$WEBHOOK_TEST_TOOLS/s3s-fs" --host 127.0.0.1 --port "$S3_PORT" --access-key bench \
+  --secret-key benchsecret "$work/s3" >/dev/null 2>&1 & pids+=($!)
+wait_tcp 127.0.0.1 "$S3_PORT" 20
 
 measure() { # name url
   wrk -t1 -c"$CONNECTIONS" -d2s -s "$work/post.lua" "$2" >/dev/null
@@ -92,7 +106,7 @@ echo "| destination | webhooks/s | p50 | p99 | non-2xx |"
 echo "|---|---:|---:|---:|---:|"
 # The bare server answers 401 (no signature sent): it is the HTTP ceiling only.
 measure "bare hyper (HTTP ceiling, answers 401)" "http://127.0.0.1:$BARE_PORT/" | sed 's/| [0-9]* |$/| n\/a |/'
-for name in log redis_publish redis_rq rabbitmq kafka; do
+for name in log redis_publish redis_rq rabbitmq kafka http_webhook s3; do
   measure "$name" "http://127.0.0.1:$PORT/webhook/$name"
 done
 # The broker's own ceiling: the same messages published straight with lapin and confirms,
