@@ -6,6 +6,7 @@
 //! | `ip_whitelist` | the client IP is in a list of IPs / CIDRs (v4 and v6) | 403 |
 //! | `authorization` | the whole `Authorization` header, constant time | 401 |
 //! | `hmac` | an HMAC (sha1/sha256/sha512) of the raw body in a header, constant time | 401 |
+//! | `verify` | a provider's signature scheme (preset or declarative), replay window, rotation | 401 |
 //! | `rate_limit` | at most `max_requests` per sliding `window_seconds` | 429 + `Retry-After` |
 //!
 //! [`register`] adds them in that order, so a request is rate-limited only once it is
@@ -15,11 +16,15 @@ mod authorization;
 mod hmac_signature;
 mod ip_allow_list;
 mod rate_limit;
+mod verify;
 
 pub use authorization::Authorization;
 pub use hmac_signature::{HmacAlgorithm, HmacConfig, HmacSignature};
 pub use ip_allow_list::IpAllowList;
 pub use rate_limit::{RateLimit, RateLimitConfig};
+pub use verify::{
+    KeyEncoding, Provider, SchemeConfig, SignatureEncoding, SignatureFormat, Verify, VerifyConfig,
+};
 
 /// Add every validator of this crate to `registry`, in the order they must run.
 pub fn register(registry: &mut webhook_core::Registry) {
@@ -27,6 +32,7 @@ pub fn register(registry: &mut webhook_core::Registry) {
         .register_validator::<IpAllowList>()
         .register_validator::<Authorization>()
         .register_validator::<HmacSignature>()
+        .register_validator::<Verify>()
         .register_validator::<RateLimit>();
 }
 

@@ -1,0 +1,548 @@
+//! The `verify` validator through the real HTTP server: every published vector of
+//! ../shared/reference/signatures.md, the rejection cases listed there for each timestamped
+//! preset, rotation, and config errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use http::StatusCode;
+use sha2::Sha256;
+use webhook_testkit::recorder::Sink;
+use webhook_testkit::{TestResponse, TestServer};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Wait until a second has just begun, so `now()` and the server's receive time agree.
+async fn start_of_second() -> u64 {
+    loop {
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        if t.subsec_millis() < 300 {
+            return t.as_secs();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn hmac256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn webhook(sink: &str, verify: &str) -> String {
+    format!(
+        r#"{{"w": {{"data_type": "blob", "module": "test_recorder", "module-config": {{"sink": "{sink}"}},
+                  "verify": {verify}}}}}"#
+    )
+}
+
+async fn server(sink: &str, verify: &str) -> TestServer {
+    TestServer::start(&webhook(sink, verify)).await
+}
+
+fn assert_rejected(r: &TestResponse, expected_signatures: &[&str], case: &str) {
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{case}: {}", r.text());
+    for signature in expected_signatures {
+        assert!(
+            !r.text().contains(signature),
+            "{case}: the answer reveals the signature"
+        );
+    }
+}
+
+// --- published vectors -------------------------------------------------------------
+
+#[tokio::test]
+async fn github_vector() {
+    let sink = Sink::named("v_github");
+    let s = server(
+        "v_github",
+        r#"{"provider": "github", "secret": "It's a Secret to Everybody"}"#,
+    )
+    .await;
+    let sig = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    for value in [
+        format!("sha256={sig}"),
+        format!("sha256={}", sig.to_uppercase()),
+    ] {
+        let r = s
+            .post("w", &[("X-Hub-Signature-256", &value)], "Hello, World!")
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{value}: {}", r.text());
+    }
+    let r = s
+        .post(
+            "w",
+            &[("X-Hub-Signature-256", &format!("sha256={sig}"))],
+            "Hello, World?",
+        )
+        .await;
+    assert_rejected(&r, &[sig], "tampered body");
+    let r = s.post("w", &[], "Hello, World!").await;
+    assert_rejected(&r, &[sig], "missing header");
+    assert_eq!(sink.bodies().len(), 2);
+}
+
+#[tokio::test]
+async fn slack_vector() {
+    let sink = Sink::named("v_slack");
+    let ts = 1_531_420_618u64;
+    let tolerance = now() - ts + 60;
+    let s = server(
+        "v_slack",
+        &format!(r#"{{"provider": "slack", "secret": "8f742231b10e8888abcd99yyyzzz85a5", "tolerance": {tolerance}}}"#),
+    )
+    .await;
+    let body = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    let sig = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+    let r = s
+        .post(
+            "w",
+            &[
+                ("X-Slack-Signature", sig),
+                ("X-Slack-Request-Timestamp", "1531420618"),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(sink.bodies()[0], body.as_bytes());
+}
+
+#[tokio::test]
+async fn standard_webhooks_vector_and_svix_headers() {
+    let ts = 1_614_265_330u64;
+    let tolerance = now() - ts + 60;
+    for (provider, prefix) in [("standard-webhooks", "webhook"), ("svix", "svix")] {
+        let s = server(
+            "v_std",
+            &format!(r#"{{"provider": "{provider}", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "tolerance": {tolerance}}}"#),
+        )
+        .await;
+        let sig = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        let id_header = format!("{prefix}-id");
+        let ts_header = format!("{prefix}-timestamp");
+        let sig_header = format!("{prefix}-signature");
+        let headers = |sig: &'static str| {
+            vec![
+                (id_header.clone(), "msg_p5jXN8AQM9LWM0D4loKWxJek".to_owned()),
+                (ts_header.clone(), "1614265330".to_owned()),
+                (sig_header.clone(), sig.to_owned()),
+            ]
+        };
+        let send = |h: Vec<(String, String)>, body: &'static str| {
+            let s = &s;
+            async move {
+                let h: Vec<(&str, &str)> =
+                    h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+                s.post("w", &h, body).await
+            }
+        };
+        let r = send(headers(sig), r#"{"test": 2432232314}"#).await;
+        assert_eq!(r.status, StatusCode::OK, "{provider}: {}", r.text());
+        // A list where a later entry matches; v2 entries are ignored.
+        let r = send(
+            headers("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= v2,xyz v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+            r#"{"test": 2432232314}"#,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{provider} list: {}", r.text());
+        for (case, signature) in [
+            ("v1, alone", "v1,"),
+            ("truncated bytes", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlN"),
+            (
+                "no entry matches",
+                "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= v1,BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB=",
+            ),
+        ] {
+            let r = send(headers(signature), r#"{"test": 2432232314}"#).await;
+            assert_rejected(&r, &[&sig[3..]], case);
+        }
+        let r = send(headers(sig), r#"{"test": 2432232315}"#).await;
+        assert_rejected(&r, &[&sig[3..]], "flipped body byte");
+    }
+}
+
+#[tokio::test]
+async fn twilio_vector_with_the_public_url() {
+    let sink = Sink::named("v_twilio");
+    let s = server(
+        "v_twilio",
+        r#"{"provider": "twilio", "secret": "12345", "public_url": "https://mycompany.com/myapp.php"}"#,
+    )
+    .await;
+    let body = "CallSid=CA1234567890ABCDE&Caller=%2B14158675310&Digits=1234&From=%2B14158675310&To=%2B18005551212";
+    let headers = |sig: &'static str| {
+        [
+            ("X-Twilio-Signature", sig),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ]
+    };
+    let r = s
+        .client()
+        .request(
+            "POST",
+            "/webhook/w?foo=1&bar=2",
+            &headers("GvWf1cFY/Q7PnoempGyD5oXAezc="),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = s
+        .client()
+        .request(
+            "POST",
+            "/webhook/w?foo=1&bar=3",
+            &headers("GvWf1cFY/Q7PnoempGyD5oXAezc="),
+            body,
+        )
+        .await;
+    assert_rejected(&r, &["GvWf1cFY"], "other URL");
+    let r = s
+        .client()
+        .request(
+            "POST",
+            "/webhook/w?foo=1&bar=2",
+            &headers("gvWf1cFY/Q7PnoempGyD5oXAezc="),
+            body,
+        )
+        .await;
+    assert_rejected(&r, &["GvWf1cFY"], "base64 compares exactly");
+    assert_eq!(sink.bodies().len(), 1);
+}
+
+// --- the rejection cases, per timestamped preset ---------------------------------------
+
+/// How each timestamped preset lays out a signature made at `t` over `body`.
+fn signed_headers(provider: &str, secret: &str, t: &str, body: &[u8]) -> Vec<(String, String)> {
+    match provider {
+        "stripe" => {
+            let sig = hex::encode(hmac256(secret.as_bytes(), &[t.as_bytes(), b".", body]));
+            vec![(
+                "Stripe-Signature".into(),
+                format!("t={t},v1={sig},v0=deadbeef"),
+            )]
+        }
+        "slack" => {
+            let sig = hex::encode(hmac256(
+                secret.as_bytes(),
+                &[b"v0:", t.as_bytes(), b":", body],
+            ));
+            vec![
+                ("X-Slack-Signature".into(), format!("v0={sig}")),
+                ("X-Slack-Request-Timestamp".into(), t.into()),
+            ]
+        }
+        "paddle" => {
+            let sig = hex::encode(hmac256(secret.as_bytes(), &[t.as_bytes(), b":", body]));
+            vec![("Paddle-Signature".into(), format!("ts={t};h1={sig}"))]
+        }
+        "zoom" => {
+            let sig = hex::encode(hmac256(
+                secret.as_bytes(),
+                &[b"v0:", t.as_bytes(), b":", body],
+            ));
+            vec![
+                ("x-zm-signature".into(), format!("v0={sig}")),
+                ("x-zm-request-timestamp".into(), t.into()),
+            ]
+        }
+        "standard-webhooks" => {
+            let key = BASE64.decode(secret.trim_start_matches("whsec_")).unwrap();
+            let id = "msg_1";
+            let sig = BASE64.encode(hmac256(
+                &key,
+                &[id.as_bytes(), b".", t.as_bytes(), b".", body],
+            ));
+            vec![
+                ("webhook-id".into(), id.into()),
+                ("webhook-timestamp".into(), t.into()),
+                ("webhook-signature".into(), format!("v1,{sig}")),
+            ]
+        }
+        other => panic!("{other}"),
+    }
+}
+
+async fn send(s: &TestServer, headers: &[(String, String)], body: &[u8]) -> TestResponse {
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    s.post("w", &h, body.to_vec()).await
+}
+
+#[tokio::test]
+async fn timestamped_presets_reject_every_listed_case() {
+    let body: &[u8] = br#"{"id": "evt_1", "type": "invoice.paid"}"#;
+    for (provider, secret, tolerance) in [
+        ("stripe", "whsec_test_literal_secret", 300u64),
+        ("slack", "8f742231b10e8888abcd99yyyzzz85a5", 300),
+        ("paddle", "pdl_ntfset_secret", 5),
+        ("zoom", "zoom-secret-token", 300),
+        (
+            "standard-webhooks",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            300,
+        ),
+    ] {
+        let sink = format!("cases_{provider}");
+        let recorded = Sink::named(&sink);
+        let s = server(
+            &sink,
+            &format!(r#"{{"provider": "{provider}", "secret": "{secret}"}}"#),
+        )
+        .await;
+        let t = start_of_second().await;
+        let good = signed_headers(provider, secret, &t.to_string(), body);
+        let r = send(&s, &good, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{provider}: {}", r.text());
+
+        // Hex in upper case is the same signature.
+        if provider != "standard-webhooks" {
+            let upper: Vec<(String, String)> = good
+                .iter()
+                .map(|(n, v)| {
+                    let v = match v.rsplit_once('=') {
+                        Some((head, sig)) if sig.len() >= 40 => {
+                            format!("{head}={}", sig.to_uppercase())
+                        }
+                        _ => match v.split_once(",v0=") {
+                            Some((head, tail)) => {
+                                let (k, sig) = head.rsplit_once('=').unwrap();
+                                format!("{k}={},v0={tail}", sig.to_uppercase())
+                            }
+                            None => v.clone(),
+                        },
+                    };
+                    (n.clone(), v)
+                })
+                .collect();
+            let r = send(&s, &upper, body).await;
+            assert_eq!(
+                r.status,
+                StatusCode::OK,
+                "{provider} upper-case hex: {upper:?}"
+            );
+        }
+
+        // Exactly at the boundary: accepted; one second beyond, past or future: refused.
+        for (case, at, accepted) in [
+            ("boundary past", t - tolerance, true),
+            ("boundary future", t + tolerance, true),
+            ("one second too old", t - tolerance - 1, false),
+            ("one second in the future", t + tolerance + 1, false),
+        ] {
+            let t_now = start_of_second().await;
+            let at = at + (t_now - t);
+            let headers = signed_headers(provider, secret, &at.to_string(), body);
+            let r = send(&s, &headers, body).await;
+            if accepted {
+                assert_eq!(r.status, StatusCode::OK, "{provider} {case}: {}", r.text());
+            } else {
+                assert_rejected(&r, &[], &format!("{provider} {case}"));
+            }
+        }
+
+        let expected: Vec<String> = good.iter().map(|(_, v)| v.clone()).collect();
+        let mut flipped = body.to_vec();
+        flipped[3] ^= 0x01;
+        let r = send(&s, &good, &flipped).await;
+        assert_rejected(&r, &[], &format!("{provider} flipped byte"));
+
+        let wrong = signed_headers(
+            provider,
+            if provider == "standard-webhooks" {
+                "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+            } else {
+                "wrong"
+            },
+            &t.to_string(),
+            body,
+        );
+        let r = send(&s, &wrong, body).await;
+        assert_rejected(&r, &[], &format!("{provider} wrong secret"));
+
+        for missing in 0..good.len() {
+            let mut headers = good.clone();
+            headers.remove(missing);
+            let r = send(&s, &headers, body).await;
+            assert_rejected(&r, &[], &format!("{provider} without {}", good[missing].0));
+        }
+
+        for bad_t in ["", "abc", "16e8", "-5"] {
+            let headers = signed_headers(provider, secret, bad_t, body);
+            let r = send(&s, &headers, body).await;
+            assert_rejected(&r, &[], &format!("{provider} timestamp {bad_t:?}"));
+        }
+
+        // A truncated signature: the first half of the bytes.
+        let truncated: Vec<(String, String)> = good
+            .iter()
+            .map(|(n, v)| {
+                if n.to_ascii_lowercase().contains("sig") {
+                    (n.clone(), v[..v.len() / 2 + 4].to_owned())
+                } else {
+                    (n.clone(), v.clone())
+                }
+            })
+            .collect();
+        let r = send(&s, &truncated, body).await;
+        assert_rejected(&r, &[], &format!("{provider} truncated"));
+
+        for value in &expected {
+            assert!(!r.text().contains(value.as_str()));
+        }
+        // good + upper-case hex (hex presets) + the two boundary cases
+        let accepted = if provider == "standard-webhooks" {
+            3
+        } else {
+            4
+        };
+        assert_eq!(
+            recorded.bodies().len(),
+            accepted,
+            "{provider}: only the accepted ones delivered"
+        );
+    }
+}
+
+#[tokio::test]
+async fn stripe_only_v0_and_later_v1_entries() {
+    let secret = "whsec_literal";
+    let s = server(
+        "stripe_lists",
+        &format!(r#"{{"provider": "stripe", "secret": "{secret}"}}"#),
+    )
+    .await;
+    let body: &[u8] = br#"{"id": "evt_2"}"#;
+    let t = now().to_string();
+    let sig = hex::encode(hmac256(secret.as_bytes(), &[t.as_bytes(), b".", body]));
+    let header = |v: String| vec![("Stripe-Signature".to_owned(), v)];
+    let r = send(&s, &header(format!("t={t},v0={sig}")), body).await;
+    assert_rejected(&r, &[&sig], "only v0");
+    let r = send(&s, &header(format!("t={t},v1={}", "0".repeat(64))), body).await;
+    assert_rejected(&r, &[&sig], "no v1 matches");
+    let r = send(
+        &s,
+        &header(format!("t={t},v1={},v1={sig}", "0".repeat(64))),
+        body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "a later v1 matches");
+    let r = send(&s, &header(format!("t={t},v1=")), body).await;
+    assert_rejected(&r, &[&sig], "empty v1");
+}
+
+#[tokio::test]
+async fn rotation_accepts_any_configured_secret() {
+    let s = server(
+        "rotation",
+        r#"{"provider": "shopify", "secrets": ["new-secret", "old-secret"]}"#,
+    )
+    .await;
+    let body: &[u8] = br#"{"id": 1}"#;
+    for (secret, ok) in [("new-secret", true), ("old-secret", true), ("other", false)] {
+        let sig = BASE64.encode(hmac256(secret.as_bytes(), &[body]));
+        let r = send(
+            &s,
+            &[("X-Shopify-Hmac-Sha256".to_owned(), sig.clone())],
+            body,
+        )
+        .await;
+        if ok {
+            assert_eq!(r.status, StatusCode::OK, "{secret}");
+        } else {
+            assert_rejected(&r, &[&sig], secret);
+        }
+    }
+}
+
+#[tokio::test]
+async fn gitlab_token_and_a_custom_scheme() {
+    let s = server("gitlab", r#"{"provider": "gitlab", "secret": "glt-token"}"#).await;
+    let ok = send(&s, &[("X-Gitlab-Token".into(), "glt-token".into())], b"{}").await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let bad = send(&s, &[("X-Gitlab-Token".into(), "glt-toke".into())], b"{}").await;
+    assert_rejected(&bad, &["glt-token"], "gitlab wrong token");
+
+    let s = server(
+        "custom",
+        r#"{"scheme": {"signature_header": "X-Sig", "signature_prefix": "sha512=", "algorithm": "sha512",
+                       "encoding": "base64", "timestamp_header": "X-Time", "signed": "{t}|{body}"},
+            "secret": "k", "tolerance": 60}"#,
+    )
+    .await;
+    let t = now().to_string();
+    let mut mac = Hmac::<sha2::Sha512>::new_from_slice(b"k").unwrap();
+    mac.update(format!("{t}|").as_bytes());
+    mac.update(b"payload");
+    let sig = BASE64.encode(mac.finalize().into_bytes());
+    let r = send(
+        &s,
+        &[
+            ("X-Sig".into(), format!("sha512={sig}")),
+            ("X-Time".into(), t),
+        ],
+        b"payload",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+#[tokio::test]
+async fn config_errors_name_the_key() {
+    for (verify, expected) in [
+        (
+            r#"{"provider": "bitbucket", "secret": "s"}"#,
+            "w.verify.provider",
+        ),
+        (r#"{"provider": "stripe"}"#, "w.verify.secret"),
+        (
+            r#"{"provider": "twilio", "secret": "s"}"#,
+            "w.verify.public_url",
+        ),
+        (
+            r#"{"provider": "github", "secret": "s", "tolerance": 10}"#,
+            "w.verify.tolerance",
+        ),
+        (
+            r#"{"provider": "standard-webhooks", "secret": "whsec_!!"}"#,
+            "w.verify.secret",
+        ),
+        (
+            r#"{"provider": "stripe", "secrets": ["a", ""]}"#,
+            "w.verify.secrets[1]",
+        ),
+        (
+            r#"{"scheme": {"signature_header": "X", "signed": "{t}.{body}"}, "secret": "s"}"#,
+            "w.verify.scheme.signed",
+        ),
+        (
+            r#"{"provider": "stripe", "secret": "s", "extra": 1}"#,
+            "w.verify",
+        ),
+    ] {
+        let err = TestServer::builder(&webhook("cfg", verify))
+            .try_start()
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{verify} was accepted"))
+            .to_string();
+        assert!(err.contains(expected), "{verify}: {err}");
+        assert!(
+            !err.contains("whsec_!!") || expected.contains("secret"),
+            "{err}"
+        );
+    }
+}
