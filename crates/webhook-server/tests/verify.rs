@@ -546,3 +546,50 @@ async fn config_errors_name_the_key() {
         );
     }
 }
+
+// --- cross-checks against the providers' own SDKs (PyPI) ---------------------------------
+
+fn sdk_headers(provider: &str, secret: &str, body: &[u8]) -> Vec<(String, String)> {
+    use webhook_testkit::interop::{python, scripts_dir};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body.json");
+    std::fs::write(&file, body).unwrap();
+    let output = std::process::Command::new(python())
+        .arg(scripts_dir().join("sdk_sign.py"))
+        .args([provider, secret, file.to_str().unwrap()])
+        .output()
+        .expect("python with the provider SDKs (bash .ci/test installs them)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&output.stdout).unwrap();
+    map.into_iter()
+        .map(|(k, v)| (k, v.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_providers_sdks_sign_and_we_accept() {
+    let body = "{\"id\": \"evt_sdk\", \"data\": {\"text\": \"caf\u{e9}\"}}".as_bytes();
+    for (provider, secret) in [
+        ("stripe", "whsec_sdk_literal_secret"),
+        ("standard-webhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("svix", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("slack", "8f742231b10e8888abcd99yyyzzz85a5"),
+    ] {
+        let sink = format!("sdk_{provider}");
+        let recorded = Sink::named(&sink);
+        let s = server(&sink, &format!(r#"{{"provider": "{provider}", "secret": "{secret}"}}"#)).await;
+        let headers = sdk_headers(provider, secret, body);
+        let r = send(&s, &headers, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{provider} SDK: {headers:?} {}", r.text());
+        let mut tampered = body.to_vec();
+        tampered[8] ^= 0x20;
+        let r = send(&s, &headers, &tampered).await;
+        assert_rejected(&r, &[], &format!("{provider} SDK, tampered body"));
+        assert_eq!(recorded.bodies(), vec![bytes::Bytes::from_static(body)]);
+    }
+}
