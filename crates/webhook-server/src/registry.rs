@@ -42,17 +42,6 @@ pub fn registry() -> Registry {
     #[cfg(not(feature = "websocket"))]
     registry.not_in_build("websocket", "websocket");
 
-    // Validator keys of the original format that no crate provides yet: refusing them is
-    // safer than ignoring an authentication setting.
-    for key in [
-        "basic_auth",
-        "header_auth",
-        "query_auth",
-        "jwt",
-        "json_schema",
-    ] {
-        registry.unsupported_key(key, "this authentication method is not implemented yet; remove it or use `authorization`/`hmac`");
-    }
     registry
 }
 

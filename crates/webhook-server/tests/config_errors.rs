@@ -88,9 +88,9 @@ fn errors_name_file_webhook_and_key() {
         "unknown module `carrier_pigeon`",
     );
     assert_error(
-        r#"{"w": {"module": "log", "jwt": {"secret": "s"}}}"#,
-        "webhooks.json: w.jwt: ",
-        "not supported by this build yet",
+        r#"{"w": {"module": "log", "jwt": {"secret": "s", "algorithm": "none"}}}"#,
+        "webhooks.json: w.jwt.algorithm: ",
+        "`none` (unsigned tokens) is refused",
     );
     assert_error(
         r#"{"w": {"module": "log", "connection": "c"}}"#,

@@ -576,16 +576,28 @@ async fn the_providers_sdks_sign_and_we_accept() {
     let body = "{\"id\": \"evt_sdk\", \"data\": {\"text\": \"caf\u{e9}\"}}".as_bytes();
     for (provider, secret) in [
         ("stripe", "whsec_sdk_literal_secret"),
-        ("standard-webhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        (
+            "standard-webhooks",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ),
         ("svix", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
         ("slack", "8f742231b10e8888abcd99yyyzzz85a5"),
     ] {
         let sink = format!("sdk_{provider}");
         let recorded = Sink::named(&sink);
-        let s = server(&sink, &format!(r#"{{"provider": "{provider}", "secret": "{secret}"}}"#)).await;
+        let s = server(
+            &sink,
+            &format!(r#"{{"provider": "{provider}", "secret": "{secret}"}}"#),
+        )
+        .await;
         let headers = sdk_headers(provider, secret, body);
         let r = send(&s, &headers, body).await;
-        assert_eq!(r.status, StatusCode::OK, "{provider} SDK: {headers:?} {}", r.text());
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{provider} SDK: {headers:?} {}",
+            r.text()
+        );
         let mut tampered = body.to_vec();
         tampered[8] ^= 0x20;
         let r = send(&s, &headers, &tampered).await;

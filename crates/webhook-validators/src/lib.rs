@@ -7,20 +7,33 @@
 //! | `authorization` | the whole `Authorization` header, constant time | 401 |
 //! | `hmac` | an HMAC (sha1/sha256/sha512) of the raw body in a header, constant time | 401 |
 //! | `verify` | a provider's signature scheme (preset or declarative), replay window, rotation | 401 |
+//! | `basic_auth` | `Authorization: Basic` user and password, constant time | 401 |
+//! | `header_auth` | an API key in a header, constant time | 401 |
+//! | `query_auth` | an API key in a query parameter, constant time | 401 |
+//! | `jwt` | a bearer JWT: signature (HS/RS/PS/ES/EdDSA, never `none`), `exp`, `iss`, `aud` | 401 |
 //! | `rate_limit` | at most `max_requests` per sliding `window_seconds` | 429 + `Retry-After` |
+//! | `json_schema` | the body matches a JSON Schema | 422 (400 if not JSON) |
 //!
 //! [`register`] adds them in that order, so a request is rate-limited only once it is
 //! authenticated: unauthenticated floods cannot spend a sender's quota.
 
 mod authorization;
+mod credentials;
 mod hmac_signature;
 mod ip_allow_list;
+mod json_schema;
+mod jwt;
 mod rate_limit;
 mod verify;
 
 pub use authorization::Authorization;
+pub use credentials::{
+    BasicAuth, BasicAuthConfig, HeaderAuth, HeaderAuthConfig, QueryAuth, QueryAuthConfig,
+};
 pub use hmac_signature::{HmacAlgorithm, HmacConfig, HmacSignature};
 pub use ip_allow_list::IpAllowList;
+pub use json_schema::JsonSchema;
+pub use jwt::{Jwt, JwtConfig};
 pub use rate_limit::{RateLimit, RateLimitConfig};
 pub use verify::{
     KeyEncoding, Provider, SchemeConfig, SignatureEncoding, SignatureFormat, Verify, VerifyConfig,
@@ -31,9 +44,14 @@ pub fn register(registry: &mut webhook_core::Registry) {
     registry
         .register_validator::<IpAllowList>()
         .register_validator::<Authorization>()
+        .register_validator::<BasicAuth>()
+        .register_validator::<HeaderAuth>()
+        .register_validator::<QueryAuth>()
+        .register_validator::<Jwt>()
         .register_validator::<HmacSignature>()
         .register_validator::<Verify>()
-        .register_validator::<RateLimit>();
+        .register_validator::<RateLimit>()
+        .register_validator::<JsonSchema>();
 }
 
 #[cfg(test)]
