@@ -44,7 +44,7 @@ pub use pipeline::{Health, Pipeline, PipelineOptions, ResponseBody};
 pub use registry::Registry;
 pub use shared::SharedClients;
 
-pub use validator::{Check, DynValidator, RequestView, Validator};
+pub use validator::{Answer, Check, DynValidator, RequestView, Validator};
 
 /// Boxed, sendable future used by the object-safe twins of [`Module`] and [`Validator`].
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::config::{ChainConfig, Config, ConfigError, ConfigErrors, DestinationPlan};
 use crate::engine::{self, Destination};
 use crate::module::BuildContext;
-use crate::response::{self, json, set_retry_after};
+use crate::response::{self, json, json_bytes, set_retry_after};
 use crate::stats::StatsWindows;
 use crate::validator::{Check, DynValidator, RequestView};
 use crate::{BuildError, DataType, Delivery, ErrorClass, Rejection, RejectionKind, SharedClients};
@@ -230,20 +230,34 @@ impl Pipeline {
         };
         for validator in &webhook.validators {
             let verdict = match validator.check(&view) {
-                Check::Pass => Ok(()),
+                Check::Pass => Ok(None),
                 Check::Reject(rejection) => Err(rejection),
+                Check::Answer(answer) => Ok(Some(answer)),
                 Check::Pending(future) => future.await,
             };
-            if let Err(rejection) = verdict {
-                tracing::info!(
-                    webhook = webhook_id,
-                    %request_id,
-                    client = %client_ip,
-                    validator = validator.key(),
-                    reason = rejection.reason,
-                    "request rejected"
-                );
-                return reject(&rejection);
+            match verdict {
+                Ok(None) => {}
+                Ok(Some(answer)) => {
+                    tracing::info!(
+                        webhook = webhook_id,
+                        %request_id,
+                        validator = validator.key(),
+                        reason = answer.reason,
+                        "answered without delivery"
+                    );
+                    return json_bytes(answer.status, answer.body);
+                }
+                Err(rejection) => {
+                    tracing::info!(
+                        webhook = webhook_id,
+                        %request_id,
+                        client = %client_ip,
+                        validator = validator.key(),
+                        reason = rejection.reason,
+                        "request rejected"
+                    );
+                    return reject(&rejection);
+                }
             }
         }
 
@@ -267,7 +281,24 @@ impl Pipeline {
             data_type: webhook.data_type,
         };
         match engine::deliver(&webhook.destinations, &webhook.chain, &delivery).await {
-            Ok(()) => json(StatusCode::OK, response::OK),
+            Ok(()) => {
+                if webhook.validators.iter().any(|v| v.wants_delivered()) {
+                    let view = RequestView {
+                        webhook_id,
+                        method: &parts.method,
+                        uri: &parts.uri,
+                        headers: &delivery.headers,
+                        peer,
+                        client_ip,
+                        body: &delivery.body,
+                        received_at,
+                    };
+                    for validator in webhook.validators.iter().filter(|v| v.wants_delivered()) {
+                        validator.delivered(&view).await;
+                    }
+                }
+                json(StatusCode::OK, response::OK)
+            }
             Err(err) => match err.class() {
                 ErrorClass::Unavailable => {
                     let mut response = json(StatusCode::SERVICE_UNAVAILABLE, response::UNAVAILABLE);

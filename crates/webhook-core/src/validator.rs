@@ -2,7 +2,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Uri};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use serde::de::DeserializeOwned;
 
 use crate::{BoxFuture, BuildError, Rejection};
@@ -29,14 +29,29 @@ pub struct RequestView<'a> {
     pub received_at: SystemTime,
 }
 
+/// A request a validator answers itself, without delivering it: a provider's URL
+/// handshake (Slack `url_verification`, Zoom `endpoint.url_validation`) or a duplicate
+/// delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The status to answer with.
+    pub status: StatusCode,
+    /// The JSON body to answer with.
+    pub body: Bytes,
+    /// A short, fixed reason for logs, e.g. `duplicate` or `url_verification`.
+    pub reason: &'static str,
+}
+
 /// The outcome of [`Validator::check`]: decided at once, or after an async look-up.
 pub enum Check<'a> {
     /// The request passes this validator.
     Pass,
     /// The request is refused.
     Reject(Rejection),
-    /// The decision needs I/O (e.g. a shared store); await it.
-    Pending(BoxFuture<'a, Result<(), Rejection>>),
+    /// The request is answered as given, and not delivered.
+    Answer(Answer),
+    /// The decision needs I/O (e.g. a shared store); await it. `Ok(None)` passes.
+    Pending(BoxFuture<'a, Result<Option<Answer>, Rejection>>),
 }
 
 impl std::fmt::Debug for Check<'_> {
@@ -44,6 +59,7 @@ impl std::fmt::Debug for Check<'_> {
         match self {
             Check::Pass => f.write_str("Pass"),
             Check::Reject(r) => f.debug_tuple("Reject").field(r).finish(),
+            Check::Answer(a) => f.debug_tuple("Answer").field(a).finish(),
             Check::Pending(_) => f.write_str("Pending"),
         }
     }
@@ -76,6 +92,18 @@ pub trait Validator: Sized + Send + Sync + 'static {
 
     /// Check one request.
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a>;
+
+    /// Called after the request was delivered to every destination (e.g. to remember its
+    /// delivery id for de-duplication); the default does nothing.
+    fn delivered<'a>(&'a self, request: &'a RequestView<'a>) -> BoxFuture<'a, ()> {
+        let _ = request;
+        Box::pin(async {})
+    }
+
+    /// Whether [`Validator::delivered`] does anything (lets the pipeline skip the call).
+    fn wants_delivered(&self) -> bool {
+        false
+    }
 }
 
 /// The object-safe twin of [`Validator`], implemented for every `Validator`.
@@ -84,6 +112,10 @@ pub trait DynValidator: Send + Sync + 'static {
     fn key(&self) -> &'static str;
     /// See [`Validator::check`].
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a>;
+    /// See [`Validator::delivered`].
+    fn delivered<'a>(&'a self, request: &'a RequestView<'a>) -> BoxFuture<'a, ()>;
+    /// See [`Validator::wants_delivered`].
+    fn wants_delivered(&self) -> bool;
 }
 
 impl<V: Validator> DynValidator for V {
@@ -93,5 +125,13 @@ impl<V: Validator> DynValidator for V {
 
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
         Validator::check(self, request)
+    }
+
+    fn delivered<'a>(&'a self, request: &'a RequestView<'a>) -> BoxFuture<'a, ()> {
+        Validator::delivered(self, request)
+    }
+
+    fn wants_delivered(&self) -> bool {
+        Validator::wants_delivered(self)
     }
 }

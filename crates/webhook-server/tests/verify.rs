@@ -605,3 +605,154 @@ async fn the_providers_sdks_sign_and_we_accept() {
         assert_eq!(recorded.bodies(), vec![bytes::Bytes::from_static(body)]);
     }
 }
+
+// --- handshakes and de-duplication -----------------------------------------------------
+
+#[tokio::test]
+async fn slack_and_zoom_handshakes_only_after_the_signature() {
+    let recorded = Sink::named("handshake");
+    let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    let s = server(
+        "handshake",
+        &format!(r#"{{"provider": "slack", "secret": "{secret}"}}"#),
+    )
+    .await;
+    let body = br#"{"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}"#;
+    let headers = signed_headers("slack", secret, &now().to_string(), body);
+    let r = send(&s, &headers, body).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    );
+    let unsigned = send(
+        &s,
+        &signed_headers("slack", "wrong", &now().to_string(), body),
+        body,
+    )
+    .await;
+    assert_rejected(&unsigned, &["3eZbrw1a"], "unsigned handshake");
+
+    let secret = "zoom-secret-token";
+    let s = server(
+        "handshake",
+        &format!(r#"{{"provider": "zoom", "secret": "{secret}"}}"#),
+    )
+    .await;
+    let body = br#"{"payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"}, "event_ts": 1654503849680, "event": "endpoint.url_validation"}"#;
+    let r = send(
+        &s,
+        &signed_headers("zoom", secret, &now().to_string(), body),
+        body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let expected = hex::encode(hmac256(secret.as_bytes(), &[b"qgg8vlvZRS6UYooatFL8Aw"]));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"plainToken": "qgg8vlvZRS6UYooatFL8Aw", "encryptedToken": expected})
+    );
+    assert!(recorded.bodies().is_empty(), "handshakes are not delivered");
+}
+
+#[tokio::test]
+async fn duplicates_are_answered_200_and_delivered_once() {
+    let recorded = Sink::named("dedup_gh");
+    let secret = "It's a Secret to Everybody";
+    let s = server(
+        "dedup_gh",
+        &format!(r#"{{"provider": "github", "secret": "{secret}", "dedup": true}}"#),
+    )
+    .await;
+    let body: &[u8] = b"{\"zen\": \"Keep it logically awesome.\"}";
+    let sig = format!(
+        "sha256={}",
+        hex::encode(hmac256(secret.as_bytes(), &[body]))
+    );
+    let headers = |id: &str| {
+        vec![
+            ("X-Hub-Signature-256".to_owned(), sig.clone()),
+            ("X-GitHub-Delivery".to_owned(), id.to_owned()),
+        ]
+    };
+    let first = send(&s, &headers("d-1"), body).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.json()["duplicate"], serde_json::Value::Null);
+    let second = send(&s, &headers("d-1"), body).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.json()["duplicate"], true);
+    assert_eq!(send(&s, &headers("d-2"), body).await.status, StatusCode::OK);
+    assert_eq!(recorded.bodies().len(), 2, "d-1 once, d-2 once");
+
+    // A delivery that failed is not remembered: the sender's retry is delivered.
+    recorded.fail_next(1);
+    assert_eq!(
+        send(&s, &headers("d-3"), body).await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(send(&s, &headers("d-3"), body).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&s, &headers("d-3"), body).await.json()["duplicate"],
+        true
+    );
+    assert_eq!(recorded.bodies().len(), 3);
+
+    // A forged duplicate (bad signature) is still refused, not answered 200.
+    let forged = vec![
+        (
+            "X-Hub-Signature-256".to_owned(),
+            format!("sha256={}", "0".repeat(64)),
+        ),
+        ("X-GitHub-Delivery".to_owned(), "d-1".to_owned()),
+    ];
+    assert_eq!(
+        send(&s, &forged, body).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn stripe_dedup_by_event_id_in_the_body() {
+    let recorded = Sink::named("dedup_stripe");
+    let secret = "whsec_dedup";
+    let s = server(
+        "dedup_stripe",
+        &format!(r#"{{"provider": "stripe", "secret": "{secret}", "dedup": {{"window": 600}}}}"#),
+    )
+    .await;
+    for (body, t) in [
+        (&br#"{"id": "evt_1", "n": 1}"#[..], now()),
+        (&br#"{"id": "evt_1", "n": 1}"#[..], now() + 1),
+        (&br#"{"id": "evt_2", "n": 2}"#[..], now()),
+    ] {
+        let r = send(
+            &s,
+            &signed_headers("stripe", secret, &t.to_string(), body),
+            body,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    assert_eq!(recorded.bodies().len(), 2);
+
+    let err = TestServer::builder(&webhook(
+        "cfg",
+        r#"{"provider": "stripe", "secret": "s", "dedup": {"window": 10}}"#,
+    ))
+    .try_start()
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("w.verify.dedup.window"), "{err}");
+    let err = TestServer::builder(&webhook(
+        "cfg",
+        r#"{"provider": "zoom", "secret": "s", "dedup": true}"#,
+    ))
+    .try_start()
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("w.verify.dedup"), "{err}");
+}

@@ -8,20 +8,25 @@
 //!            "secret": "…"}
 //! ```
 
+mod dedup;
 mod presets;
 mod scheme;
 
 use std::time::UNIX_EPOCH;
 
+use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderName;
+use http::StatusCode;
 use serde::Deserialize;
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 use webhook_core::config::Secret;
-use webhook_core::{BuildError, Check, Rejection, RequestView, Validator};
+use webhook_core::{Answer, BoxFuture, BuildError, Check, Rejection, RequestView, Validator};
 
+use dedup::Dedup;
+pub use dedup::{DedupConfig, DedupSource};
 pub use presets::Provider;
 pub use scheme::{KeyEncoding, SchemeConfig, SignatureEncoding, SignatureFormat};
 use scheme::{Piece, decode_key, decode_signature, parse_signed};
@@ -55,6 +60,20 @@ pub struct VerifyConfig {
     /// sender sees them, in front of any proxy.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// De-duplicate by delivery id: `true` for the provider's, or `{header | json_pointer,
+    /// window}`.
+    #[serde(default)]
+    pub dedup: Option<DedupConfig>,
+}
+
+/// A provider's URL handshake, answered after the signature checked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handshake {
+    /// Slack `{"type": "url_verification", "challenge": …}` → `{"challenge": …}`.
+    Slack,
+    /// Zoom `{"event": "endpoint.url_validation", "payload": {"plainToken": …}}` →
+    /// `{"plainToken", "encryptedToken": hex(HMAC-SHA256(secret, plainToken))}`.
+    Zoom,
 }
 
 #[derive(Clone)]
@@ -133,6 +152,8 @@ pub struct Verify {
     encoding: SignatureEncoding,
     tolerance: Option<u64>,
     public_url: Option<String>,
+    handshake: Option<Handshake>,
+    dedup: Option<Dedup>,
 }
 
 impl std::fmt::Debug for Verify {
@@ -154,6 +175,7 @@ impl Validator for Verify {
     type Config = VerifyConfig;
 
     fn build(config: VerifyConfig) -> Result<Self, BuildError> {
+        let provider = config.provider;
         let (name, scheme) = match (config.provider, config.scheme) {
             (Some(provider), None) => (provider.name().to_owned(), provider.scheme()),
             (None, Some(scheme)) => ("custom".to_owned(), scheme),
@@ -242,8 +264,40 @@ impl Validator for Verify {
                 format!("`{name}` signs no timestamp"),
             ));
         }
+        let dedup_source = match &config.dedup {
+            None | Some(DedupConfig::Enabled(false)) => None,
+            Some(DedupConfig::Enabled(true)) => {
+                Some(provider.and_then(Provider::delivery_id).ok_or_else(|| {
+                    BuildError::key(
+                        "dedup",
+                        format!("`{name}` has no delivery id: set `header` or `json_pointer`"),
+                    )
+                })?)
+            }
+            Some(DedupConfig::Explicit(source)) => {
+                let mut source = source.clone();
+                if source.header.is_none()
+                    && source.json_pointer.is_none()
+                    && let Some(preset) = provider.and_then(Provider::delivery_id)
+                {
+                    source.header = preset.header;
+                    source.json_pointer = preset.json_pointer;
+                }
+                Some(source)
+            }
+        };
+        let dedup = dedup_source
+            .map(|source| Dedup::build(&source, tolerance))
+            .transpose()?;
+        let handshake = match provider {
+            Some(Provider::Slack) => Some(Handshake::Slack),
+            Some(Provider::Zoom) => Some(Handshake::Zoom),
+            _ => None,
+        };
         Ok(Self {
             name,
+            handshake,
+            dedup,
             format: scheme.signature_format,
             prefix: scheme.signature_prefix.into_bytes(),
             signature_keys: scheme
@@ -273,26 +327,105 @@ impl Validator for Verify {
     }
 
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
-        self.verify(request).into()
+        let key = match self.verify(request) {
+            Ok(key) => key,
+            Err(rejection) => return Check::Reject(rejection),
+        };
+        if let Some(answer) = self
+            .handshake
+            .and_then(|h| self.answer_handshake(h, key, request))
+        {
+            return Check::Answer(answer);
+        }
+        if let Some(dedup) = &self.dedup
+            && let Some(id) = dedup.id(request)
+            && dedup.seen(&id)
+        {
+            return Check::Answer(Answer {
+                status: StatusCode::OK,
+                body: Bytes::from_static(br#"{"message":"200 OK","duplicate":true}"#),
+                reason: "duplicate",
+            });
+        }
+        Check::Pass
+    }
+
+    fn delivered<'a>(&'a self, request: &'a RequestView<'a>) -> BoxFuture<'a, ()> {
+        if let Some(dedup) = &self.dedup
+            && let Some(id) = dedup.id(request)
+        {
+            dedup.remember(id);
+        }
+        Box::pin(async {})
+    }
+
+    fn wants_delivered(&self) -> bool {
+        self.dedup.is_some()
     }
 }
 
 impl Verify {
-    fn verify(&self, request: &RequestView<'_>) -> Result<(), Rejection> {
+    /// Slack's and Zoom's URL handshakes (only ever after the signature checked out).
+    fn answer_handshake(
+        &self,
+        handshake: Handshake,
+        key: usize,
+        request: &RequestView<'_>,
+    ) -> Option<Answer> {
+        let marker: &[u8] = match handshake {
+            Handshake::Slack => b"url_verification",
+            Handshake::Zoom => b"endpoint.url_validation",
+        };
+        if !request.body.windows(marker.len()).any(|w| w == marker) {
+            return None;
+        }
+        let body: serde_json::Value = serde_json::from_slice(request.body).ok()?;
+        let answer = match handshake {
+            Handshake::Slack => {
+                if body.get("type")?.as_str()? != "url_verification" {
+                    return None;
+                }
+                serde_json::json!({"challenge": body.get("challenge")?.as_str()?})
+            }
+            Handshake::Zoom => {
+                if body.get("event")?.as_str()? != "endpoint.url_validation" {
+                    return None;
+                }
+                let plain = body.pointer("/payload/plainToken")?.as_str()?;
+                let Keyed::Sha256(mac) = self.keys.get(key)? else {
+                    return None;
+                };
+                let mut mac = mac.clone();
+                mac.update(plain.as_bytes());
+                let encrypted = hex::encode(mac.finalize().into_bytes());
+                serde_json::json!({"plainToken": plain, "encryptedToken": encrypted})
+            }
+        };
+        Some(Answer {
+            status: StatusCode::OK,
+            body: Bytes::from(answer.to_string()),
+            reason: match handshake {
+                Handshake::Slack => "slack_url_verification",
+                Handshake::Zoom => "zoom_url_validation",
+            },
+        })
+    }
+
+    /// Check the signature; the index of the key that matched.
+    fn verify(&self, request: &RequestView<'_>) -> Result<usize, Rejection> {
         let Some(value) = request.headers.get(&self.signature_header) else {
             return Err(Rejection::unauthorized("signature_missing"));
         };
         let value = value.as_bytes().trim_ascii();
         if self.format == SignatureFormat::Token {
             let digest: [u8; 32] = Sha256::digest(value).into();
-            let matched = self.keys.iter().any(
-                |k| matches!(k, Keyed::Token(expected) if bool::from(expected.ct_eq(&digest))),
-            );
-            return if matched {
-                Ok(())
-            } else {
-                Err(Rejection::unauthorized("token_mismatch"))
-            };
+            return self
+                .keys
+                .iter()
+                .position(
+                    |k| matches!(k, Keyed::Token(expected) if bool::from(expected.ct_eq(&digest))),
+                )
+                .ok_or(Rejection::unauthorized("token_mismatch"));
         }
 
         let mut candidates: Vec<&[u8]> = Vec::with_capacity(2);
@@ -374,14 +507,14 @@ impl Verify {
         };
         let mut tag = [0u8; 64];
         let mut given = [0u8; 64];
-        for key in &self.keys {
+        for (index, key) in self.keys.iter().enumerate() {
             let len = key.tag(&self.pieces, &signed, &mut tag);
             for candidate in &candidates {
                 if let Some(decoded) = decode_signature(candidate, self.encoding, &mut given)
                     && decoded.len() == len
                     && bool::from(decoded.ct_eq(&tag[..len]))
                 {
-                    return Ok(());
+                    return Ok(index);
                 }
             }
         }

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::dedup::DedupSource;
 use super::scheme::{KeyEncoding, SchemeConfig, SignatureEncoding, SignatureFormat};
 use crate::HmacAlgorithm;
 
@@ -45,6 +46,32 @@ impl Provider {
             Provider::Paddle => "paddle",
             Provider::Zoom => "zoom",
             Provider::Twilio => "twilio",
+        }
+    }
+
+    /// Where this provider puts its delivery id (for `dedup: true`).
+    pub fn delivery_id(self) -> Option<DedupSource> {
+        let header = |name: &str| {
+            Some(DedupSource {
+                header: Some(name.to_owned()),
+                ..DedupSource::default()
+            })
+        };
+        let pointer = |pointer: &str| {
+            Some(DedupSource {
+                json_pointer: Some(pointer.to_owned()),
+                ..DedupSource::default()
+            })
+        };
+        match self {
+            Provider::Github => header("x-github-delivery"),
+            Provider::Stripe => pointer("/id"),
+            Provider::Slack | Provider::Paddle => pointer("/event_id"),
+            Provider::Shopify => header("x-shopify-webhook-id"),
+            Provider::StandardWebhooks => header("webhook-id"),
+            Provider::Svix => header("svix-id"),
+            Provider::Gitlab => header("x-gitlab-event-uuid"),
+            Provider::Zoom | Provider::Twilio => None,
         }
     }
 
