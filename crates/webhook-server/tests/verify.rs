@@ -756,3 +756,66 @@ async fn stripe_dedup_by_event_id_in_the_body() {
     .to_string();
     assert!(err.contains("w.verify.dedup"), "{err}");
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn two_instances_share_the_dedup_window_through_redis() {
+    use webhook_testkit::interop::{require_tcp, service_url, unique};
+    let url = service_url("redis", "redis://127.0.0.1:6379/0");
+    let hostport = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    require_tcp("redis", host, port.parse().unwrap());
+
+    let recorded = Sink::named("dedup_redis");
+    let secret = "shpss_shared";
+    let prefix = unique("dedup-test");
+    let verify = format!(
+        r#"{{"provider": "shopify", "secret": "{secret}", "dedup": {{"redis_url": "{url}", "key_prefix": "{prefix}", "window": 60}}}}"#
+    );
+    let a = server("dedup_redis", &verify).await;
+    let b = server("dedup_redis", &verify).await;
+    let body: &[u8] = br#"{"id": 820982911946154508, "email": "jon@example.com"}"#;
+    let sig = BASE64.encode(hmac256(secret.as_bytes(), &[body]));
+    let headers = |id: &str| {
+        vec![
+            ("X-Shopify-Hmac-Sha256".to_owned(), sig.clone()),
+            ("X-Shopify-Webhook-Id".to_owned(), id.to_owned()),
+        ]
+    };
+    let first = send(&a, &headers("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"), body).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let again = send(&b, &headers("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"), body).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(
+        again.json()["duplicate"],
+        true,
+        "instance b saw a's delivery"
+    );
+    let other = send(&b, &headers("another-id"), body).await;
+    assert_eq!(other.json()["duplicate"], serde_json::Value::Null);
+    assert_eq!(
+        send(&a, &headers("another-id"), body).await.json()["duplicate"],
+        true
+    );
+    assert_eq!(
+        recorded.bodies().len(),
+        2,
+        "each id delivered once across both instances"
+    );
+
+    // Redis is the window: the key exists with the configured expiry.
+    let out = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "ttl", &format!("{prefix}:w:another-id")])
+        .output()
+        .unwrap();
+    let ttl: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!((1..=60).contains(&ttl), "ttl {ttl}");
+}

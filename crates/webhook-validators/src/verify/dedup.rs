@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::HeaderName;
 use serde::Deserialize;
-use webhook_core::{BuildError, RequestView};
+use webhook_core::{BoxFuture, BuildError, RequestView};
 
 /// Sweep expired ids every this many insertions.
 const SWEEP_EVERY: u64 = 1024;
@@ -39,6 +39,13 @@ pub struct DedupSource {
     /// Seconds an id is remembered (default 86400; at least the replay tolerance).
     #[serde(default, deserialize_with = "webhook_core::config::de::option_number")]
     pub window: Option<u64>,
+    /// Keep the window in Redis (`redis://[:password@]host:port/db`) so that several
+    /// instances share it (feature `redis`); default: in memory.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys (default `webhook-gateway:dedup`).
+    #[serde(default)]
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,7 +59,21 @@ enum IdSource {
 pub(crate) struct Dedup {
     source: IdSource,
     window: Duration,
-    seen: Arc<Mutex<Seen>>,
+    store: Store,
+}
+
+#[derive(Debug, Clone)]
+enum Store {
+    Memory(Arc<Mutex<Seen>>),
+    #[cfg(feature = "redis")]
+    Redis(Arc<super::redis_store::RedisStore>),
+}
+
+/// The answer of a look-up: at once (memory) or after a round trip (Redis).
+pub(crate) enum Lookup<'a> {
+    Now(bool),
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Later(BoxFuture<'a, bool>),
 }
 
 #[derive(Debug, Default)]
@@ -99,10 +120,28 @@ impl Dedup {
         if window == 0 {
             return Err(BuildError::key("dedup.window", "must be positive"));
         }
+        let store = match &config.redis_url {
+            None => Store::Memory(Arc::default()),
+            #[cfg(feature = "redis")]
+            Some(url) => Store::Redis(Arc::new(super::redis_store::RedisStore::new(
+                url,
+                config
+                    .key_prefix
+                    .clone()
+                    .unwrap_or_else(|| "webhook-gateway:dedup".to_owned()),
+            )?)),
+            #[cfg(not(feature = "redis"))]
+            Some(_) => {
+                return Err(BuildError::key(
+                    "dedup.redis_url",
+                    "this build has no Redis support; rebuild with `--features redis`",
+                ));
+            }
+        };
         Ok(Self {
             source,
             window: Duration::from_secs(window),
-            seen: Arc::default(),
+            store,
         })
     }
 
@@ -129,30 +168,52 @@ impl Dedup {
     }
 
     /// Whether `id` was delivered within the window.
-    pub(crate) fn seen(&self, id: &[u8]) -> bool {
-        let seen = match self.seen.lock() {
-            Ok(seen) => seen,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        seen.ids
-            .get(id)
-            .is_some_and(|until| *until > Instant::now())
+    pub(crate) fn lookup<'a>(&'a self, webhook_id: &'a str, id: Box<[u8]>) -> Lookup<'a> {
+        match &self.store {
+            Store::Memory(seen) => {
+                let _ = webhook_id;
+                let seen = match seen.lock() {
+                    Ok(seen) => seen,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                Lookup::Now(
+                    seen.ids
+                        .get(&id)
+                        .is_some_and(|until| *until > Instant::now()),
+                )
+            }
+            #[cfg(feature = "redis")]
+            Store::Redis(redis) => {
+                let _ = &id;
+                Lookup::Later(Box::pin(async move { redis.seen(webhook_id, &id).await }))
+            }
+        }
     }
 
     /// Remember `id` as delivered.
-    pub(crate) fn remember(&self, id: Box<[u8]>) {
-        let mut seen = match self.seen.lock() {
-            Ok(seen) => seen,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let now = Instant::now();
-        seen.inserts += 1;
-        if seen.inserts.is_multiple_of(SWEEP_EVERY) || seen.ids.len() >= MAX_IDS {
-            seen.ids.retain(|_, until| *until > now);
-            if seen.ids.len() >= MAX_IDS {
-                seen.ids.clear();
+    pub(crate) fn remember<'a>(&'a self, webhook_id: &'a str, id: Box<[u8]>) -> BoxFuture<'a, ()> {
+        match &self.store {
+            Store::Memory(seen) => {
+                let _ = webhook_id;
+                let mut seen = match seen.lock() {
+                    Ok(seen) => seen,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                let now = Instant::now();
+                seen.inserts += 1;
+                if seen.inserts.is_multiple_of(SWEEP_EVERY) || seen.ids.len() >= MAX_IDS {
+                    seen.ids.retain(|_, until| *until > now);
+                    if seen.ids.len() >= MAX_IDS {
+                        seen.ids.clear();
+                    }
+                }
+                seen.ids.insert(id, now + self.window);
+                Box::pin(async {})
+            }
+            #[cfg(feature = "redis")]
+            Store::Redis(redis) => {
+                Box::pin(async move { redis.remember(webhook_id, &id, self.window).await })
             }
         }
-        seen.ids.insert(id, now + self.window);
     }
 }

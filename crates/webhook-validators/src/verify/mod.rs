@@ -10,6 +10,8 @@
 
 mod dedup;
 mod presets;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod scheme;
 
 use std::time::UNIX_EPOCH;
@@ -25,7 +27,7 @@ use subtle::ConstantTimeEq;
 use webhook_core::config::Secret;
 use webhook_core::{Answer, BoxFuture, BuildError, Check, Rejection, RequestView, Validator};
 
-use dedup::Dedup;
+use dedup::{Dedup, Lookup};
 pub use dedup::{DedupConfig, DedupSource};
 pub use presets::Provider;
 pub use scheme::{KeyEncoding, SchemeConfig, SignatureEncoding, SignatureFormat};
@@ -64,6 +66,15 @@ pub struct VerifyConfig {
     /// window}`.
     #[serde(default)]
     pub dedup: Option<DedupConfig>,
+}
+
+/// The answer to a delivery id seen before.
+fn duplicate() -> Answer {
+    Answer {
+        status: StatusCode::OK,
+        body: Bytes::from_static(br#"{"message":"200 OK","duplicate":true}"#),
+        reason: "duplicate",
+    }
 }
 
 /// A provider's URL handshake, answered after the signature checked out.
@@ -339,24 +350,26 @@ impl Validator for Verify {
         }
         if let Some(dedup) = &self.dedup
             && let Some(id) = dedup.id(request)
-            && dedup.seen(&id)
         {
-            return Check::Answer(Answer {
-                status: StatusCode::OK,
-                body: Bytes::from_static(br#"{"message":"200 OK","duplicate":true}"#),
-                reason: "duplicate",
-            });
+            match dedup.lookup(request.webhook_id, id) {
+                Lookup::Now(true) => return Check::Answer(duplicate()),
+                Lookup::Now(false) => {}
+                Lookup::Later(seen) => {
+                    return Check::Pending(Box::pin(async move { Ok(seen.await.then(duplicate)) }));
+                }
+            }
         }
         Check::Pass
     }
 
     fn delivered<'a>(&'a self, request: &'a RequestView<'a>) -> BoxFuture<'a, ()> {
-        if let Some(dedup) = &self.dedup
-            && let Some(id) = dedup.id(request)
-        {
-            dedup.remember(id);
+        match &self.dedup {
+            Some(dedup) => match dedup.id(request) {
+                Some(id) => dedup.remember(request.webhook_id, id),
+                None => Box::pin(async {}),
+            },
+            None => Box::pin(async {}),
         }
-        Box::pin(async {})
     }
 
     fn wants_delivered(&self) -> bool {
