@@ -168,6 +168,7 @@ impl Dedup {
     }
 
     /// Whether `id` was delivered within the window.
+    #[cfg_attr(not(feature = "redis"), allow(clippy::needless_pass_by_value))]
     pub(crate) fn lookup<'a>(&'a self, webhook_id: &'a str, id: Box<[u8]>) -> Lookup<'a> {
         match &self.store {
             Store::Memory(seen) => {
