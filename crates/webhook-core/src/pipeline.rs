@@ -238,6 +238,11 @@ impl Pipeline {
             match verdict {
                 Ok(None) => {}
                 Ok(Some(answer)) => {
+                    if answer.duplicate
+                        && let Ok(mut stats) = webhook.stats.lock()
+                    {
+                        stats.record_duplicate();
+                    }
                     tracing::info!(
                         webhook = webhook_id,
                         %request_id,

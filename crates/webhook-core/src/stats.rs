@@ -11,6 +11,7 @@ const HOUR_SLOTS: usize = 24 * 30;
 #[derive(Debug, Clone)]
 pub(crate) struct StatsWindows {
     total: u64,
+    duplicates: u64,
     minutes: Box<[(u64, u64); MINUTE_SLOTS]>,
     hours: Box<[(u64, u64); HOUR_SLOTS]>,
 }
@@ -19,6 +20,7 @@ impl Default for StatsWindows {
     fn default() -> Self {
         Self {
             total: 0,
+            duplicates: 0,
             minutes: Box::new([(u64::MAX, 0); MINUTE_SLOTS]),
             hours: Box::new([(u64::MAX, 0); HOUR_SLOTS]),
         }
@@ -27,6 +29,11 @@ impl Default for StatsWindows {
 
 impl StatsWindows {
     /// Count one request at `now` (seconds since the Unix epoch).
+    /// Count a request answered as a duplicate (not delivered, not in `total`).
+    pub(crate) fn record_duplicate(&mut self) {
+        self.duplicates += 1;
+    }
+
     pub(crate) fn record(&mut self, now: u64) {
         self.total += 1;
         bump(&mut self.minutes[..], now / 60);
@@ -34,7 +41,7 @@ impl StatsWindows {
     }
 
     /// The original's shape: `total, minute, 5_minutes, 15_minutes, 30_minutes, hour, day,
-    /// week, month`.
+    /// week, month`, plus `duplicates` (answered without a second delivery).
     pub(crate) fn snapshot(&self, now: u64) -> Value {
         let minute = now / 60;
         let hour = now / 3600;
@@ -52,6 +59,7 @@ impl StatsWindows {
         for (name, n) in [("day", 24), ("week", 24 * 7), ("month", 24 * 30)] {
             map.insert(name.into(), sum(&self.hours[..], hour, n).into());
         }
+        map.insert("duplicates".into(), self.duplicates.into());
         Value::Object(map)
     }
 }

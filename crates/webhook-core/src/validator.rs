@@ -40,6 +40,8 @@ pub struct Answer {
     pub body: Bytes,
     /// A short, fixed reason for logs, e.g. `duplicate` or `url_verification`.
     pub reason: &'static str,
+    /// Whether this answers a delivery seen before (counted as `duplicates` in `/stats`).
+    pub duplicate: bool,
 }
 
 /// The outcome of [`Validator::check`]: decided at once, or after an async look-up.

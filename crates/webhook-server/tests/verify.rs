@@ -683,6 +683,9 @@ async fn duplicates_are_answered_200_and_delivered_once() {
     assert_eq!(second.json()["duplicate"], true);
     assert_eq!(send(&s, &headers("d-2"), body).await.status, StatusCode::OK);
     assert_eq!(recorded.bodies().len(), 2, "d-1 once, d-2 once");
+    let stats = s.get("/stats").await.json();
+    assert_eq!(stats["w"]["duplicates"], 1, "{stats}");
+    assert_eq!(stats["w"]["total"], 2, "{stats}");
 
     // A delivery that failed is not remembered: the sender's retry is delivered.
     recorded.fail_next(1);

@@ -74,6 +74,7 @@ fn duplicate() -> Answer {
         status: StatusCode::OK,
         body: Bytes::from_static(br#"{"message":"200 OK","duplicate":true}"#),
         reason: "duplicate",
+        duplicate: true,
     }
 }
 
@@ -421,6 +422,7 @@ impl Verify {
                 Handshake::Slack => "slack_url_verification",
                 Handshake::Zoom => "zoom_url_validation",
             },
+            duplicate: false,
         })
     }
 
