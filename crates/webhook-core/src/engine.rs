@@ -3,17 +3,19 @@
 //! the same code later.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
 use crate::config::{ChainConfig, Execution, RetryConfig};
+use crate::metrics::DestinationMetrics;
 use crate::{Delivery, DynModule, ErrorClass, ModuleError};
 
 /// One destination of a webhook, built and connected.
 pub(crate) struct Destination {
     pub(crate) module: Arc<dyn DynModule>,
     pub(crate) retry: RetryConfig,
+    pub(crate) metrics: Arc<DestinationMetrics>,
 }
 
 /// Deliver to every destination; `Ok` only when every one of them confirmed.
@@ -25,7 +27,7 @@ pub(crate) async fn deliver(
     let deadline = Duration::from_secs_f64(chain.timeout);
     let work = async {
         match (destinations, chain.execution) {
-            ([only], _) => deliver_one(only.module.as_ref(), &only.retry, delivery).await,
+            ([only], _) => deliver_one(only, delivery).await,
             (_, Execution::Sequential) => {
                 sequential(destinations, chain.continue_on_error, delivery).await
             }
@@ -48,9 +50,7 @@ async fn sequential(
 ) -> Result<(), ModuleError> {
     let mut failure: Option<ModuleError> = None;
     for destination in destinations {
-        if let Err(err) =
-            deliver_one(destination.module.as_ref(), &destination.retry, delivery).await
-        {
+        if let Err(err) = deliver_one(destination, delivery).await {
             failure = Some(worse(failure, err));
             if !continue_on_error {
                 break;
@@ -63,10 +63,13 @@ async fn sequential(
 async fn parallel(destinations: &[Destination], delivery: &Delivery) -> Result<(), ModuleError> {
     let mut tasks = JoinSet::new();
     for destination in destinations {
-        let module = Arc::clone(&destination.module);
-        let retry = destination.retry;
+        let destination = Destination {
+            module: Arc::clone(&destination.module),
+            retry: destination.retry,
+            metrics: Arc::clone(&destination.metrics),
+        };
         let delivery = delivery.clone();
-        tasks.spawn(async move { deliver_one(module.as_ref(), &retry, &delivery).await });
+        tasks.spawn(async move { deliver_one(&destination, &delivery).await });
     }
     let mut failure: Option<ModuleError> = None;
     while let Some(joined) = tasks.join_next().await {
@@ -81,18 +84,27 @@ async fn parallel(destinations: &[Destination], delivery: &Delivery) -> Result<(
 }
 
 /// Deliver to one destination, retrying retryable failures as its `retry` config says.
-async fn deliver_one(
-    module: &dyn DynModule,
-    retry: &RetryConfig,
-    delivery: &Delivery,
-) -> Result<(), ModuleError> {
+async fn deliver_one(destination: &Destination, delivery: &Delivery) -> Result<(), ModuleError> {
+    let Destination {
+        module,
+        retry,
+        metrics,
+    } = destination;
     let attempts = retry.attempts();
     let mut attempt = 1;
     loop {
-        let err = match module.deliver(delivery).await {
-            Ok(()) => return Ok(()),
+        metrics.in_flight.increment(1.0);
+        let started = Instant::now();
+        let result = module.deliver(delivery).await;
+        metrics.in_flight.decrement(1.0);
+        let err = match result {
+            Ok(()) => {
+                metrics.record(Ok(()), started.elapsed());
+                return Ok(());
+            }
             Err(err) => err,
         };
+        metrics.record(Err(err.is_retryable()), started.elapsed());
         tracing::warn!(
             webhook = %delivery.webhook_id,
             request_id = %delivery.request_id,
@@ -111,6 +123,7 @@ async fn deliver_one(
             .unwrap_or_else(|| retry.delay(attempt))
             .min(max);
         tokio::time::sleep(delay).await;
+        metrics.retried.increment(1);
         attempt += 1;
     }
 }

@@ -29,6 +29,7 @@ mod delivery;
 mod engine;
 mod error;
 mod json;
+mod metrics;
 mod module;
 mod pipeline;
 mod registry;

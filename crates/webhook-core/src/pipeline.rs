@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, HeaderName, HeaderValue};
@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::config::{ChainConfig, Config, ConfigError, ConfigErrors, DestinationPlan};
 use crate::engine::{self, Destination};
+use crate::metrics::{DestinationMetrics, WebhookMetrics};
 use crate::module::BuildContext;
 use crate::response::{self, json, json_bytes, set_retry_after};
 use crate::stats::StatsWindows;
@@ -66,6 +67,7 @@ struct Webhook {
     destinations: Vec<Destination>,
     chain: ChainConfig,
     stats: Mutex<StatsWindows>,
+    metrics: WebhookMetrics,
 }
 
 /// The validation pipeline and delivery engine for a set of webhooks.
@@ -109,6 +111,7 @@ impl Pipeline {
                 let context = build_context(&plan.id, plan.data_type, &dest, &data_dir, &shared);
                 match dest.prepared.build(context).await {
                     Ok(module) => destinations.push(Destination {
+                        metrics: Arc::new(DestinationMetrics::new(&plan.id, module.kind())),
                         module,
                         retry: dest.retry,
                     }),
@@ -124,6 +127,7 @@ impl Pipeline {
             webhooks.insert(
                 Arc::clone(&plan.id),
                 Webhook {
+                    metrics: WebhookMetrics::new(&plan.id),
                     id: plan.id,
                     data_type: plan.data_type,
                     validators: plan.validators,
@@ -170,10 +174,17 @@ impl Pipeline {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let received_at = SystemTime::now();
+        let started = Instant::now();
         let request_id = Uuid::now_v7();
         let mut response = self
             .handle_inner(webhook_id, request, peer, received_at, request_id)
             .await;
+        if let Some(webhook) = self.webhooks.get(webhook_id) {
+            webhook
+                .metrics
+                .duration
+                .record(started.elapsed().as_secs_f64());
+        }
         let mut id_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let id_text = request_id.hyphenated().encode_lower(&mut id_text);
         if let Ok(value) = HeaderValue::from_str(id_text) {
@@ -197,7 +208,9 @@ impl Pipeline {
         let Some(webhook) = self.webhooks.get(webhook_id) else {
             return json(StatusCode::NOT_FOUND, response::NOT_FOUND);
         };
+        webhook.metrics.received.increment(1);
         if request.method() != Method::POST {
+            webhook.metrics.rejected("method_not_allowed");
             let mut response = json(StatusCode::METHOD_NOT_ALLOWED, response::METHOD_NOT_ALLOWED);
             response
                 .headers_mut()
@@ -208,10 +221,12 @@ impl Pipeline {
         let body = match read_body(body, &parts.headers, self.options.max_body_bytes).await {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
+                webhook.metrics.rejected("body_too_large");
                 tracing::info!(webhook = webhook_id, %request_id, limit = self.options.max_body_bytes, "body over the size cap");
                 return json(StatusCode::PAYLOAD_TOO_LARGE, response::TOO_LARGE);
             }
             Err(BodyError::Read(err)) => {
+                webhook.metrics.rejected("body_unreadable");
                 tracing::info!(webhook = webhook_id, %request_id, error = %err, "could not read the body");
                 return json(StatusCode::BAD_REQUEST, response::BAD_BODY);
             }
@@ -238,10 +253,13 @@ impl Pipeline {
             match verdict {
                 Ok(None) => {}
                 Ok(Some(answer)) => {
-                    if answer.duplicate
-                        && let Ok(mut stats) = webhook.stats.lock()
-                    {
-                        stats.record_duplicate();
+                    if answer.duplicate {
+                        webhook.metrics.duplicate.increment(1);
+                        if let Ok(mut stats) = webhook.stats.lock() {
+                            stats.record_duplicate();
+                        }
+                    } else {
+                        webhook.metrics.accepted.increment(1);
                     }
                     tracing::info!(
                         webhook = webhook_id,
@@ -253,6 +271,7 @@ impl Pipeline {
                     return json_bytes(answer.status, answer.body);
                 }
                 Err(rejection) => {
+                    webhook.metrics.rejected(rejection.reason);
                     tracing::info!(
                         webhook = webhook_id,
                         %request_id,
@@ -269,6 +288,7 @@ impl Pipeline {
         if webhook.data_type == DataType::Json
             && let Err(err) = crate::json::check(&body, self.options.max_json_depth)
         {
+            webhook.metrics.rejected("malformed_json");
             tracing::info!(webhook = webhook_id, %request_id, error = %err, "malformed JSON body");
             return json(StatusCode::BAD_REQUEST, response::MALFORMED_JSON);
         }
@@ -302,26 +322,33 @@ impl Pipeline {
                         validator.delivered(&view).await;
                     }
                 }
+                webhook.metrics.accepted.increment(1);
                 json(StatusCode::OK, response::OK)
             }
-            Err(err) => match err.class() {
-                ErrorClass::Unavailable => {
-                    let mut response = json(StatusCode::SERVICE_UNAVAILABLE, response::UNAVAILABLE);
-                    set_retry_after(
-                        &mut response,
-                        err.retry_after().unwrap_or(Duration::from_secs(5)),
-                    );
-                    response
-                }
-                ErrorClass::Retryable => {
-                    let mut response = json(StatusCode::BAD_GATEWAY, response::DELIVERY_FAILED);
-                    if let Some(delay) = err.retry_after() {
-                        set_retry_after(&mut response, delay);
+            Err(err) => {
+                webhook.metrics.failed.increment(1);
+                match err.class() {
+                    ErrorClass::Unavailable => {
+                        let mut response =
+                            json(StatusCode::SERVICE_UNAVAILABLE, response::UNAVAILABLE);
+                        set_retry_after(
+                            &mut response,
+                            err.retry_after().unwrap_or(Duration::from_secs(5)),
+                        );
+                        response
                     }
-                    response
+                    ErrorClass::Retryable => {
+                        let mut response = json(StatusCode::BAD_GATEWAY, response::DELIVERY_FAILED);
+                        if let Some(delay) = err.retry_after() {
+                            set_retry_after(&mut response, delay);
+                        }
+                        response
+                    }
+                    ErrorClass::Permanent => {
+                        json(StatusCode::BAD_GATEWAY, response::DELIVERY_REJECTED)
+                    }
                 }
-                ErrorClass::Permanent => json(StatusCode::BAD_GATEWAY, response::DELIVERY_REJECTED),
-            },
+            }
         }
     }
 

@@ -5,5 +5,6 @@
 //! other programs can start the same server.
 
 pub mod logging;
+pub mod metrics;
 pub mod registry;
 pub mod server;

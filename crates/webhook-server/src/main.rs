@@ -79,6 +79,14 @@ struct Cli {
         global = true
     )]
     drain_timeout: u64,
+
+    /// Do not serve `GET /metrics` (Prometheus text format).
+    #[arg(long, env = "WEBHOOK_NO_METRICS", global = true)]
+    no_metrics: bool,
+
+    /// Require `Authorization: Bearer <token>` on `/metrics` and `/stats`.
+    #[arg(long, env = "WEBHOOK_OPS_TOKEN", global = true, hide_env_values = true)]
+    ops_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -147,6 +155,10 @@ fn print_summary(config: &Config) {
 
 async fn serve(cli: &Cli, config: Config, options: PipelineOptions) -> Result<()> {
     let ids: Vec<String> = config.webhook_ids().map(str::to_owned).collect();
+    if !cli.no_metrics {
+        // The pipeline registers its metric handles when it is built: recorder first.
+        let _ = webhook_server::metrics::handle();
+    }
     let pipeline = Arc::new(Pipeline::build(config, options).await?);
     let addr: SocketAddr = format!("{}:{}", bracket_v6(&cli.host), cli.port)
         .parse()
@@ -157,6 +169,8 @@ async fn serve(cli: &Cli, config: Config, options: PipelineOptions) -> Result<()
     tracing::info!(address = %listener.local_addr()?, webhooks = ?ids, "listening");
     let options = ServerOptions {
         drain_timeout: Duration::from_secs(cli.drain_timeout),
+        metrics: !cli.no_metrics,
+        ops_token: cli.ops_token.as_deref().and_then(server::OpsToken::new),
         ..ServerOptions::default()
     };
     server::serve(listener, pipeline, options, shutdown_signal()).await;

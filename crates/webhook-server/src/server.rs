@@ -15,6 +15,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use webhook_core::{Pipeline, ResponseBody};
 
@@ -27,6 +29,39 @@ pub struct ServerOptions {
     pub max_headers: usize,
     /// How long a client may take to send its request headers (default 30 s).
     pub header_read_timeout: Duration,
+    /// Serve `GET /metrics` (default true).
+    pub metrics: bool,
+    /// When set, `/metrics` and `/stats` require `Authorization: Bearer <token>`.
+    pub ops_token: Option<OpsToken>,
+}
+
+/// The token that protects `/metrics` and `/stats`, kept as a SHA-256 digest and compared
+/// in constant time.
+#[derive(Clone)]
+pub struct OpsToken([u8; 32]);
+
+impl OpsToken {
+    /// A token; `None` when it is empty.
+    pub fn new(token: &str) -> Option<Self> {
+        (!token.is_empty()).then(|| Self(Sha256::digest(format!("Bearer {token}")).into()))
+    }
+
+    fn allows(&self, headers: &http::HeaderMap) -> bool {
+        headers
+            .get(http::header::AUTHORIZATION)
+            .is_some_and(|given| {
+                bool::from(
+                    self.0
+                        .ct_eq(&<[u8; 32]>::from(Sha256::digest(given.as_bytes()))),
+                )
+            })
+    }
+}
+
+impl std::fmt::Debug for OpsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpsToken(***)")
+    }
 }
 
 impl Default for ServerOptions {
@@ -35,6 +70,8 @@ impl Default for ServerOptions {
             drain_timeout: Duration::from_secs(30),
             max_headers: 100,
             header_read_timeout: Duration::from_secs(30),
+            metrics: true,
+            ops_token: None,
         }
     }
 }
@@ -55,6 +92,10 @@ pub async fn serve(
         .max_headers(options.max_headers);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    if options.metrics {
+        let _ = crate::metrics::handle();
+    }
+    let options = Arc::new(options);
 
     loop {
         tokio::select! {
@@ -70,9 +111,11 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let pipeline = Arc::clone(&pipeline);
+                let options = Arc::clone(&options);
                 let service = service_fn(move |request| {
                     let pipeline = Arc::clone(&pipeline);
-                    async move { Ok::<_, Infallible>(route(&pipeline, request, peer).await) }
+                    let options = Arc::clone(&options);
+                    async move { Ok::<_, Infallible>(route(&pipeline, &options, request, peer).await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
@@ -100,16 +143,52 @@ pub async fn serve(
 /// Route one request.
 pub async fn route(
     pipeline: &Pipeline,
+    options: &ServerOptions,
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<ResponseBody> {
     let path = request.uri().path();
     if let Some(id) = path.strip_prefix("/webhook/") {
         let id = id.to_owned();
-        return pipeline.handle_webhook(&id, request, peer).await;
+        let started = std::time::Instant::now();
+        let response = pipeline.handle_webhook(&id, request, peer).await;
+        tracing::info!(
+            target: "webhook::request",
+            webhook = %id,
+            request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            %peer,
+            "request"
+        );
+        return response;
     }
     let method = request.method();
+    let protected = matches!(path, "/metrics" | "/stats");
+    if protected
+        && let Some(token) = &options.ops_token
+        && !token.allows(request.headers())
+    {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            Bytes::from_static(br#"{"detail":"Unauthorized"}"#),
+        );
+    }
     match path {
+        "/metrics" if method == Method::GET && options.metrics => match crate::metrics::handle() {
+            Some(handle) => {
+                let mut response = Response::new(Full::new(Bytes::from(handle.render())));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            None => json(
+                StatusCode::NOT_FOUND,
+                Bytes::from_static(br#"{"detail":"Not Found"}"#),
+            ),
+        },
         "/" if method == Method::GET => json(
             StatusCode::OK,
             Bytes::from_static(br#"{"message":"200 OK"}"#),
@@ -126,7 +205,7 @@ pub async fn route(
         "/stats" if method == Method::GET => {
             json(StatusCode::OK, Bytes::from(pipeline.stats().to_string()))
         }
-        "/" | "/health" | "/stats" => {
+        "/" | "/health" | "/stats" | "/metrics" if options.metrics || path != "/metrics" => {
             let mut response = json(
                 StatusCode::METHOD_NOT_ALLOWED,
                 Bytes::from_static(br#"{"detail":"Method Not Allowed"}"#),

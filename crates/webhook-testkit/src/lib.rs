@@ -33,6 +33,7 @@ pub struct TestServerBuilder {
     connections: Option<String>,
     env: HashMap<String, String>,
     options: PipelineOptions,
+    server_options: ServerOptions,
     registry: Option<Registry>,
 }
 
@@ -49,6 +50,12 @@ impl TestServerBuilder {
 
     pub fn options(mut self, options: PipelineOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Settings of the HTTP front (metrics, ops token…).
+    pub fn server_options(mut self, options: ServerOptions) -> Self {
+        self.server_options = options;
         self
     }
 
@@ -73,11 +80,15 @@ impl TestServerBuilder {
             connections.as_ref(),
             &Env::from_map(self.env),
         )?;
+        if self.server_options.metrics {
+            // Handles are registered when the pipeline is built: install the recorder first.
+            let _ = webhook_server::metrics::handle();
+        }
         let pipeline = Arc::new(Pipeline::build(config, self.options).await?);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, pipeline, ServerOptions::default(), async {
+        let task = tokio::spawn(serve(listener, pipeline, self.server_options, async {
             let _ = stopped.await;
         }));
         Ok(TestServer {
@@ -148,6 +159,7 @@ impl TestServer {
             connections: None,
             env: HashMap::new(),
             options: PipelineOptions::default(),
+            server_options: ServerOptions::default(),
             registry: None,
         }
     }
