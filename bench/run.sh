@@ -5,7 +5,8 @@
 #
 #   bash bench/run.sh            # ROUNDS=3 DURATION=10 CONNECTIONS=32 by default
 #
-# Prints req/s, p50, p99 and peak RSS for both, and the ratio gateway / ceiling.
+# Prints req/s, p50, p99 and peak RSS for each, the ratio gateway / ceiling, and the cost of
+# the metrics (the gateway measured again with --no-metrics in every round).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -97,6 +98,12 @@ for round in $(seq 1 "$ROUNDS"); do
   wait_port "$GATEWAY_PORT"
   echo "gateway $(measure gateway "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"
   kill -TERM "$gw"; wait "$gw" 2>/dev/null || true
+
+  RUST_LOG=${GATEWAY_LOG:-info} ./target/release/webhook-server --host 127.0.0.1 --port "$GATEWAY_PORT" \
+    --webhooks-config "$work/webhooks.json" --data-dir "$work" --no-metrics >/dev/null 2>&1 & gw=$!; pids+=("$gw")
+  wait_port "$GATEWAY_PORT"
+  echo "nometrics $(measure nometrics "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"
+  kill -TERM "$gw"; wait "$gw" 2>/dev/null || true
   echo "round $round done" >&2
 done
 
@@ -111,12 +118,14 @@ def summary(name):
     r = [x for x in rows if x[0] == name]
     return (statistics.median(float(x[1]) for x in r), statistics.median(ms(x[2]) for x in r),
             statistics.median(ms(x[3]) for x in r), max(int(x[4]) for x in r) / 1024)
-bare, gw = summary("bare"), summary("gateway")
+bare, gw, off = summary("bare"), summary("gateway"), summary("nometrics")
 print(f"wrk -t1 -c{sys.argv[4]}, {sys.argv[3]} s x {sys.argv[2]} rounds (medians), 2.2 KB JSON, HMAC-SHA256")
 print("| server | req/s | p50 ms | p99 ms | peak RSS MiB |")
 print("|---|---:|---:|---:|---:|")
-for name, (rps, p50, p99, rss) in (("bare hyper + HMAC (ceiling)", bare), ("webhook-server, hmac + log", gw)):
+for name, (rps, p50, p99, rss) in (("bare hyper + HMAC (ceiling)", bare), ("webhook-server, hmac + log", gw),
+                                   ("webhook-server, hmac + log, --no-metrics", off)):
     print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rss:.1f} |")
 print(f"ratio gateway / ceiling: {gw[0] / bare[0]:.2%}")
+print(f"metrics on / off: {gw[0] / off[0]:.2%}")
 for r in rows: print("raw:", " ".join(r), file=sys.stderr)
 PY
