@@ -6,5 +6,6 @@
 
 pub mod logging;
 pub mod metrics;
+pub mod openapi;
 pub mod registry;
 pub mod server;

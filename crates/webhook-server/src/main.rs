@@ -87,6 +87,10 @@ struct Cli {
     /// Require `Authorization: Bearer <token>` on `/metrics` and `/stats`.
     #[arg(long, env = "WEBHOOK_OPS_TOKEN", global = true, hide_env_values = true)]
     ops_token: Option<String>,
+
+    /// Do not serve `GET /openapi.json`.
+    #[arg(long, env = "WEBHOOK_NO_OPENAPI", global = true)]
+    no_openapi: bool,
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -95,6 +99,8 @@ enum Command {
     Serve,
     /// Load and check the configuration, print a summary, exit 0 if it is valid.
     CheckConfig,
+    /// Print the OpenAPI 3.1 document of the webhooks (as served at /openapi.json).
+    Openapi,
 }
 
 fn main() -> std::process::ExitCode {
@@ -104,7 +110,8 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    let log_output = logging::init(cli.log_format);
+    let log_output =
+        (!matches!(cli.command, Some(Command::Openapi))).then(|| logging::init(cli.log_format));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,7 +123,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(run(cli, registry));
-    log_output.flush();
+    if let Some(log_output) = log_output {
+        log_output.flush();
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -128,14 +137,27 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli, registry: Registry) -> Result<()> {
     let options = pipeline_options(&cli)?;
-    let config = load_config(&cli, &registry)?;
+    let (config, webhooks_text) = load_config(&cli, &registry)?;
+    let openapi = webhook_server::openapi::document(&webhooks_text);
     match cli.command.as_ref().unwrap_or(&Command::Serve) {
         Command::CheckConfig => {
             config.validate(&options)?;
             print_summary(&config);
             Ok(())
         }
-        Command::Serve => serve(&cli, config, options).await,
+        Command::Openapi => {
+            print_document(&openapi);
+            Ok(())
+        }
+        Command::Serve => serve(&cli, config, options, openapi).await,
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_document(document: &serde_json::Value) {
+    match serde_json::to_string_pretty(document) {
+        Ok(text) => println!("{text}"),
+        Err(_) => println!("{document}"),
     }
 }
 
@@ -153,7 +175,12 @@ fn print_summary(config: &Config) {
     }
 }
 
-async fn serve(cli: &Cli, config: Config, options: PipelineOptions) -> Result<()> {
+async fn serve(
+    cli: &Cli,
+    config: Config,
+    options: PipelineOptions,
+    openapi: serde_json::Value,
+) -> Result<()> {
     let ids: Vec<String> = config.webhook_ids().map(str::to_owned).collect();
     if !cli.no_metrics {
         // The pipeline registers its metric handles when it is built: recorder first.
@@ -171,6 +198,7 @@ async fn serve(cli: &Cli, config: Config, options: PipelineOptions) -> Result<()
         drain_timeout: Duration::from_secs(cli.drain_timeout),
         metrics: !cli.no_metrics,
         ops_token: cli.ops_token.as_deref().and_then(server::OpsToken::new),
+        openapi: (!cli.no_openapi).then(|| bytes::Bytes::from(openapi.to_string())),
         ..ServerOptions::default()
     };
     server::serve(listener, pipeline, options, shutdown_signal()).await;
@@ -213,7 +241,7 @@ fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
     })
 }
 
-fn load_config(cli: &Cli, registry: &Registry) -> Result<Config> {
+fn load_config(cli: &Cli, registry: &Registry) -> Result<(Config, String)> {
     let webhooks = match &cli.webhooks_config {
         Some(path) => ConfigSource::read(path)?,
         None if Path::new("webhooks.json").exists() => {
@@ -236,12 +264,9 @@ fn load_config(cli: &Cli, registry: &Registry) -> Result<Config> {
         connections = connections.as_ref().map(ConfigSource::name),
         "loading configuration"
     );
-    Ok(webhook_core::config::parse(
-        registry,
-        &webhooks,
-        connections.as_ref(),
-        &Env::process(),
-    )?)
+    let config =
+        webhook_core::config::parse(registry, &webhooks, connections.as_ref(), &Env::process())?;
+    Ok((config, webhooks.text().to_owned()))
 }
 
 async fn shutdown_signal() {

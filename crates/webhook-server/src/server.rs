@@ -33,6 +33,9 @@ pub struct ServerOptions {
     pub metrics: bool,
     /// When set, `/metrics` and `/stats` require `Authorization: Bearer <token>`.
     pub ops_token: Option<OpsToken>,
+    /// The document served at `GET /openapi.json` ([`crate::openapi::document`]); `None`
+    /// turns the route off.
+    pub openapi: Option<Bytes>,
 }
 
 /// The token that protects `/metrics` and `/stats`, kept as a SHA-256 digest and compared
@@ -72,6 +75,7 @@ impl Default for ServerOptions {
             header_read_timeout: Duration::from_secs(30),
             metrics: true,
             ops_token: None,
+            openapi: None,
         }
     }
 }
@@ -204,6 +208,9 @@ pub async fn route(
         }
         "/stats" if method == Method::GET => {
             json(StatusCode::OK, Bytes::from(pipeline.stats().to_string()))
+        }
+        "/openapi.json" if method == Method::GET && options.openapi.is_some() => {
+            json(StatusCode::OK, options.openapi.clone().unwrap_or_default())
         }
         "/" | "/health" | "/stats" | "/metrics" if options.metrics || path != "/metrics" => {
             let mut response = json(

@@ -34,6 +34,7 @@ pub struct TestServerBuilder {
     env: HashMap<String, String>,
     options: PipelineOptions,
     server_options: ServerOptions,
+    openapi: bool,
     registry: Option<Registry>,
 }
 
@@ -59,6 +60,12 @@ impl TestServerBuilder {
         self
     }
 
+    /// Do not serve `/openapi.json` (served by default, generated from the webhooks).
+    pub fn without_openapi(mut self) -> Self {
+        self.openapi = false;
+        self
+    }
+
     /// Use this registry instead of the server's own plus `test_recorder`.
     pub fn registry(mut self, registry: Registry) -> Self {
         self.registry = Some(registry);
@@ -70,6 +77,12 @@ impl TestServerBuilder {
         let registry = self
             .registry
             .unwrap_or_else(recorder::registry_with_recorder);
+        let mut server_options = self.server_options;
+        if self.openapi && server_options.openapi.is_none() {
+            server_options.openapi = Some(Bytes::from(
+                webhook_server::openapi::document(&self.webhooks).to_string(),
+            ));
+        }
         let webhooks = ConfigSource::new("webhooks.json", self.webhooks);
         let connections = self
             .connections
@@ -80,7 +93,7 @@ impl TestServerBuilder {
             connections.as_ref(),
             &Env::from_map(self.env),
         )?;
-        if self.server_options.metrics {
+        if server_options.metrics {
             // Handles are registered when the pipeline is built: install the recorder first.
             let _ = webhook_server::metrics::handle();
         }
@@ -88,7 +101,7 @@ impl TestServerBuilder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, pipeline, self.server_options, async {
+        let task = tokio::spawn(serve(listener, pipeline, server_options, async {
             let _ = stopped.await;
         }));
         Ok(TestServer {
@@ -160,6 +173,7 @@ impl TestServer {
             env: HashMap::new(),
             options: PipelineOptions::default(),
             server_options: ServerOptions::default(),
+            openapi: true,
             registry: None,
         }
     }

@@ -56,6 +56,11 @@ impl ConfigSource {
         }
     }
 
+    /// The file's text, as read.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The name used in error messages.
     pub fn name(&self) -> &str {
         &self.name
