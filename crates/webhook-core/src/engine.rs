@@ -16,6 +16,8 @@ pub(crate) struct Destination {
     pub(crate) module: Arc<dyn DynModule>,
     pub(crate) retry: RetryConfig,
     pub(crate) metrics: Arc<DestinationMetrics>,
+    /// The webhook's data type and the plan's fingerprint: equal means "same destination".
+    pub(crate) fingerprint: Arc<str>,
 }
 
 /// Deliver to every destination; `Ok` only when every one of them confirmed.
@@ -67,6 +69,7 @@ async fn parallel(destinations: &[Destination], delivery: &Delivery) -> Result<(
             module: Arc::clone(&destination.module),
             retry: destination.retry,
             metrics: Arc::clone(&destination.metrics),
+            fingerprint: Arc::clone(&destination.fingerprint),
         };
         let delivery = delivery.clone();
         tasks.spawn(async move { deliver_one(&destination, &delivery).await });
@@ -89,6 +92,7 @@ async fn deliver_one(destination: &Destination, delivery: &Delivery) -> Result<(
         module,
         retry,
         metrics,
+        ..
     } = destination;
     let attempts = retry.attempts();
     let mut attempt = 1;

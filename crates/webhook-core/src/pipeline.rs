@@ -66,7 +66,7 @@ struct Webhook {
     validators: Vec<Arc<dyn DynValidator>>,
     destinations: Vec<Destination>,
     chain: ChainConfig,
-    stats: Mutex<StatsWindows>,
+    stats: Arc<Mutex<StatsWindows>>,
     metrics: WebhookMetrics,
 }
 
@@ -100,6 +100,43 @@ pub struct Health {
 impl Pipeline {
     /// Build (connect) every destination of `config`. Errors name the webhook and key.
     pub async fn build(config: Config, options: PipelineOptions) -> Result<Self, ConfigErrors> {
+        Self::build_reusing(config, options, None).await
+    }
+
+    /// Build a pipeline for a new config, keeping what did not change from `self`: a
+    /// destination whose webhook id, data type, kind, module config and connection entry are
+    /// the same is reused with its open connection instead of being built again, and the
+    /// `/stats` windows of webhooks that still exist carry over. `self` keeps serving until
+    /// the caller swaps; then [`Pipeline::shutdown_replaced`] closes what was not reused.
+    pub async fn rebuild(
+        &self,
+        config: Config,
+        options: PipelineOptions,
+    ) -> Result<Self, ConfigErrors> {
+        Self::build_reusing(config, options, Some(self)).await
+    }
+
+    /// Shut down the destinations of `self` that `newer` did not reuse.
+    pub async fn shutdown_replaced(&self, newer: &Pipeline) {
+        for webhook in self.webhooks.values() {
+            for destination in &webhook.destinations {
+                let kept = newer.webhooks.values().any(|w| {
+                    w.destinations
+                        .iter()
+                        .any(|d| Arc::ptr_eq(&d.module, &destination.module))
+                });
+                if !kept {
+                    destination.module.shutdown().await;
+                }
+            }
+        }
+    }
+
+    async fn build_reusing(
+        config: Config,
+        options: PipelineOptions,
+        previous: Option<&Pipeline>,
+    ) -> Result<Self, ConfigErrors> {
         config.validate(&options)?;
         let data_dir: Arc<Path> = Arc::from(options.data_dir.as_path());
         let shared = SharedClients::default();
@@ -107,13 +144,28 @@ impl Pipeline {
         let mut webhooks = HashMap::with_capacity(config.webhooks.len());
         for plan in config.webhooks {
             let mut destinations = Vec::with_capacity(plan.destinations.len());
+            let old = previous.and_then(|p| p.webhooks.get(&plan.id));
             for dest in plan.destinations {
+                let fingerprint: Arc<str> =
+                    Arc::from(format!("{}\n{}", plan.data_type.as_str(), dest.fingerprint));
+                if let Some(reused) =
+                    old.and_then(|w| w.destinations.iter().find(|d| d.fingerprint == fingerprint))
+                {
+                    destinations.push(Destination {
+                        module: Arc::clone(&reused.module),
+                        retry: dest.retry,
+                        metrics: Arc::clone(&reused.metrics),
+                        fingerprint,
+                    });
+                    continue;
+                }
                 let context = build_context(&plan.id, plan.data_type, &dest, &data_dir, &shared);
                 match dest.prepared.build(context).await {
                     Ok(module) => destinations.push(Destination {
                         metrics: Arc::new(DestinationMetrics::new(&plan.id, module.kind())),
                         module,
                         retry: dest.retry,
+                        fingerprint,
                     }),
                     Err(err) => errors.push(build_error(
                         &config.webhooks_file,
@@ -133,7 +185,10 @@ impl Pipeline {
                     validators: plan.validators,
                     destinations,
                     chain: plan.chain,
-                    stats: Mutex::new(StatsWindows::default()),
+                    stats: old.map_or_else(
+                        || Arc::new(Mutex::new(StatsWindows::default())),
+                        |w| Arc::clone(&w.stats),
+                    ),
                 },
             );
         }
@@ -141,7 +196,11 @@ impl Pipeline {
         if errors.is_empty() {
             Ok(pipeline)
         } else {
-            pipeline.shutdown().await;
+            match previous {
+                // Close only what this attempt opened; reused destinations keep serving.
+                Some(previous) => pipeline.shutdown_replaced(previous).await,
+                None => pipeline.shutdown().await,
+            }
             Err(ConfigErrors(errors))
         }
     }

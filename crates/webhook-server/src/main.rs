@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use tokio::net::TcpListener;
 use webhook_core::config::{Config, ConfigSource, Env};
 use webhook_core::{Pipeline, PipelineOptions, Registry};
+use webhook_server::live::{ConfigFiles, LivePipeline};
 use webhook_server::logging::{self, LogFormat};
 use webhook_server::registry;
 use webhook_server::server::{self, ServerOptions};
@@ -88,6 +89,11 @@ struct Cli {
     #[arg(long, env = "WEBHOOK_OPS_TOKEN", global = true, hide_env_values = true)]
     ops_token: Option<String>,
 
+    /// Check the config files every N seconds and reload when their contents changed
+    /// (follows symlinks, so a Kubernetes ConfigMap update is seen); 0 = off.
+    #[arg(long, env = "WEBHOOK_WATCH_CONFIG", default_value_t = 0, global = true)]
+    watch_config: u64,
+
     /// Do not serve `GET /openapi.json`.
     #[arg(long, env = "WEBHOOK_NO_OPENAPI", global = true)]
     no_openapi: bool,
@@ -149,7 +155,7 @@ async fn run(cli: Cli, registry: Registry) -> Result<()> {
             print_document(&openapi);
             Ok(())
         }
-        Command::Serve => serve(&cli, config, options, openapi).await,
+        Command::Serve => serve(&cli, config, options, openapi, registry).await,
     }
 }
 
@@ -180,13 +186,19 @@ async fn serve(
     config: Config,
     options: PipelineOptions,
     openapi: serde_json::Value,
+    registry: Registry,
 ) -> Result<()> {
     let ids: Vec<String> = config.webhook_ids().map(str::to_owned).collect();
     if !cli.no_metrics {
         // The pipeline registers its metric handles when it is built: recorder first.
         let _ = webhook_server::metrics::handle();
     }
-    let pipeline = Arc::new(Pipeline::build(config, options).await?);
+    let pipeline = Pipeline::build(config, options.clone()).await?;
+    let drain_timeout = Duration::from_secs(cli.drain_timeout);
+    let live = Arc::new(match config_files(cli) {
+        Some(files) => LivePipeline::from_files(pipeline, files, registry, options, drain_timeout),
+        None => LivePipeline::fixed(pipeline),
+    });
     let addr: SocketAddr = format!("{}:{}", bracket_v6(&cli.host), cli.port)
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", cli.host, cli.port))?;
@@ -201,9 +213,32 @@ async fn serve(
         openapi: (!cli.no_openapi).then(|| bytes::Bytes::from(openapi.to_string())),
         ..ServerOptions::default()
     };
-    server::serve(listener, pipeline, options, shutdown_signal()).await;
+    reload_on_sighup(Arc::clone(&live));
+    if cli.watch_config > 0 {
+        tokio::spawn(Arc::clone(&live).watch(Duration::from_secs(cli.watch_config)));
+    }
+    server::serve(listener, live, options, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: reload the config files (errors are logged; the old config keeps serving).
+fn reload_on_sighup(live: Arc<LivePipeline>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match live.reload().await {
+                Ok(report) => tracing::info!(webhooks = ?report.webhooks, "SIGHUP: reloaded"),
+                Err(err) => {
+                    tracing::error!(error = %err, "SIGHUP: reload refused; the old configuration keeps serving")
+                }
+            }
+        }
+    });
 }
 
 fn bracket_v6(host: &str) -> String {
@@ -241,23 +276,45 @@ fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
     })
 }
 
-fn load_config(cli: &Cli, registry: &Registry) -> Result<(Config, String)> {
+/// The config files in use: given, or found in the working directory; `None` when the
+/// embedded demo config is served.
+fn config_files(cli: &Cli) -> Option<ConfigFiles> {
     let webhooks = match &cli.webhooks_config {
-        Some(path) => ConfigSource::read(path)?,
-        None if Path::new("webhooks.json").exists() => {
-            ConfigSource::read(Path::new("webhooks.json"))?
-        }
-        None => {
-            tracing::warn!("no webhooks.json given or found: serving the embedded demo config");
-            ConfigSource::new("<embedded default webhooks.json>", DEFAULT_WEBHOOKS)
-        }
+        Some(path) => path.clone(),
+        None if Path::new("webhooks.json").exists() => PathBuf::from("webhooks.json"),
+        None => return None,
     };
     let connections = match &cli.connections_config {
-        Some(path) => Some(ConfigSource::read(path)?),
-        None if Path::new("connections.json").exists() => {
-            Some(ConfigSource::read(Path::new("connections.json"))?)
-        }
+        Some(path) => Some(path.clone()),
+        None if Path::new("connections.json").exists() => Some(PathBuf::from("connections.json")),
         None => None,
+    };
+    Some(ConfigFiles {
+        webhooks,
+        connections,
+    })
+}
+
+fn load_config(cli: &Cli, registry: &Registry) -> Result<(Config, String)> {
+    let (webhooks, connections) = match config_files(cli) {
+        Some(files) => (
+            ConfigSource::read(&files.webhooks)?,
+            files
+                .connections
+                .as_deref()
+                .map(ConfigSource::read)
+                .transpose()?,
+        ),
+        None => {
+            tracing::warn!("no webhooks.json given or found: serving the embedded demo config");
+            (
+                ConfigSource::new("<embedded default webhooks.json>", DEFAULT_WEBHOOKS),
+                cli.connections_config
+                    .as_deref()
+                    .map(ConfigSource::read)
+                    .transpose()?,
+            )
+        }
     };
     tracing::info!(
         webhooks = webhooks.name(),

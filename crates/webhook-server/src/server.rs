@@ -20,6 +20,8 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use webhook_core::{Pipeline, ResponseBody};
 
+use crate::live::{LivePipeline, ReloadError};
+
 /// Settings of the HTTP front.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -84,7 +86,7 @@ impl Default for ServerOptions {
 /// in-flight requests finish (up to `drain_timeout`) and shut the destinations down.
 pub async fn serve(
     listener: TcpListener,
-    pipeline: Arc<Pipeline>,
+    live: Arc<LivePipeline>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -98,6 +100,9 @@ pub async fn serve(
     tokio::pin!(shutdown);
     if options.metrics {
         let _ = crate::metrics::handle();
+    }
+    if live.openapi().is_none() {
+        live.set_openapi(options.openapi.clone());
     }
     let options = Arc::new(options);
 
@@ -114,12 +119,12 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let pipeline = Arc::clone(&pipeline);
+                let live = Arc::clone(&live);
                 let options = Arc::clone(&options);
                 let service = service_fn(move |request| {
-                    let pipeline = Arc::clone(&pipeline);
+                    let live = Arc::clone(&live);
                     let options = Arc::clone(&options);
-                    async move { Ok::<_, Infallible>(route(&pipeline, &options, request, peer).await) }
+                    async move { Ok::<_, Infallible>(route(&live, &options, request, peer).await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
@@ -141,16 +146,17 @@ pub async fn serve(
             tracing::warn!(timeout = ?options.drain_timeout, "drain timeout reached, closing remaining connections");
         }
     }
-    pipeline.shutdown().await;
+    live.current().shutdown().await;
 }
 
 /// Route one request.
 pub async fn route(
-    pipeline: &Pipeline,
+    live: &LivePipeline,
     options: &ServerOptions,
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<ResponseBody> {
+    let pipeline: Arc<Pipeline> = live.current();
     let path = request.uri().path();
     if let Some(id) = path.strip_prefix("/webhook/") {
         let id = id.to_owned();
@@ -168,7 +174,13 @@ pub async fn route(
         return response;
     }
     let method = request.method();
-    let protected = matches!(path, "/metrics" | "/stats");
+    let protected = matches!(path, "/metrics" | "/stats" | "/admin/reload");
+    if path == "/admin/reload" && options.ops_token.is_none() {
+        return json(
+            StatusCode::NOT_FOUND,
+            Bytes::from_static(br#"{"detail":"Not Found (admin endpoints need --ops-token)"}"#),
+        );
+    }
     if protected
         && let Some(token) = &options.ops_token
         && !token.allows(request.headers())
@@ -209,9 +221,33 @@ pub async fn route(
         "/stats" if method == Method::GET => {
             json(StatusCode::OK, Bytes::from(pipeline.stats().to_string()))
         }
-        "/openapi.json" if method == Method::GET && options.openapi.is_some() => {
-            json(StatusCode::OK, options.openapi.clone().unwrap_or_default())
-        }
+        "/openapi.json" if method == Method::GET && live.openapi().is_some() => json(
+            StatusCode::OK,
+            live.openapi().map(|d| Bytes::clone(&d)).unwrap_or_default(),
+        ),
+        "/admin/reload" if method == Method::POST => match live.reload().await {
+            Ok(report) => json(
+                StatusCode::OK,
+                Bytes::from(
+                    serde_json::json!({"message": "reloaded", "webhooks": report.webhooks})
+                        .to_string(),
+                ),
+            ),
+            Err(ReloadError::NoFiles) => json(
+                StatusCode::CONFLICT,
+                Bytes::from_static(br#"{"detail":"this server has no config files to reload"}"#),
+            ),
+            Err(ReloadError::Rejected(errors)) => {
+                tracing::error!(errors = ?errors, "reload refused; the old configuration keeps serving");
+                json(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Bytes::from(
+                        serde_json::json!({"detail": "the new configuration was rejected; the old one keeps serving", "errors": errors})
+                            .to_string(),
+                    ),
+                )
+            }
+        },
         "/" | "/health" | "/stats" | "/metrics" if options.metrics || path != "/metrics" => {
             let mut response = json(
                 StatusCode::METHOD_NOT_ALLOWED,

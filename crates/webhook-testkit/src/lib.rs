@@ -97,11 +97,12 @@ impl TestServerBuilder {
             // Handles are registered when the pipeline is built: install the recorder first.
             let _ = webhook_server::metrics::handle();
         }
-        let pipeline = Arc::new(Pipeline::build(config, self.options).await?);
+        let pipeline = Pipeline::build(config, self.options).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, pipeline, server_options, async {
+        let live = Arc::new(webhook_server::live::LivePipeline::fixed(pipeline));
+        let task = tokio::spawn(serve(listener, live, server_options, async {
             let _ = stopped.await;
         }));
         Ok(TestServer {

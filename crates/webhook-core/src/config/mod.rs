@@ -232,6 +232,9 @@ pub(crate) struct DestinationPlan {
     pub(crate) connection_name: Option<String>,
     pub(crate) retry: RetryConfig,
     pub(crate) prepared: Box<dyn PreparedModule>,
+    /// What the built destination depends on besides the webhook's data type (kind, module
+    /// config, connection entry), so a reload can keep a destination that did not change.
+    pub(crate) fingerprint: String,
 }
 
 /// Keys of a webhook entry that the pipeline itself reads (validators add theirs).
@@ -717,6 +720,16 @@ fn prepare_destination(
             Some((_, map)) => Some(Value::Object(map.clone())),
         },
     };
+    let fingerprint = format!(
+        "{}\n{}\n{}\n{}",
+        spec.kind,
+        Value::Object(spec.config.clone()),
+        spec.connection.as_deref().unwrap_or(""),
+        connection
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_default(),
+    );
     match factory.prepare(Value::Object(spec.config), connection) {
         Ok(prepared) => Some(DestinationPlan {
             kind: spec.kind,
@@ -724,6 +737,7 @@ fn prepare_destination(
             connection_name: spec.connection,
             retry: spec.retry,
             prepared,
+            fingerprint,
         }),
         Err(PrepareError::ModuleConfig { key, message }) => {
             ctx.error(join_key(&config_key, &key), message);

@@ -1,0 +1,184 @@
+//! The pipeline in service and its reload: a new configuration is read, checked and built
+//! completely, then swapped in atomically. Requests already running finish on the pipeline
+//! they started with; destinations whose configuration did not change are kept with their
+//! connections ([`Pipeline::rebuild`]); the others are shut down once the old pipeline has
+//! drained. On any error the old configuration keeps serving and the errors are reported.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use bytes::Bytes;
+use webhook_core::config::{ConfigSource, Env};
+use webhook_core::{Pipeline, PipelineOptions, Registry};
+
+/// The files a reload reads again.
+#[derive(Debug, Clone)]
+pub struct ConfigFiles {
+    /// webhooks.json.
+    pub webhooks: PathBuf,
+    /// connections.json, if any.
+    pub connections: Option<PathBuf>,
+}
+
+/// Why a reload was refused; the old configuration keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The server was started without config files (e.g. the embedded demo).
+    #[error("this server has no config files to reload")]
+    NoFiles,
+    /// The new configuration has errors (each names file, webhook and key).
+    #[error("the new configuration was rejected:\n{}", .0.join("\n"))]
+    Rejected(Vec<String>),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    /// Webhook ids now served.
+    pub webhooks: Vec<String>,
+}
+
+/// The pipeline being served, swappable.
+pub struct LivePipeline {
+    current: ArcSwap<Pipeline>,
+    openapi: ArcSwapOption<Bytes>,
+    source: Option<(ConfigFiles, Registry, PipelineOptions)>,
+    reloading: tokio::sync::Mutex<()>,
+    drain_timeout: Duration,
+}
+
+impl std::fmt::Debug for LivePipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LivePipeline")
+            .field("files", &self.source.as_ref().map(|s| &s.0))
+            .finish_non_exhaustive()
+    }
+}
+
+impl LivePipeline {
+    /// A pipeline that cannot be reloaded.
+    pub fn fixed(pipeline: Pipeline) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(pipeline),
+            openapi: ArcSwapOption::empty(),
+            source: None,
+            reloading: tokio::sync::Mutex::new(()),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// A pipeline that reloads from `files`, parsed with `registry` and built with
+    /// `options`; replaced destinations are shut down after at most `drain_timeout`.
+    pub fn from_files(
+        pipeline: Pipeline,
+        files: ConfigFiles,
+        registry: Registry,
+        options: PipelineOptions,
+        drain_timeout: Duration,
+    ) -> Self {
+        Self {
+            source: Some((files, registry, options)),
+            drain_timeout,
+            ..Self::fixed(pipeline)
+        }
+    }
+
+    /// The pipeline to handle the next request with.
+    pub fn current(&self) -> Arc<Pipeline> {
+        self.current.load_full()
+    }
+
+    /// The OpenAPI document of the current configuration, if it is served.
+    pub fn openapi(&self) -> Option<Arc<Bytes>> {
+        self.openapi.load_full()
+    }
+
+    /// Serve `document` at `/openapi.json` (`None`: not at all).
+    pub fn set_openapi(&self, document: Option<Bytes>) {
+        self.openapi.store(document.map(Arc::new));
+    }
+
+    /// A hash of the config files' contents (following symlinks, as a Kubernetes ConfigMap
+    /// swap needs), to notice changes by polling; `None` without files.
+    pub fn files_signature(&self) -> Option<u64> {
+        let (files, _, _) = self.source.as_ref()?;
+        let mut hasher = DefaultHasher::new();
+        std::fs::read(&files.webhooks).ok().hash(&mut hasher);
+        files
+            .connections
+            .as_ref()
+            .map(|path| std::fs::read(path).ok())
+            .hash(&mut hasher);
+        Some(hasher.finish())
+    }
+
+    /// Read, check and build the configuration again, then swap it in.
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let (files, registry, options) = self.source.as_ref().ok_or(ReloadError::NoFiles)?;
+        let rejected = |errors: &webhook_core::config::ConfigErrors| {
+            ReloadError::Rejected(errors.0.iter().map(ToString::to_string).collect())
+        };
+        let webhooks = ConfigSource::read(&files.webhooks)
+            .map_err(|e| ReloadError::Rejected(vec![e.to_string()]))?;
+        let connections = match &files.connections {
+            Some(path) => Some(
+                ConfigSource::read(path).map_err(|e| ReloadError::Rejected(vec![e.to_string()]))?,
+            ),
+            None => None,
+        };
+        let config =
+            webhook_core::config::parse(registry, &webhooks, connections.as_ref(), &Env::process())
+                .map_err(|e| rejected(&e))?;
+        let old = self.current.load_full();
+        let new = Arc::new(
+            old.rebuild(config, options.clone())
+                .await
+                .map_err(|e| rejected(&e))?,
+        );
+        self.current.store(Arc::clone(&new));
+        if self.openapi.load().is_some() {
+            self.set_openapi(Some(Bytes::from(
+                crate::openapi::document(webhooks.text()).to_string(),
+            )));
+        }
+        let report = ReloadReport {
+            webhooks: new.webhook_ids().into_iter().map(str::to_owned).collect(),
+        };
+        tracing::info!(webhooks = ?report.webhooks, "configuration reloaded");
+        // Close what the new pipeline did not keep, once requests on the old one are done.
+        let drain = self.drain_timeout;
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + drain;
+            while Arc::strong_count(&old) > 1 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            old.shutdown_replaced(&new).await;
+        });
+        Ok(report)
+    }
+
+    /// Reload whenever the config files' contents change, checking every `interval`.
+    pub async fn watch(self: Arc<Self>, interval: Duration) {
+        let mut last = self.files_signature();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = self.files_signature();
+            if now == last {
+                continue;
+            }
+            last = now;
+            match self.reload().await {
+                Ok(_) => tracing::info!("config files changed: reloaded"),
+                Err(err) => {
+                    tracing::error!(error = %err, "config files changed: reload refused, the old configuration keeps serving");
+                }
+            }
+        }
+    }
+}
