@@ -234,7 +234,7 @@ fn reload_on_sighup(live: Arc<LivePipeline>) {
             match live.reload().await {
                 Ok(report) => tracing::info!(webhooks = ?report.webhooks, "SIGHUP: reloaded"),
                 Err(err) => {
-                    tracing::error!(error = %err, "SIGHUP: reload refused; the old configuration keeps serving")
+                    tracing::error!(error = %err, "SIGHUP: reload refused; the old configuration keeps serving");
                 }
             }
         }
