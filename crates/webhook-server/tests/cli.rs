@@ -173,6 +173,45 @@ async fn serves_from_env_config_and_stops_on_sigterm() {
     }
     assert!(saw_delivery, "no log line for the delivered webhook");
 
+    // One access-log line per request: request id, webhook, status, latency.
+    let mut saw_access = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !saw_access && Instant::now() < deadline {
+        if let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200))
+            && line.contains(r#""target":"webhook::request""#)
+        {
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(entry["webhook"], "hello", "{line}");
+            assert!(
+                entry["request_id"]
+                    .as_str()
+                    .is_some_and(|id| id.len() == 36),
+                "{line}"
+            );
+            assert!(entry["latency_ms"].as_f64().is_some(), "{line}");
+            assert!(!line.contains("xyz"), "a secret in the access log: {line}");
+            saw_access = true;
+        }
+    }
+    assert!(saw_access, "no access-log line");
+
+    // SIGHUP reloads the file.
+    std::fs::write(
+        &path,
+        r#"{"hello": {"module": "log", "authorization": "Bearer {$HELLO_TOKEN}"}, "added": {"module": "log"}}"#,
+    )
+    .unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.post("added", &[], "{}").await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
