@@ -35,7 +35,7 @@ mod pipeline;
 mod registry;
 mod response;
 mod shared;
-mod stats;
+pub mod stats;
 mod validator;
 
 pub use delivery::{DataType, Delivery, is_sensitive_header};

@@ -20,7 +20,7 @@ use crate::engine::{self, Destination};
 use crate::metrics::{DestinationMetrics, WebhookMetrics};
 use crate::module::BuildContext;
 use crate::response::{self, json, json_bytes, set_retry_after};
-use crate::stats::StatsWindows;
+use crate::stats::{StatsStore, StatsWindows};
 use crate::validator::{Check, DynValidator, RequestView};
 use crate::{BuildError, DataType, Delivery, ErrorClass, Rejection, RejectionKind, SharedClients};
 
@@ -46,6 +46,8 @@ pub struct PipelineOptions {
     /// The directory that relative paths in destination configs resolve against and may
     /// not leave (default: the working directory).
     pub data_dir: PathBuf,
+    /// A shared store for `/stats` (default none: counts are kept in memory only).
+    pub stats_store: Option<Arc<dyn StatsStore>>,
 }
 
 impl Default for PipelineOptions {
@@ -56,6 +58,7 @@ impl Default for PipelineOptions {
             trusted_proxies: Vec::new(),
             health_timeout: Duration::from_secs(5),
             data_dir: PathBuf::from("."),
+            stats_store: None,
         }
     }
 }
@@ -355,6 +358,9 @@ impl Pipeline {
         if let Ok(mut stats) = webhook.stats.lock() {
             stats.record(unix_secs(received_at));
         }
+        if let Some(store) = &self.options.stats_store {
+            store.record(webhook_id, unix_secs(received_at));
+        }
 
         let delivery = Delivery {
             webhook_id: Arc::clone(&webhook.id),
@@ -409,6 +415,29 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// The `/stats` answer: from the shared store when one is configured (an error when it
+    /// cannot be read), else [`Pipeline::stats`]. `duplicates` always comes from this
+    /// instance.
+    pub async fn shared_stats(&self) -> Result<Value, String> {
+        let Some(store) = &self.options.stats_store else {
+            return Ok(self.stats());
+        };
+        let ids = self.webhook_ids();
+        let mut shared = store.snapshot(&ids, unix_secs(SystemTime::now())).await?;
+        let local = self.stats();
+        if let (Value::Object(shared), Value::Object(local)) = (&mut shared, &local) {
+            for (id, counts) in shared.iter_mut() {
+                if let (Some(Value::Object(counts)), Some(duplicates)) = (
+                    Some(counts),
+                    local.get(id).and_then(|l| l.get("duplicates")),
+                ) {
+                    counts.insert("duplicates".into(), duplicates.clone());
+                }
+            }
+        }
+        Ok(shared)
     }
 
     /// Request counts per webhook in the original's shape:

@@ -47,16 +47,10 @@ impl StatsWindows {
         let hour = now / 3600;
         let mut map = Map::new();
         map.insert("total".into(), self.total.into());
-        for (name, n) in [
-            ("minute", 1),
-            ("5_minutes", 5),
-            ("15_minutes", 15),
-            ("30_minutes", 30),
-            ("hour", 60),
-        ] {
+        for &(name, n) in MINUTE_WINDOWS {
             map.insert(name.into(), sum(&self.minutes[..], minute, n).into());
         }
-        for (name, n) in [("day", 24), ("week", 24 * 7), ("month", 24 * 30)] {
+        for &(name, n) in HOUR_WINDOWS {
             map.insert(name.into(), sum(&self.hours[..], hour, n).into());
         }
         map.insert("duplicates".into(), self.duplicates.into());
@@ -72,6 +66,35 @@ fn bump(slots: &mut [(u64, u64)], unit: u64) {
     }
     slot.1 += 1;
 }
+
+/// A shared store of the `/stats` counters (e.g. Redis), so that several instances report
+/// the same totals and counts survive restarts. The pipeline records into it next to its
+/// own in-memory windows.
+pub trait StatsStore: std::fmt::Debug + Send + Sync + 'static {
+    /// Count one request of `webhook_id` received at Unix time `at` (seconds). Must return
+    /// at once: buffer and write in the background; never fail the request.
+    fn record(&self, webhook_id: &str, at: u64);
+
+    /// The counts of `webhook_ids` at Unix time `now`, as
+    /// `{id: {total, minute, 5_minutes, 15_minutes, 30_minutes, hour, day, week, month}}`.
+    fn snapshot<'a>(
+        &'a self,
+        webhook_ids: &'a [&'a str],
+        now: u64,
+    ) -> crate::BoxFuture<'a, Result<Value, String>>;
+}
+
+/// The windows of the original's `/stats` shape: (name, minutes) for the minute windows
+/// and (name, hours) for the hour windows, each counted back from the current unit.
+pub const MINUTE_WINDOWS: &[(&str, u64)] = &[
+    ("minute", 1),
+    ("5_minutes", 5),
+    ("15_minutes", 15),
+    ("30_minutes", 30),
+    ("hour", 60),
+];
+/// See [`MINUTE_WINDOWS`].
+pub const HOUR_WINDOWS: &[(&str, u64)] = &[("day", 24), ("week", 24 * 7), ("month", 24 * 30)];
 
 fn sum(slots: &[(u64, u64)], current: u64, n: u64) -> u64 {
     let oldest = current.saturating_sub(n - 1);

@@ -20,6 +20,7 @@ mod config;
 mod error;
 mod publish;
 mod rq;
+pub mod stats;
 
 pub use config::{PublishConfig, RedisConnection, RqConfig, RqSerializer};
 pub use publish::RedisPublish;

@@ -94,6 +94,25 @@ struct Cli {
     #[arg(long, env = "WEBHOOK_WATCH_CONFIG", default_value_t = 0, global = true)]
     watch_config: u64,
 
+    /// Keep the `/stats` counters in Redis (`redis://[:password@]host:port/db`), shared by
+    /// every instance using the same Redis and kept across restarts.
+    #[arg(
+        long,
+        env = "WEBHOOK_STATS_REDIS_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    stats_redis_url: Option<String>,
+
+    /// Key prefix of the Redis `/stats` counters.
+    #[arg(
+        long,
+        env = "WEBHOOK_STATS_REDIS_PREFIX",
+        default_value = "webhook-gateway:stats",
+        global = true
+    )]
+    stats_redis_prefix: String,
+
     /// Do not serve `GET /openapi.json`.
     #[arg(long, env = "WEBHOOK_NO_OPENAPI", global = true)]
     no_openapi: bool,
@@ -193,6 +212,10 @@ async fn serve(
         // The pipeline registers its metric handles when it is built: recorder first.
         let _ = webhook_server::metrics::handle();
     }
+    let mut options = options;
+    if let Some(url) = &cli.stats_redis_url {
+        options.stats_store = Some(stats_store(url, &cli.stats_redis_prefix).await?);
+    }
     let pipeline = Pipeline::build(config, options.clone()).await?;
     let drain_timeout = Duration::from_secs(cli.drain_timeout);
     let live = Arc::new(match config_files(cli) {
@@ -220,6 +243,22 @@ async fn serve(
     server::serve(listener, live, options, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(feature = "redis")]
+async fn stats_store(url: &str, prefix: &str) -> Result<Arc<dyn webhook_core::stats::StatsStore>> {
+    let store = webhook_redis::stats::RedisStats::connect(url, prefix)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(store)
+}
+
+#[cfg(not(feature = "redis"))]
+async fn stats_store(
+    _url: &str,
+    _prefix: &str,
+) -> Result<Arc<dyn webhook_core::stats::StatsStore>> {
+    bail!("--stats-redis-url needs Redis support: rebuild with `--features redis`")
 }
 
 /// SIGHUP: reload the config files (errors are logged; the old config keeps serving).

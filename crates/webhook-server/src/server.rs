@@ -218,9 +218,16 @@ pub async fn route(
             };
             json(status, Bytes::from(health.report.to_string()))
         }
-        "/stats" if method == Method::GET => {
-            json(StatusCode::OK, Bytes::from(pipeline.stats().to_string()))
-        }
+        "/stats" if method == Method::GET => match pipeline.shared_stats().await {
+            Ok(stats) => json(StatusCode::OK, Bytes::from(stats.to_string())),
+            Err(err) => {
+                tracing::warn!(error = %err, "/stats: the stats store cannot be read");
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Bytes::from_static(br#"{"detail":"Statistics store unavailable"}"#),
+                )
+            }
+        },
         "/openapi.json" if method == Method::GET && live.openapi().is_some() => json(
             StatusCode::OK,
             live.openapi().map(|d| Bytes::clone(&d)).unwrap_or_default(),
