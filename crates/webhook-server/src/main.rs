@@ -113,6 +113,15 @@ struct Cli {
     )]
     stats_redis_prefix: String,
 
+    /// Networks (IPs or CIDRs, comma separated) allowed to use `/metrics`, `/stats` and
+    /// `/admin/*`; default: any.
+    #[arg(long, env = "WEBHOOK_OPS_ALLOW", value_delimiter = ',', global = true)]
+    ops_allow: Vec<String>,
+
+    /// Serve `/metrics` on this address instead of the webhook port (e.g. 127.0.0.1:9100).
+    #[arg(long, env = "WEBHOOK_METRICS_LISTEN", global = true)]
+    metrics_listen: Option<String>,
+
     /// Do not serve `GET /openapi.json`.
     #[arg(long, env = "WEBHOOK_NO_OPENAPI", global = true)]
     no_openapi: bool,
@@ -229,13 +238,25 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, webhooks = ?ids, "listening");
+    let ops_allow = parse_nets("--ops-allow", &cli.ops_allow)?;
     let options = ServerOptions {
         drain_timeout: Duration::from_secs(cli.drain_timeout),
-        metrics: !cli.no_metrics,
+        metrics: !cli.no_metrics && cli.metrics_listen.is_none(),
+        ops_allow,
         ops_token: cli.ops_token.as_deref().and_then(server::OpsToken::new),
         openapi: (!cli.no_openapi).then(|| bytes::Bytes::from(openapi.to_string())),
         ..ServerOptions::default()
     };
+    if let (Some(address), false) = (&cli.metrics_listen, cli.no_metrics) {
+        let metrics_listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} (--metrics-listen)"))?;
+        tracing::info!(address = %metrics_listener.local_addr()?, "serving /metrics");
+        tokio::spawn(server::serve_metrics(
+            metrics_listener,
+            Arc::new(options.clone()),
+        ));
+    }
     reload_on_sighup(Arc::clone(&live));
     if cli.watch_config > 0 {
         tokio::spawn(Arc::clone(&live).watch(Duration::from_secs(cli.watch_config)));
@@ -288,22 +309,23 @@ fn bracket_v6(host: &str) -> String {
     }
 }
 
-fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
-    let mut trusted_proxies = Vec::new();
-    for entry in cli
-        .trusted_proxies
-        .iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-    {
+/// IPs or CIDRs from a comma-separated flag.
+fn parse_nets(flag: &str, entries: &[String]) -> Result<Vec<IpNet>> {
+    let mut nets = Vec::new();
+    for entry in entries.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let net = entry
             .parse::<IpNet>()
             .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
             .map_err(|_| {
-                anyhow::anyhow!("--trusted-proxies: `{entry}` is neither an IP address nor a CIDR")
+                anyhow::anyhow!("{flag}: `{entry}` is neither an IP address nor a CIDR")
             })?;
-        trusted_proxies.push(net);
+        nets.push(net);
     }
+    Ok(nets)
+}
+
+fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
+    let trusted_proxies = parse_nets("--trusted-proxies", &cli.trusted_proxies)?;
     if cli.max_body_bytes == 0 {
         bail!("--max-body-bytes must be at least 1");
     }

@@ -35,6 +35,9 @@ pub struct ServerOptions {
     pub metrics: bool,
     /// When set, `/metrics` and `/stats` require `Authorization: Bearer <token>`.
     pub ops_token: Option<OpsToken>,
+    /// When not empty, `/metrics`, `/stats` and `/admin/*` answer only these networks
+    /// (the socket peer's address).
+    pub ops_allow: Vec<ipnet::IpNet>,
     /// The document served at `GET /openapi.json` ([`crate::openapi::document`]); `None`
     /// turns the route off.
     pub openapi: Option<Bytes>,
@@ -77,6 +80,7 @@ impl Default for ServerOptions {
             header_read_timeout: Duration::from_secs(30),
             metrics: true,
             ops_token: None,
+            ops_allow: Vec::new(),
             openapi: None,
         }
     }
@@ -174,37 +178,19 @@ pub async fn route(
         return response;
     }
     let method = request.method();
-    let protected = matches!(path, "/metrics" | "/stats" | "/admin/reload");
     if path == "/admin/reload" && options.ops_token.is_none() {
         return json(
             StatusCode::NOT_FOUND,
             Bytes::from_static(br#"{"detail":"Not Found (admin endpoints need --ops-token)"}"#),
         );
     }
-    if protected
-        && let Some(token) = &options.ops_token
-        && !token.allows(request.headers())
+    if matches!(path, "/metrics" | "/stats" | "/admin/reload")
+        && let Some(denied) = ops_denied(options, request.headers(), peer)
     {
-        return json(
-            StatusCode::UNAUTHORIZED,
-            Bytes::from_static(br#"{"detail":"Unauthorized"}"#),
-        );
+        return denied;
     }
     match path {
-        "/metrics" if method == Method::GET && options.metrics => match crate::metrics::handle() {
-            Some(handle) => {
-                let mut response = Response::new(Full::new(Bytes::from(handle.render())));
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                response
-            }
-            None => json(
-                StatusCode::NOT_FOUND,
-                Bytes::from_static(br#"{"detail":"Not Found"}"#),
-            ),
-        },
+        "/metrics" if method == Method::GET && options.metrics => metrics_text(),
         "/" if method == Method::GET => json(
             StatusCode::OK,
             Bytes::from_static(br#"{"message":"200 OK"}"#),
@@ -269,6 +255,86 @@ pub async fn route(
             StatusCode::NOT_FOUND,
             Bytes::from_static(br#"{"detail":"Not Found"}"#),
         ),
+    }
+}
+
+/// `/metrics`, `/stats` and `/admin/*`: refused unless the peer is allowed and the token
+/// (when configured) matches.
+fn ops_denied(
+    options: &ServerOptions,
+    headers: &http::HeaderMap,
+    peer: SocketAddr,
+) -> Option<Response<ResponseBody>> {
+    if !options.ops_allow.is_empty()
+        && !options
+            .ops_allow
+            .iter()
+            .any(|net| net.contains(&peer.ip().to_canonical()))
+    {
+        return Some(json(
+            StatusCode::FORBIDDEN,
+            Bytes::from_static(br#"{"detail":"Forbidden"}"#),
+        ));
+    }
+    match &options.ops_token {
+        Some(token) if !token.allows(headers) => Some(json(
+            StatusCode::UNAUTHORIZED,
+            Bytes::from_static(br#"{"detail":"Unauthorized"}"#),
+        )),
+        _ => None,
+    }
+}
+
+fn metrics_text() -> Response<ResponseBody> {
+    match crate::metrics::handle() {
+        Some(handle) => {
+            let mut response = Response::new(Full::new(Bytes::from(handle.render())));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        None => json(
+            StatusCode::NOT_FOUND,
+            Bytes::from_static(br#"{"detail":"Not Found"}"#),
+        ),
+    }
+}
+
+/// Serve only `GET /metrics` on a listener of its own (`--metrics-listen`), with the same
+/// token and allow-list checks, until the task is dropped.
+pub async fn serve_metrics(listener: TcpListener, options: Arc<ServerOptions>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let options = Arc::clone(&options);
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let options = Arc::clone(&options);
+                async move {
+                    let response =
+                        if request.uri().path() != "/metrics" || request.method() != Method::GET {
+                            json(
+                                StatusCode::NOT_FOUND,
+                                Bytes::from_static(br#"{"detail":"Not Found"}"#),
+                            )
+                        } else if let Some(denied) = ops_denied(&options, request.headers(), peer) {
+                            denied
+                        } else {
+                            metrics_text()
+                        };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 

@@ -220,3 +220,56 @@ async fn the_ops_token_protects_metrics_and_stats() {
         .await;
     assert_eq!(off.get("/metrics").await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_ops_allow_list_and_a_separate_metrics_address() {
+    let denied = TestServer::builder(r#"{"al": {"module": "log"}}"#)
+        .server_options(ServerOptions {
+            ops_allow: vec!["10.0.0.0/8".parse().unwrap()],
+            ..ServerOptions::default()
+        })
+        .start()
+        .await;
+    assert_eq!(denied.get("/metrics").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(denied.get("/stats").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        denied.post("al", &[], "{}").await.status,
+        StatusCode::OK,
+        "webhooks are not affected"
+    );
+    let allowed = TestServer::builder(r#"{"al2": {"module": "log"}}"#)
+        .server_options(ServerOptions {
+            ops_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            ..ServerOptions::default()
+        })
+        .start()
+        .await;
+    assert_eq!(allowed.get("/metrics").await.status, StatusCode::OK);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = ServerOptions {
+        ops_token: OpsToken::new("m"),
+        ..ServerOptions::default()
+    };
+    let task = tokio::spawn(webhook_server::server::serve_metrics(
+        listener,
+        std::sync::Arc::new(options),
+    ));
+    let client = webhook_testkit::TestClient::new(addr);
+    assert_eq!(
+        client.get("/metrics").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = client
+        .request("GET", "/metrics", &[("Authorization", "Bearer m")], "")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.text().contains("webhook_requests_received_total"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(client.get("/stats").await.status, StatusCode::NOT_FOUND);
+    task.abort();
+}
