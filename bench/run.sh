@@ -5,7 +5,9 @@
 #
 #   bash bench/run.sh            # ROUNDS=3 DURATION=10 CONNECTIONS=32 by default
 #
-# Prints req/s, p50, p99 and peak RSS for each, the ratio gateway / ceiling, and the cost of
+# The gateway logs at `info` (the `log` destination's line per webhook) without the
+# per-request access line (GATEWAY_LOG=info to include it; it costs 10-15 % here, see
+# BENCHMARKS.md). Prints req/s, p50, p99 and peak RSS for each, the ratio gateway / ceiling, and the cost of
 # the metrics (the gateway measured again with --no-metrics in every round).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,13 +95,13 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "bare $(measure bare "$BARE_PORT" /webhook/bench "$bare")" >>"$results"
   kill "$bare"; wait "$bare" 2>/dev/null || true
 
-  RUST_LOG=${GATEWAY_LOG:-info} ./target/release/webhook-server --host 127.0.0.1 --port "$GATEWAY_PORT" \
+  RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} ./target/release/webhook-server --host 127.0.0.1 --port "$GATEWAY_PORT" \
     --webhooks-config "$work/webhooks.json" --data-dir "$work" >/dev/null 2>&1 & gw=$!; pids+=("$gw")
   wait_port "$GATEWAY_PORT"
   echo "gateway $(measure gateway "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"
   kill -TERM "$gw"; wait "$gw" 2>/dev/null || true
 
-  RUST_LOG=${GATEWAY_LOG:-info} ./target/release/webhook-server --host 127.0.0.1 --port "$GATEWAY_PORT" \
+  RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} ./target/release/webhook-server --host 127.0.0.1 --port "$GATEWAY_PORT" \
     --webhooks-config "$work/webhooks.json" --data-dir "$work" --no-metrics >/dev/null 2>&1 & gw=$!; pids+=("$gw")
   wait_port "$GATEWAY_PORT"
   echo "nometrics $(measure nometrics "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"

@@ -188,7 +188,7 @@ async fn serves_from_env_config_and_stops_on_sigterm() {
                     .is_some_and(|id| id.len() == 36),
                 "{line}"
             );
-            assert!(entry["latency_ms"].as_f64().is_some(), "{line}");
+            assert!(entry["latency_us"].as_u64().is_some(), "{line}");
             assert!(!line.contains("xyz"), "a secret in the access log: {line}");
             saw_access = true;
         }
