@@ -127,7 +127,15 @@ print("|---|---:|---:|---:|---:|")
 for name, (rps, p50, p99, rss) in (("bare hyper + HMAC (ceiling)", bare), ("webhook-server, hmac + log", gw),
                                    ("webhook-server, hmac + log, --no-metrics", off)):
     print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rss:.1f} |")
-print(f"ratio gateway / ceiling: {gw[0] / bare[0]:.2%}")
-print(f"metrics on / off: {gw[0] / off[0]:.2%}")
+# Paired ratios: each round measures the three servers back to back, so the median of the
+# per-round ratios is steadier than the ratio of medians on a noisy VM.
+def per_round(a, b):
+    xs, ys = [float(x[1]) for x in rows if x[0] == a], [float(x[1]) for x in rows if x[0] == b]
+    return [x / y for x, y in zip(xs, ys)]
+ceiling_ratios, metrics_ratios = per_round("gateway", "bare"), per_round("gateway", "nometrics")
+print(f"ratio gateway / ceiling: {gw[0] / bare[0]:.2%} (medians); per round "
+      + ", ".join(f"{r:.1%}" for r in ceiling_ratios) + f", median {statistics.median(ceiling_ratios):.1%}")
+print(f"metrics on / off: {gw[0] / off[0]:.2%} (medians); per round "
+      + ", ".join(f"{r:.1%}" for r in metrics_ratios) + f", median {statistics.median(metrics_ratios):.1%}")
 for r in rows: print("raw:", " ".join(r), file=sys.stderr)
 PY
