@@ -20,7 +20,7 @@ mod module;
 pub use client::{HttpClient, tls_config};
 pub use config::{HttpConfig, HttpMethod};
 pub use error::HttpError;
-pub use module::{HttpWebhook, REQUEST_ID_HEADER};
+pub use module::{HttpWebhook, REQUEST_ID_HEADER, parse_headers};
 
 /// Add the `http_webhook` destination to `registry`.
 pub fn register(registry: &mut webhook_core::Registry) {

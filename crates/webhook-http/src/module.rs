@@ -185,12 +185,21 @@ fn target_uri(url: &str) -> Result<Uri, BuildError> {
 }
 
 fn configured_headers(config: &HttpConfig) -> Result<HeaderMap, BuildError> {
+    parse_headers(&config.headers, is_hop_by_hop)
+}
+
+/// The `headers` of a destination config as a [`HeaderMap`]; a name that is not valid, or
+/// that `reserved` refuses, is an error naming `headers.<name>`.
+pub fn parse_headers(
+    configured: &std::collections::BTreeMap<String, String>,
+    reserved: fn(&HeaderName) -> bool,
+) -> Result<HeaderMap, BuildError> {
     let mut headers = HeaderMap::new();
-    for (name, value) in &config.headers {
+    for (name, value) in configured {
         let key = format!("headers.{name}");
         let parsed_name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| BuildError::key(key.clone(), "is not a valid header name"))?;
-        if is_hop_by_hop(&parsed_name) {
+        if reserved(&parsed_name) {
             return Err(BuildError::key(key, "is set by the client itself"));
         }
         let parsed_value = HeaderValue::from_str(value)

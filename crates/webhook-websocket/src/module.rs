@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError, NoConnection};
@@ -146,14 +146,5 @@ fn scheme_is_tls(url: &str) -> Result<bool, BuildError> {
 }
 
 fn handshake_headers(config: &WebSocketConfig) -> Result<HeaderMap, BuildError> {
-    let mut headers = HeaderMap::new();
-    for (name, value) in &config.headers {
-        let key = format!("headers.{name}");
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| BuildError::key(key.clone(), "is not a valid header name"))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| BuildError::key(key, "has a value that is not a valid header value"))?;
-        headers.insert(name, value);
-    }
-    Ok(headers)
+    webhook_http::parse_headers(&config.headers, |_| false)
 }
