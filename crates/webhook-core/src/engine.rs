@@ -18,6 +18,8 @@ pub(crate) struct Destination {
     pub(crate) metrics: Arc<DestinationMetrics>,
     /// The webhook's data type and the plan's fingerprint: equal means "same destination".
     pub(crate) fingerprint: Arc<str>,
+    /// Most background deliveries to this destination at once.
+    pub(crate) limit: Arc<tokio::sync::Semaphore>,
 }
 
 /// Deliver to every destination; `Ok` only when every one of them confirmed.
@@ -70,6 +72,7 @@ async fn parallel(destinations: &[Destination], delivery: &Delivery) -> Result<(
             retry: destination.retry,
             metrics: Arc::clone(&destination.metrics),
             fingerprint: Arc::clone(&destination.fingerprint),
+            limit: Arc::clone(&destination.limit),
         };
         let delivery = delivery.clone();
         tasks.spawn(async move { deliver_one(&destination, &delivery).await });

@@ -31,10 +31,12 @@ mod error;
 mod json;
 mod metrics;
 mod module;
+mod outbox;
 mod pipeline;
 mod registry;
 mod response;
 mod shared;
+pub mod spool;
 pub mod stats;
 mod validator;
 
@@ -44,6 +46,7 @@ pub use module::{BuildContext, DynModule, Module, NoConnection};
 pub use pipeline::{Health, Pipeline, PipelineOptions, ResponseBody};
 pub use registry::Registry;
 pub use shared::SharedClients;
+pub use spool::{DeadLetter, Spool, SpoolError, SpoolOptions};
 
 pub use validator::{Answer, Check, DynValidator, RequestView, Validator};
 

@@ -15,8 +15,10 @@ use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::config::{ChainConfig, Config, ConfigError, ConfigErrors, DestinationPlan};
+use crate::config::{AckMode, Config, ConfigError, ConfigErrors, DestinationPlan};
 use crate::engine::{self, Destination};
+use crate::outbox::{Outbox, Route};
+use crate::spool::{DeadLetter, Spool, SpoolError, SpoolOptions};
 use crate::metrics::{DestinationMetrics, WebhookMetrics};
 use crate::module::BuildContext;
 use crate::response::{self, json, json_bytes, set_retry_after};
@@ -48,6 +50,14 @@ pub struct PipelineOptions {
     pub data_dir: PathBuf,
     /// A shared store for `/stats` (default none: counts are kept in memory only).
     pub stats_store: Option<Arc<dyn StatsStore>>,
+    /// The acknowledgement mode of webhooks without an `ack` key (default
+    /// [`AckMode::Persisted`]).
+    pub default_ack: AckMode,
+    /// Where and how big the spool is (opened when a webhook uses `persisted` or
+    /// `accepted`).
+    pub spool: SpoolOptions,
+    /// Most background deliveries in flight per destination (default 64).
+    pub destination_concurrency: usize,
 }
 
 impl Default for PipelineOptions {
@@ -59,6 +69,9 @@ impl Default for PipelineOptions {
             health_timeout: Duration::from_secs(5),
             data_dir: PathBuf::from("."),
             stats_store: None,
+            default_ack: AckMode::Persisted,
+            spool: SpoolOptions::default(),
+            destination_concurrency: 64,
         }
     }
 }
@@ -67,8 +80,8 @@ struct Webhook {
     id: Arc<str>,
     data_type: DataType,
     validators: Vec<Arc<dyn DynValidator>>,
-    destinations: Vec<Destination>,
-    chain: ChainConfig,
+    route: Arc<Route>,
+    ack: AckMode,
     stats: Arc<Mutex<StatsWindows>>,
     metrics: WebhookMetrics,
 }
@@ -80,6 +93,7 @@ struct Webhook {
 pub struct Pipeline {
     webhooks: HashMap<Arc<str>, Webhook>,
     options: PipelineOptions,
+    outbox: Option<Arc<Outbox>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -122,9 +136,10 @@ impl Pipeline {
     /// Shut down the destinations of `self` that `newer` did not reuse.
     pub async fn shutdown_replaced(&self, newer: &Pipeline) {
         for webhook in self.webhooks.values() {
-            for destination in &webhook.destinations {
+            for destination in &webhook.route.destinations {
                 let kept = newer.webhooks.values().any(|w| {
-                    w.destinations
+                    w.route
+                        .destinations
                         .iter()
                         .any(|d| Arc::ptr_eq(&d.module, &destination.module))
                 });
@@ -151,14 +166,18 @@ impl Pipeline {
             for dest in plan.destinations {
                 let fingerprint: Arc<str> =
                     Arc::from(format!("{}\n{}", plan.data_type.as_str(), dest.fingerprint));
-                if let Some(reused) =
-                    old.and_then(|w| w.destinations.iter().find(|d| d.fingerprint == fingerprint))
-                {
+                if let Some(reused) = old.and_then(|w| {
+                    w.route
+                        .destinations
+                        .iter()
+                        .find(|d| d.fingerprint == fingerprint)
+                }) {
                     destinations.push(Destination {
                         module: Arc::clone(&reused.module),
                         retry: dest.retry,
                         metrics: Arc::clone(&reused.metrics),
                         fingerprint,
+                        limit: Arc::clone(&reused.limit),
                     });
                     continue;
                 }
@@ -169,6 +188,9 @@ impl Pipeline {
                         module,
                         retry: dest.retry,
                         fingerprint,
+                        limit: Arc::new(tokio::sync::Semaphore::new(
+                            options.destination_concurrency.max(1),
+                        )),
                     }),
                     Err(err) => errors.push(build_error(
                         &config.webhooks_file,
@@ -186,8 +208,11 @@ impl Pipeline {
                     id: plan.id,
                     data_type: plan.data_type,
                     validators: plan.validators,
-                    destinations,
-                    chain: plan.chain,
+                    route: Arc::new(Route {
+                        destinations,
+                        chain: plan.chain,
+                    }),
+                    ack: plan.ack.unwrap_or(options.default_ack),
                     stats: old.map_or_else(
                         || Arc::new(Mutex::new(StatsWindows::default())),
                         |w| Arc::clone(&w.stats),
@@ -195,8 +220,50 @@ impl Pipeline {
                 },
             );
         }
-        let pipeline = Self { webhooks, options };
+        let needs_outbox = webhooks.values().any(|w| w.ack != AckMode::Delivered);
+        let mut outbox = previous.and_then(|p| p.outbox.clone());
+        if outbox.is_none() && needs_outbox && errors.is_empty() {
+            let spool_options = options.spool.clone();
+            let opened = tokio::task::spawn_blocking(move || Spool::open(spool_options)).await;
+            match opened {
+                Ok(Ok(spool)) => outbox = Some(Outbox::new(spool)),
+                Ok(Err(err)) => errors.push(ConfigError::new(
+                    &options.spool.dir.display().to_string(),
+                    None,
+                    "spool",
+                    format!("cannot open the spool: {err}"),
+                )),
+                Err(err) => errors.push(ConfigError::new(
+                    &options.spool.dir.display().to_string(),
+                    None,
+                    "spool",
+                    format!("cannot open the spool: {err}"),
+                )),
+            }
+        }
+        let pipeline = Self {
+            webhooks,
+            options,
+            outbox,
+        };
         if errors.is_empty() {
+            if let Some(outbox) = &pipeline.outbox {
+                for webhook in pipeline.webhooks.values() {
+                    if webhook.ack == AckMode::Accepted {
+                        tracing::warn!(
+                            webhook = %webhook.id,
+                            "ack \"accepted\": answered before anything is stored; a crash loses what is in flight"
+                        );
+                    }
+                }
+                outbox.install(
+                    pipeline
+                        .webhooks
+                        .iter()
+                        .map(|(id, w)| (Arc::clone(id), Arc::clone(&w.route)))
+                        .collect(),
+                );
+            }
             Ok(pipeline)
         } else {
             match previous {
@@ -370,7 +437,12 @@ impl Pipeline {
             received_at,
             data_type: webhook.data_type,
         };
-        match engine::deliver(&webhook.destinations, &webhook.chain, &delivery).await {
+        if webhook.ack != AckMode::Delivered {
+            return self
+                .accept_in_background(webhook, delivery, (&parts.method, &parts.uri), peer, client_ip)
+                .await;
+        }
+        match engine::deliver(&webhook.route.destinations, &webhook.route.chain, &delivery).await {
             Ok(()) => {
                 if webhook.validators.iter().any(|v| v.wants_delivered()) {
                     let view = RequestView {
@@ -414,6 +486,90 @@ impl Pipeline {
                     }
                 }
             }
+        }
+    }
+
+    /// `persisted`/`accepted`: hand the request to the outbox and answer.
+    async fn accept_in_background(
+        &self,
+        webhook: &Webhook,
+        delivery: Delivery,
+        (method, uri): (&Method, &http::Uri),
+        peer: SocketAddr,
+        client_ip: IpAddr,
+    ) -> Response<ResponseBody> {
+        let Some(outbox) = &self.outbox else {
+            webhook.metrics.failed.increment(1);
+            return json(StatusCode::SERVICE_UNAVAILABLE, response::SPOOL_FULL);
+        };
+        let Delivery {
+            webhook_id,
+            request_id,
+            headers,
+            body,
+            received_at,
+            data_type,
+        } = delivery;
+        let durable = webhook.ack == AckMode::Persisted;
+        let accepted = outbox
+            .accept(
+                &webhook.route,
+                webhook_id,
+                request_id,
+                received_at,
+                data_type,
+                Arc::clone(&headers),
+                body.clone(),
+                durable,
+            )
+            .await;
+        if let Err(err) = accepted {
+            webhook.metrics.failed.increment(1);
+            tracing::warn!(webhook = %webhook.id, %request_id, error = %err, "spool cannot take the request");
+            let mut response = json(StatusCode::SERVICE_UNAVAILABLE, response::SPOOL_FULL);
+            set_retry_after(&mut response, Duration::from_secs(5));
+            return response;
+        }
+        if webhook.validators.iter().any(|v| v.wants_delivered()) {
+            let view = RequestView {
+                webhook_id: &webhook.id,
+                method,
+                uri,
+                headers: &headers,
+                peer,
+                client_ip,
+                body: &body,
+                received_at,
+            };
+            for validator in webhook.validators.iter().filter(|v| v.wants_delivered()) {
+                validator.delivered(&view).await;
+            }
+        }
+        webhook.metrics.accepted.increment(1);
+        json(StatusCode::OK, response::OK)
+    }
+
+    /// The spool, when a webhook of this pipeline (or an earlier one) opened it.
+    pub fn spool(&self) -> Option<&Arc<Spool>> {
+        self.outbox.as_ref().map(|o| o.spool())
+    }
+
+    /// The dead letters (deliveries given up), oldest first; empty without a spool.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, SpoolError> {
+        let Some(spool) = self.spool().cloned() else {
+            return Ok(Vec::new());
+        };
+        tokio::task::spawn_blocking(move || spool.dead_letters())
+            .await
+            .map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Deliver dead letter `id` again (spooled anew for its one destination, same request
+    /// id); it leaves the dead letters.
+    pub async fn replay_dead_letter(&self, id: &str) -> Result<DeadLetter, SpoolError> {
+        match &self.outbox {
+            Some(outbox) => outbox.replay(id).await,
+            None => Err(SpoolError::NoDeadLetter(id.to_owned())),
         }
     }
 
@@ -461,7 +617,7 @@ impl Pipeline {
     pub async fn health(&self) -> Health {
         let mut tasks = JoinSet::new();
         for (id, webhook) in &self.webhooks {
-            for destination in &webhook.destinations {
+            for destination in &webhook.route.destinations {
                 let id = Arc::clone(id);
                 let module = Arc::clone(&destination.module);
                 let limit = self.options.health_timeout;
@@ -518,7 +674,7 @@ impl Pipeline {
     /// Flush and close every destination.
     pub async fn shutdown(&self) {
         for webhook in self.webhooks.values() {
-            for destination in &webhook.destinations {
+            for destination in &webhook.route.destinations {
                 destination.module.shutdown().await;
             }
         }

@@ -22,6 +22,8 @@ pub(crate) const UNPROCESSABLE: &str = r#"{"detail":"Payload does not match the 
 pub(crate) const TOO_MANY: &str = r#"{"detail":"Too many requests"}"#;
 pub(crate) const DELIVERY_FAILED: &str = r#"{"detail":"Delivery failed","retryable":true}"#;
 pub(crate) const DELIVERY_REJECTED: &str = r#"{"detail":"Delivery failed","retryable":false}"#;
+pub(crate) const SPOOL_FULL: &str =
+    r#"{"detail":"Cannot store the webhook durably right now","retryable":true}"#;
 pub(crate) const UNAVAILABLE: &str = r#"{"detail":"Destination unavailable","retryable":true}"#;
 
 /// A JSON response with a static body.

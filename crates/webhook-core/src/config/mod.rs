@@ -67,6 +67,31 @@ impl ConfigSource {
     }
 }
 
+/// When the sender gets its answer (`ack` in webhooks.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    /// Answer 2xx once the request is durably in the spool (fsync'd); deliver in the
+    /// background with retries. 503 with `Retry-After` when the spool cannot take it.
+    #[default]
+    Persisted,
+    /// Answer only after every destination confirmed (502/503 when one did not).
+    Delivered,
+    /// Answer at once; deliver in the background without durability (lost on a crash).
+    Accepted,
+}
+
+impl AckMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Persisted => "persisted",
+            AckMode::Delivered => "delivered",
+            AckMode::Accepted => "accepted",
+        }
+    }
+}
+
 /// How a chain of destinations runs (`chain-config`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -222,6 +247,8 @@ pub(crate) struct WebhookPlan {
     pub(crate) validators: Vec<Arc<dyn DynValidator>>,
     pub(crate) destinations: Vec<DestinationPlan>,
     pub(crate) chain: ChainConfig,
+    /// `ack`, when the webhook sets it (else the pipeline's default).
+    pub(crate) ack: Option<AckMode>,
 }
 
 pub(crate) struct DestinationPlan {
@@ -248,6 +275,7 @@ const CORE_KEYS: &[&str] = &[
     "retry",
     "chain",
     "chain-config",
+    "ack",
 ];
 
 /// Keys that older files put at the top level instead of in `module-config`.
@@ -510,6 +538,7 @@ fn parse_webhook(
     for (key, message) in retry.check() {
         ctx.error(format!("retry.{key}"), message);
     }
+    let ack = take::<AckMode>(&mut map, "ack", ctx);
     let chain = map.remove("chain");
     let chain_config = take::<ChainConfig>(&mut map, "chain-config", ctx).unwrap_or_default();
     if !(0.001..=3600.0).contains(&chain_config.timeout) {
@@ -606,6 +635,7 @@ fn parse_webhook(
         validators,
         destinations,
         chain: chain_config,
+        ack,
     })
 }
 

@@ -1,0 +1,846 @@
+//! The spool: a crash-safe, append-only log of accepted requests, so a webhook answered 2xx
+//! is delivered even if the process dies before its destinations confirmed.
+//!
+//! * Segment files `<id>.seg` hold checksummed frames ([`record`]): an entry per request,
+//!   then small `done`/`attempt` records as its destinations confirm or fail.
+//! * One writer thread owns the files. Requests hand it their frames and wait; it writes all
+//!   frames that queued up while the previous `fdatasync` ran, syncs once and answers them
+//!   all (group commit). `done`/`attempt` records are not waited for: losing one in a crash
+//!   means a redelivery, never a loss.
+//! * Space is reclaimed by deleting whole segments, oldest first, once none of their entries
+//!   is pending. A mostly-finished oldest segment has its few pending entries copied forward
+//!   (with their progress) into the active segment, so one stuck entry does not pin the disk.
+//! * On open, every segment is read; a torn frame at a tail is detected by its length or
+//!   checksum and skipped; the pending entries are rewritten into a fresh segment and the old
+//!   segments deleted.
+//! * Entries whose delivery is given up are moved to `dead/` as dead letters (one file each,
+//!   written atomically) until an operator replays or deletes them.
+
+pub(crate) mod record;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::DataType;
+use record::{EntryRecord, Record};
+
+/// Where the spool lives and how big it may grow.
+#[derive(Debug, Clone)]
+pub struct SpoolOptions {
+    /// The spool directory (default `spool`, relative to the working directory).
+    pub dir: PathBuf,
+    /// Most bytes the segment files may take (default 1 GiB). Past it, requests of
+    /// `persisted` webhooks are answered 503 with `Retry-After` until space frees.
+    pub max_bytes: u64,
+    /// Size at which the active segment is closed and a new one started (default 64 MiB,
+    /// at most an eighth of `max_bytes`).
+    pub segment_bytes: u64,
+}
+
+impl Default for SpoolOptions {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("spool"),
+            max_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Why the spool could not take or give something.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// Taking the request would pass the configured size.
+    #[error("the spool is full ({used} of {max} bytes used)")]
+    Full {
+        /// Bytes in use.
+        used: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// A file operation failed (e.g. the disk is full).
+    #[error("spool I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// Another process has the spool directory open.
+    #[error("the spool directory {0} is in use by another process")]
+    Locked(PathBuf),
+    /// The writer thread stopped.
+    #[error("the spool writer stopped")]
+    Closed,
+    /// No dead letter has this id.
+    #[error("no dead letter with id {0}")]
+    NoDeadLetter(String),
+}
+
+/// A pending entry with its progress, as handed to the delivery workers.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub(crate) entry: Arc<EntryRecord>,
+    pub(crate) done: u32,
+    pub(crate) attempts: Vec<u32>,
+}
+
+/// What is known about a dead letter (listed by `GET /admin/dead-letters`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// `<request id>-<destination index>`.
+    pub id: String,
+    /// The webhook id.
+    pub webhook: String,
+    /// The request id (`X-Request-Id`, `X-Webhook-Request-Id`).
+    pub request_id: String,
+    /// Index of the destination in the webhook's chain (0 without a chain).
+    pub destination: u8,
+    /// The destination kind, e.g. `http_webhook`.
+    pub module: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+    /// When the request was received (RFC 3339).
+    pub received_at: String,
+    /// When it was given up (RFC 3339).
+    pub dead_at: String,
+    /// Body size in bytes.
+    pub body_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Segment {
+    bytes: u64,
+    live: usize,
+    live_bytes: u64,
+}
+
+struct Live {
+    entry: Arc<EntryRecord>,
+    segment: u64,
+    bytes: u64,
+    done: u32,
+    attempts: Vec<u32>,
+}
+
+struct State {
+    used: u64,
+    active: u64,
+    segments: BTreeMap<u64, Segment>,
+    live: HashMap<u64, Live>,
+    next_seq: u64,
+}
+
+enum Op {
+    /// Frames to write; entries (seq) among them get the segment they land in.
+    Write {
+        bytes: Vec<u8>,
+        entry: Option<u64>,
+        reply: Option<oneshot::Sender<io::Result<()>>>,
+    },
+    /// See whether old segments can go.
+    Reclaim,
+}
+
+/// The spool of one server (see the module docs). Cheap to share (`Arc<Spool>`); it lives
+/// across config reloads.
+pub struct Spool {
+    dir: PathBuf,
+    options: SpoolOptions,
+    state: Arc<Mutex<State>>,
+    writer: Mutex<mpsc::Sender<Op>>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool").field("dir", &self.dir).finish()
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    match state.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:016x}.seg"))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Spool {
+    /// Open (or create) the spool in `options.dir`: take its lock, recover every complete
+    /// record (skipping torn ones), rewrite what is pending into a fresh segment and start
+    /// the writer. Blocking: call it before serving or from `spawn_blocking`.
+    pub fn open(options: SpoolOptions) -> Result<Arc<Self>, SpoolError> {
+        let mut options = options;
+        options.segment_bytes = options
+            .segment_bytes
+            .min(options.max_bytes / 8)
+            .max(4096);
+        let dir = options.dir.clone();
+        fs::create_dir_all(dir.join("dead"))?;
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))?;
+        if lock_file.try_lock().is_err() {
+            return Err(SpoolError::Locked(dir));
+        }
+
+        let mut ids: Vec<u64> = fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                u64::from_str_radix(name.strip_suffix(".seg")?, 16).ok()
+            })
+            .collect();
+        ids.sort_unstable();
+        let mut recovered: BTreeMap<u64, Pending> = BTreeMap::new();
+        let mut max_seq = 0;
+        for &id in &ids {
+            let path = segment_path(&dir, id);
+            let bytes = fs::read(&path)?;
+            let mut offset = 0;
+            while offset < bytes.len() {
+                match record::decode(&bytes[offset..]) {
+                    Ok((record, used)) => {
+                        offset += used;
+                        apply(&mut recovered, &mut max_seq, record);
+                    }
+                    Err(err) => {
+                        tracing::warn!(
+                            segment = %path.display(),
+                            offset,
+                            skipped_bytes = bytes.len() - offset,
+                            problem = ?err,
+                            "spool: incomplete or damaged record skipped (torn write)"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        recovered.retain(|_, p| p.done & p.entry.targets != p.entry.targets);
+
+        // Rewrite what is pending into a fresh segment, then drop the old ones.
+        let active = ids.last().map_or(1, |last| last + 1);
+        let path = segment_path(&dir, active);
+        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut state = State {
+            used: 0,
+            active,
+            segments: BTreeMap::new(),
+            live: HashMap::with_capacity(recovered.len()),
+            next_seq: max_seq + 1,
+        };
+        let mut segment = Segment::default();
+        let mut buffer = Vec::new();
+        for (seq, pending) in recovered {
+            let mut entry = (*pending.entry).clone();
+            entry.done = pending.done;
+            entry.attempts.clone_from(&pending.attempts);
+            let bytes = record::encode_entry(&entry);
+            let len = bytes.len() as u64;
+            buffer.extend_from_slice(&bytes);
+            segment.live += 1;
+            segment.live_bytes += len;
+            segment.bytes += len;
+            state.live.insert(
+                seq,
+                Live {
+                    entry: pending.entry,
+                    segment: active,
+                    bytes: len,
+                    done: pending.done,
+                    attempts: pending.attempts,
+                },
+            );
+        }
+        file.write_all(&buffer)?;
+        file.sync_all()?;
+        sync_dir(&dir)?;
+        for &id in &ids {
+            fs::remove_file(segment_path(&dir, id))?;
+        }
+        sync_dir(&dir)?;
+        state.used = segment.bytes;
+        state.segments.insert(active, segment);
+        if !state.live.is_empty() {
+            tracing::info!(
+                pending = state.live.len(),
+                bytes = state.used,
+                "spool: recovered pending webhooks"
+            );
+        }
+
+        let state = Arc::new(Mutex::new(state));
+        let (sender, receiver) = mpsc::channel();
+        let writer = Writer {
+            dir: dir.clone(),
+            file,
+            state: Arc::clone(&state),
+            segment_bytes: options.segment_bytes,
+            max_bytes: options.max_bytes,
+            _lock: lock_file,
+        };
+        std::thread::Builder::new()
+            .name("webhook-spool".into())
+            .spawn(move || writer.run(&receiver))?;
+        Ok(Arc::new(Self {
+            dir,
+            options,
+            state,
+            writer: Mutex::new(sender),
+        }))
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Pending entries and the bytes the segment files take.
+    pub fn usage(&self) -> (usize, u64) {
+        let state = lock(&self.state);
+        (state.live.len(), state.used)
+    }
+
+    fn send(&self, op: Op) -> Result<(), SpoolError> {
+        let sender = match self.writer.lock() {
+            Ok(sender) => sender,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        sender.send(op).map_err(|_| SpoolError::Closed)
+    }
+
+    /// Write a request durably (returns after the group's `fdatasync`). `targets` has bit i
+    /// set for each destination index that is to receive it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn append(
+        &self,
+        request_id: Uuid,
+        webhook_id: Arc<str>,
+        received_at: SystemTime,
+        data_type: DataType,
+        targets: u32,
+        headers: Arc<HeaderMap>,
+        body: Bytes,
+    ) -> Result<Arc<EntryRecord>, SpoolError> {
+        let attempts = vec![0; (32 - targets.leading_zeros()) as usize];
+        let mut entry = EntryRecord {
+            seq: 0,
+            request_id,
+            received_at,
+            data_type,
+            targets,
+            done: 0,
+            attempts,
+            webhook_id,
+            headers,
+            body,
+        };
+        {
+            let mut state = lock(&self.state);
+            entry.seq = state.next_seq;
+            state.next_seq += 1;
+        }
+        let bytes = record::encode_entry(&entry);
+        let len = bytes.len() as u64;
+        let entry = Arc::new(entry);
+        {
+            let mut state = lock(&self.state);
+            if state.used + len > self.options.max_bytes {
+                return Err(SpoolError::Full {
+                    used: state.used,
+                    max: self.options.max_bytes,
+                });
+            }
+            state.used += len;
+            state.live.insert(
+                entry.seq,
+                Live {
+                    entry: Arc::clone(&entry),
+                    segment: 0,
+                    bytes: len,
+                    done: 0,
+                    attempts: entry.attempts.clone(),
+                },
+            );
+        }
+        let (reply, answer) = oneshot::channel();
+        let sent = self.send(Op::Write {
+            bytes,
+            entry: Some(entry.seq),
+            reply: Some(reply),
+        });
+        let result = match sent {
+            Ok(()) => answer
+                .await
+                .map_err(|_| SpoolError::Closed)
+                .and_then(|r| r.map_err(SpoolError::Io)),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = result {
+            let mut state = lock(&self.state);
+            if let Some(live) = state.live.remove(&entry.seq) {
+                state.used = state.used.saturating_sub(live.bytes);
+            }
+            return Err(err);
+        }
+        Ok(entry)
+    }
+
+    /// Destination `destination` of entry `seq` confirmed (or was dead-lettered).
+    pub(crate) fn done(&self, seq: u64, destination: u8) {
+        let mut reclaim = false;
+        {
+            let mut state = lock(&self.state);
+            let Some(live) = state.live.get_mut(&seq) else {
+                return;
+            };
+            live.done |= 1 << destination;
+            if live.done & live.entry.targets == live.entry.targets {
+                let (segment, bytes) = (live.segment, live.bytes);
+                state.live.remove(&seq);
+                if let Some(s) = state.segments.get_mut(&segment) {
+                    s.live = s.live.saturating_sub(1);
+                    s.live_bytes = s.live_bytes.saturating_sub(bytes);
+                    reclaim = s.live == 0;
+                }
+            }
+        }
+        let _ = self.send(Op::Write {
+            bytes: record::encode_done(seq, destination),
+            entry: None,
+            reply: None,
+        });
+        if reclaim {
+            let _ = self.send(Op::Reclaim);
+        }
+    }
+
+    /// Destination `destination` of entry `seq` has failed `attempts` times.
+    pub(crate) fn attempt(&self, seq: u64, destination: u8, attempts: u32) {
+        {
+            let mut state = lock(&self.state);
+            let Some(live) = state.live.get_mut(&seq) else {
+                return;
+            };
+            if let Some(slot) = live.attempts.get_mut(usize::from(destination)) {
+                *slot = attempts;
+            }
+        }
+        let _ = self.send(Op::Write {
+            bytes: record::encode_attempt(seq, destination, attempts),
+            entry: None,
+            reply: None,
+        });
+    }
+
+    /// Every pending entry with its progress (what the delivery workers resume on start).
+    pub(crate) fn pending(&self) -> Vec<Pending> {
+        let state = lock(&self.state);
+        let mut list: Vec<Pending> = state
+            .live
+            .values()
+            .filter(|l| l.segment != 0)
+            .map(|l| Pending {
+                entry: Arc::clone(&l.entry),
+                done: l.done,
+                attempts: l.attempts.clone(),
+            })
+            .collect();
+        list.sort_by_key(|p| p.entry.seq);
+        list
+    }
+
+    fn dead_dir(&self) -> PathBuf {
+        self.dir.join("dead")
+    }
+
+    /// Keep `entry` for destination `destination` as a dead letter (written atomically and
+    /// synced). Blocking.
+    pub(crate) fn write_dead_letter(
+        &self,
+        entry: &EntryRecord,
+        destination: u8,
+        module: &str,
+        attempts: u32,
+        error: &str,
+    ) -> Result<DeadLetter, SpoolError> {
+        let id = format!("{}-{destination}", entry.request_id.hyphenated());
+        let letter = DeadLetter {
+            id: id.clone(),
+            webhook: entry.webhook_id.to_string(),
+            request_id: entry.request_id.hyphenated().to_string(),
+            destination,
+            module: module.to_owned(),
+            attempts,
+            error: error.to_owned(),
+            received_at: rfc3339(entry.received_at),
+            dead_at: rfc3339(SystemTime::now()),
+            body_bytes: entry.body.len(),
+        };
+        let mut single = entry.clone();
+        single.targets = 1 << destination;
+        single.done = 0;
+        single.attempts = vec![0; usize::from(destination) + 1];
+        let meta = serde_json::to_vec(&letter).map_err(io::Error::other)?;
+        let mut bytes = record::encode_raw(&meta);
+        bytes.extend_from_slice(&record::encode_entry(&single));
+        let dead = self.dead_dir();
+        let tmp = dead.join(format!(".{id}.tmp"));
+        let mut file = File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, dead.join(format!("{id}.dead")))?;
+        sync_dir(&dead)?;
+        Ok(letter)
+    }
+
+    /// The dead letters, oldest first. Blocking.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, SpoolError> {
+        let mut list = Vec::new();
+        for dirent in fs::read_dir(self.dead_dir())? {
+            let path = dirent?.path();
+            if path.extension().is_none_or(|e| e != "dead") {
+                continue;
+            }
+            if let Ok((letter, _)) = read_dead_letter(&path) {
+                list.push(letter);
+            }
+        }
+        list.sort_by(|a, b| (&a.dead_at, &a.id).cmp(&(&b.dead_at, &b.id)));
+        Ok(list)
+    }
+
+    /// Read dead letter `id` for a replay. Blocking.
+    pub(crate) fn read_dead_letter(&self, id: &str) -> Result<(DeadLetter, EntryRecord), SpoolError> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(SpoolError::NoDeadLetter(id.to_owned()));
+        }
+        let path = self.dead_dir().join(format!("{id}.dead"));
+        if !path.exists() {
+            return Err(SpoolError::NoDeadLetter(id.to_owned()));
+        }
+        read_dead_letter(&path)
+    }
+
+    /// Delete dead letter `id` (after it was re-spooled). Blocking.
+    pub(crate) fn remove_dead_letter(&self, id: &str) -> Result<(), SpoolError> {
+        fs::remove_file(self.dead_dir().join(format!("{id}.dead")))?;
+        Ok(())
+    }
+}
+
+fn read_dead_letter(path: &Path) -> Result<(DeadLetter, EntryRecord), SpoolError> {
+    let bytes = fs::read(path)?;
+    let broken = || SpoolError::Io(io::Error::other(format!("{} is damaged", path.display())));
+    let (meta, used) = record::decode_frame(&bytes).map_err(|_| broken())?;
+    let letter: DeadLetter = serde_json::from_slice(meta).map_err(|_| broken())?;
+    let rest = bytes.get(used..).ok_or_else(broken)?;
+    match record::decode(rest) {
+        Ok((Record::Entry(entry), _)) => Ok((letter, entry)),
+        _ => Err(broken()),
+    }
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    let millis = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    jiff::Timestamp::from_millisecond(millis).map_or_else(|_| millis.to_string(), |t| t.to_string())
+}
+
+fn apply(recovered: &mut BTreeMap<u64, Pending>, max_seq: &mut u64, record: Record) {
+    match record {
+        Record::Entry(entry) => {
+            *max_seq = (*max_seq).max(entry.seq);
+            let seq = entry.seq;
+            let (done, attempts) = (entry.done, entry.attempts.clone());
+            match recovered.get_mut(&seq) {
+                // A copy carried forward: keep the progress of both.
+                Some(known) => {
+                    known.done |= done;
+                    for (i, a) in attempts.into_iter().enumerate() {
+                        if let Some(k) = known.attempts.get_mut(i) {
+                            *k = (*k).max(a);
+                        }
+                    }
+                }
+                None => {
+                    recovered.insert(
+                        seq,
+                        Pending {
+                            entry: Arc::new(entry),
+                            done,
+                            attempts,
+                        },
+                    );
+                }
+            }
+        }
+        Record::Done { seq, destination } => {
+            if let Some(p) = recovered.get_mut(&seq) {
+                p.done |= 1u32.checked_shl(u32::from(destination)).unwrap_or(0);
+            }
+        }
+        Record::Attempt {
+            seq,
+            destination,
+            attempts,
+        } => {
+            if let Some(slot) = recovered
+                .get_mut(&seq)
+                .and_then(|p| p.attempts.get_mut(usize::from(destination)))
+            {
+                *slot = (*slot).max(attempts);
+            }
+        }
+    }
+}
+
+/// The thread that owns the segment files.
+struct Writer {
+    dir: PathBuf,
+    file: File,
+    state: Arc<Mutex<State>>,
+    segment_bytes: u64,
+    max_bytes: u64,
+    /// Held until the last queued record is written: the directory stays ours till then.
+    _lock: File,
+}
+
+impl Writer {
+    fn run(mut self, receiver: &mpsc::Receiver<Op>) {
+        let mut batch = Vec::new();
+        while let Ok(first) = receiver.recv() {
+            batch.push(first);
+            // Everything that queued up while the last sync ran goes into this group.
+            while let Ok(op) = receiver.try_recv() {
+                batch.push(op);
+                if batch.len() >= 4096 {
+                    break;
+                }
+            }
+            self.write_group(&mut batch);
+            batch.clear();
+        }
+    }
+
+    fn write_group(&mut self, batch: &mut [Op]) {
+        let mut reclaim = false;
+        let mut rotate = false;
+        let mut buffer = Vec::new();
+        let mut sync = false;
+        {
+            let mut state = lock(&self.state);
+            let active = state.active;
+            if state.segments.get(&active).is_some_and(|s| s.bytes >= self.segment_bytes) {
+                rotate = true;
+            }
+            for op in batch.iter() {
+                match op {
+                    Op::Write { bytes, entry, reply } => {
+                        buffer.extend_from_slice(bytes);
+                        sync |= reply.is_some();
+                        if let Some(seq) = entry {
+                            let len = bytes.len() as u64;
+                            if let Some(live) = state.live.get_mut(seq) {
+                                live.segment = active;
+                                if let Some(s) = state.segments.get_mut(&active) {
+                                    s.live += 1;
+                                    s.live_bytes += len;
+                                }
+                            }
+                        }
+                    }
+                    Op::Reclaim => reclaim = true,
+                }
+            }
+        }
+        let written = self.append(&buffer, sync);
+        {
+            let mut state = lock(&self.state);
+            let active = state.active;
+            match &written {
+                Ok(()) => {
+                    let entry_bytes: u64 = batch
+                        .iter()
+                        .filter_map(|op| match op {
+                            Op::Write {
+                                bytes,
+                                entry: Some(_),
+                                ..
+                            } => Some(bytes.len() as u64),
+                            _ => None,
+                        })
+                        .sum();
+                    let other = buffer.len() as u64 - entry_bytes;
+                    // entries were counted in `used` when reserved; the rest is counted now
+                    state.used += other;
+                    if let Some(s) = state.segments.get_mut(&active) {
+                        s.bytes += buffer.len() as u64;
+                    }
+                }
+                Err(_) => {
+                    for op in batch.iter() {
+                        if let Op::Write {
+                            bytes,
+                            entry: Some(seq),
+                            ..
+                        } = op
+                        {
+                            let len = bytes.len() as u64;
+                            if let Some(s) = state.segments.get_mut(&active) {
+                                s.live = s.live.saturating_sub(1);
+                                s.live_bytes = s.live_bytes.saturating_sub(len);
+                            }
+                            if let Some(live) = state.live.get_mut(seq) {
+                                live.segment = 0;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for op in batch.iter_mut() {
+            if let Op::Write { reply, .. } = op
+                && let Some(reply) = reply.take()
+            {
+                let _ = reply.send(match &written {
+                    Ok(()) => Ok(()),
+                    Err(err) => Err(io::Error::new(err.kind(), err.to_string())),
+                });
+            }
+        }
+        if rotate || self.under_pressure() {
+            if let Err(err) = self.rotate() {
+                tracing::error!(error = %err, "spool: cannot start a new segment");
+            }
+            reclaim = true;
+        }
+        if reclaim && let Err(err) = self.reclaim() {
+            tracing::error!(error = %err, "spool: cannot reclaim old segments");
+        }
+    }
+
+    /// Over half the quota used and the active segment holds nothing pending: start a new
+    /// one so the old can be deleted.
+    fn under_pressure(&self) -> bool {
+        let state = lock(&self.state);
+        state.used > self.max_bytes / 2
+            && state
+                .segments
+                .get(&state.active)
+                .is_some_and(|s| s.live == 0 && s.bytes > 0)
+    }
+
+    /// Append `buffer` to the active segment; on failure cut the file back so no partial
+    /// frame stays in front of later ones.
+    fn append(&mut self, buffer: &[u8], sync: bool) -> io::Result<()> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let before = self.file.metadata()?.len();
+        let result = self.file.write_all(buffer).and_then(|()| {
+            if sync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if result.is_err() {
+            let _ = self.file.set_len(before);
+        }
+        result
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let next = lock(&self.state).active + 1;
+        self.file.sync_data()?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(segment_path(&self.dir, next))?;
+        sync_dir(&self.dir)?;
+        self.file = file;
+        let mut state = lock(&self.state);
+        state.active = next;
+        state.segments.insert(next, Segment::default());
+        Ok(())
+    }
+
+    /// Delete old segments with nothing pending, oldest first (a later segment may hold the
+    /// `done` records of an older one's entries, so order matters); carry the few pending
+    /// entries of a mostly-finished oldest segment forward first.
+    fn reclaim(&mut self) -> io::Result<()> {
+        loop {
+            let mut state = lock(&self.state);
+            let active = state.active;
+            let Some((&oldest, segment)) = state.segments.iter().next() else {
+                return Ok(());
+            };
+            if oldest == active {
+                return Ok(());
+            }
+            if segment.live > 0 {
+                if segment.live_bytes.saturating_mul(4) > self.segment_bytes {
+                    return Ok(());
+                }
+                // carry forward
+                let mut buffer = Vec::new();
+                let mut moved = Vec::new();
+                for (seq, live) in state.live.iter().filter(|(_, l)| l.segment == oldest) {
+                    let mut entry = (*live.entry).clone();
+                    entry.done = live.done;
+                    entry.attempts.clone_from(&live.attempts);
+                    let bytes = record::encode_entry(&entry);
+                    moved.push((*seq, bytes.len() as u64));
+                    buffer.extend_from_slice(&bytes);
+                }
+                drop(state);
+                self.append(&buffer, true)?;
+                state = lock(&self.state);
+                let added: u64 = moved.iter().map(|(_, len)| len).sum();
+                state.used += added;
+                let (mut still_live, mut live_bytes) = (0, 0);
+                for (seq, len) in &moved {
+                    // it may have finished while the copy was written
+                    if let Some(live) = state.live.get_mut(seq) {
+                        live.segment = active;
+                        live.bytes = *len;
+                        still_live += 1;
+                        live_bytes += len;
+                    }
+                }
+                if let Some(s) = state.segments.get_mut(&active) {
+                    s.bytes += added;
+                    s.live += still_live;
+                    s.live_bytes += live_bytes;
+                }
+            }
+            let freed = state.segments.remove(&oldest).map_or(0, |s| s.bytes);
+            state.used = state.used.saturating_sub(freed);
+            drop(state);
+            fs::remove_file(segment_path(&self.dir, oldest))?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

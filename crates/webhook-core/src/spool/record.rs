@@ -1,0 +1,314 @@
+//! The on-disk record format of the spool.
+//!
+//! A segment file is a sequence of frames: `[len: u32 LE][crc32 of payload: u32 LE][payload]`.
+//! A frame whose length runs past the end of the file or whose checksum does not match is a
+//! torn write (the process died while writing it): reading stops there.
+//!
+//! Payloads (all integers little endian):
+//! * `1` entry: seq u64, request id [16], received_at ms u64, data type u8, targets u32,
+//!   done u32, attempts (count u8, then u32 each), webhook id (u8 len + bytes), headers
+//!   (u16 count, then name u16 len + bytes, value u32 len + bytes), body (u32 len + bytes).
+//! * `2` done: seq u64, destination u8 (the destination confirmed, or was dead-lettered).
+//! * `3` attempt: seq u64, destination u8, attempts u32 (failed attempts so far).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use uuid::Uuid;
+
+use crate::DataType;
+
+/// Frame header: length and checksum.
+pub(crate) const FRAME_HEADER: usize = 8;
+
+const ENTRY: u8 = 1;
+const DONE: u8 = 2;
+const ATTEMPT: u8 = 3;
+
+/// Most destinations of one webhook (a chain has at most 20).
+pub(crate) const MAX_DESTINATIONS: usize = 32;
+
+/// One spooled request and how far its delivery got.
+#[derive(Debug, Clone)]
+pub(crate) struct EntryRecord {
+    pub(crate) seq: u64,
+    pub(crate) request_id: Uuid,
+    pub(crate) received_at: SystemTime,
+    pub(crate) data_type: DataType,
+    /// Bit i set: destination i of the webhook is to receive this entry.
+    pub(crate) targets: u32,
+    /// Bit i set: destination i confirmed (or its failure was dead-lettered).
+    pub(crate) done: u32,
+    /// Failed attempts per destination index.
+    pub(crate) attempts: Vec<u32>,
+    pub(crate) webhook_id: Arc<str>,
+    pub(crate) headers: Arc<HeaderMap>,
+    pub(crate) body: Bytes,
+}
+
+/// A decoded record.
+#[derive(Debug)]
+pub(crate) enum Record {
+    Entry(EntryRecord),
+    Done { seq: u64, destination: u8 },
+    Attempt { seq: u64, destination: u8, attempts: u32 },
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// Fewer bytes than the frame announces: a torn write at the tail.
+    Truncated,
+    /// The checksum does not match.
+    Checksum,
+    /// The payload is not a record we know.
+    Malformed,
+}
+
+fn frame(payload: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER + payload.len());
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// The framed bytes of an entry record.
+pub(crate) fn encode_entry(entry: &EntryRecord) -> Vec<u8> {
+    let headers_len: usize = entry
+        .headers
+        .iter()
+        .map(|(n, v)| 6 + n.as_str().len() + v.len())
+        .sum();
+    let mut p = Vec::with_capacity(64 + entry.webhook_id.len() + headers_len + entry.body.len());
+    p.push(ENTRY);
+    p.extend_from_slice(&entry.seq.to_le_bytes());
+    p.extend_from_slice(entry.request_id.as_bytes());
+    let millis = entry
+        .received_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    p.extend_from_slice(&millis.to_le_bytes());
+    p.push(match entry.data_type {
+        DataType::Json => 0,
+        DataType::Blob => 1,
+    });
+    p.extend_from_slice(&entry.targets.to_le_bytes());
+    p.extend_from_slice(&entry.done.to_le_bytes());
+    let attempts = &entry.attempts[..entry.attempts.len().min(MAX_DESTINATIONS)];
+    p.push(attempts.len() as u8);
+    for a in attempts {
+        p.extend_from_slice(&a.to_le_bytes());
+    }
+    let id = entry.webhook_id.as_bytes();
+    let id = &id[..id.len().min(255)];
+    p.push(id.len() as u8);
+    p.extend_from_slice(id);
+    let count = u16::try_from(entry.headers.len()).unwrap_or(u16::MAX);
+    p.extend_from_slice(&count.to_le_bytes());
+    for (name, value) in entry.headers.iter().take(usize::from(count)) {
+        let name = name.as_str().as_bytes();
+        p.extend_from_slice(&u16::try_from(name.len()).unwrap_or(0).to_le_bytes());
+        p.extend_from_slice(name);
+        p.extend_from_slice(&u32::try_from(value.len()).unwrap_or(0).to_le_bytes());
+        p.extend_from_slice(value.as_bytes());
+    }
+    p.extend_from_slice(&u32::try_from(entry.body.len()).unwrap_or(0).to_le_bytes());
+    p.extend_from_slice(&entry.body);
+    frame(p)
+}
+
+/// The framed bytes of a done record.
+pub(crate) fn encode_done(seq: u64, destination: u8) -> Vec<u8> {
+    let mut p = Vec::with_capacity(10);
+    p.push(DONE);
+    p.extend_from_slice(&seq.to_le_bytes());
+    p.push(destination);
+    frame(p)
+}
+
+/// The framed bytes of an attempt record.
+pub(crate) fn encode_attempt(seq: u64, destination: u8, attempts: u32) -> Vec<u8> {
+    let mut p = Vec::with_capacity(14);
+    p.push(ATTEMPT);
+    p.extend_from_slice(&seq.to_le_bytes());
+    p.push(destination);
+    p.extend_from_slice(&attempts.to_le_bytes());
+    frame(p)
+}
+
+/// Read the frame at the start of `bytes`: the record and the frame's length.
+pub(crate) fn decode(bytes: &[u8]) -> Result<(Record, usize), FrameError> {
+    let (payload, used) = decode_frame(bytes)?;
+    let record = decode_payload(payload).ok_or(FrameError::Malformed)?;
+    Ok((record, used))
+}
+
+/// Frame arbitrary bytes (used for dead-letter metadata).
+pub(crate) fn encode_raw(payload: &[u8]) -> Vec<u8> {
+    frame(payload.to_vec())
+}
+
+/// Check the frame at the start of `bytes`: its payload and the frame's length.
+pub(crate) fn decode_frame(bytes: &[u8]) -> Result<(&[u8], usize), FrameError> {
+    let header = bytes.get(..FRAME_HEADER).ok_or(FrameError::Truncated)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let payload = bytes
+        .get(FRAME_HEADER..FRAME_HEADER + len)
+        .ok_or(FrameError::Truncated)?;
+    if crc32fast::hash(payload) != crc {
+        return Err(FrameError::Checksum);
+    }
+    Ok((payload, FRAME_HEADER + len))
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let b = self.take(8)?;
+        Some(u64::from_le_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
+    }
+}
+
+fn decode_payload(payload: &[u8]) -> Option<Record> {
+    let mut r = Reader(payload);
+    match r.u8()? {
+        ENTRY => {
+            let seq = r.u64()?;
+            let request_id = Uuid::from_slice(r.take(16)?).ok()?;
+            let received_at = UNIX_EPOCH + Duration::from_millis(r.u64()?);
+            let data_type = match r.u8()? {
+                0 => DataType::Json,
+                1 => DataType::Blob,
+                _ => return None,
+            };
+            let targets = r.u32()?;
+            let done = r.u32()?;
+            let count = usize::from(r.u8()?);
+            let mut attempts = Vec::with_capacity(count);
+            for _ in 0..count {
+                attempts.push(r.u32()?);
+            }
+            let id_len = usize::from(r.u8()?);
+            let webhook_id: Arc<str> = Arc::from(std::str::from_utf8(r.take(id_len)?).ok()?);
+            let header_count = usize::from(r.u16()?);
+            let mut headers = HeaderMap::with_capacity(header_count);
+            for _ in 0..header_count {
+                let name_len = usize::from(r.u16()?);
+                let name = HeaderName::from_bytes(r.take(name_len)?).ok()?;
+                let value_len = r.u32()? as usize;
+                let value = HeaderValue::from_bytes(r.take(value_len)?).ok()?;
+                headers.append(name, value);
+            }
+            let body_len = r.u32()? as usize;
+            let body = Bytes::copy_from_slice(r.take(body_len)?);
+            Some(Record::Entry(EntryRecord {
+                seq,
+                request_id,
+                received_at,
+                data_type,
+                targets,
+                done,
+                attempts,
+                webhook_id,
+                headers: Arc::new(headers),
+                body,
+            }))
+        }
+        DONE => Some(Record::Done {
+            seq: r.u64()?,
+            destination: r.u8()?,
+        }),
+        ATTEMPT => Some(Record::Attempt {
+            seq: r.u64()?,
+            destination: r.u8()?,
+            attempts: r.u32()?,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> EntryRecord {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.append("x-multi", HeaderValue::from_static("a"));
+        headers.append("x-multi", HeaderValue::from_static("b"));
+        EntryRecord {
+            seq: 42,
+            request_id: Uuid::now_v7(),
+            received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            data_type: DataType::Blob,
+            targets: 0b111,
+            done: 0b010,
+            attempts: vec![2, 0, 5],
+            webhook_id: Arc::from("github"),
+            headers: Arc::new(headers),
+            body: Bytes::from_static(b"\x00\xffbody bytes"),
+        }
+    }
+
+    #[test]
+    fn entry_round_trips() {
+        let e = entry();
+        let bytes = encode_entry(&e);
+        let (Record::Entry(d), used) = decode(&bytes).unwrap() else {
+            panic!("not an entry")
+        };
+        assert_eq!(used, bytes.len());
+        assert_eq!(d.seq, e.seq);
+        assert_eq!(d.request_id, e.request_id);
+        assert_eq!(d.received_at, e.received_at);
+        assert_eq!(d.data_type, e.data_type);
+        assert_eq!((d.targets, d.done), (e.targets, e.done));
+        assert_eq!(d.attempts, e.attempts);
+        assert_eq!(d.webhook_id, e.webhook_id);
+        assert_eq!(d.headers, e.headers);
+        assert_eq!(d.body, e.body);
+    }
+
+    #[test]
+    fn torn_and_corrupt_frames_are_detected() {
+        let bytes = encode_entry(&entry());
+        for cut in [0, 3, FRAME_HEADER, bytes.len() - 1] {
+            assert_eq!(decode(&bytes[..cut]).unwrap_err(), FrameError::Truncated);
+        }
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert_eq!(decode(&flipped).unwrap_err(), FrameError::Checksum);
+        let (Record::Done { seq, destination }, _) = decode(&encode_done(7, 3)).unwrap() else {
+            panic!()
+        };
+        assert_eq!((seq, destination), (7, 3));
+        let (Record::Attempt { attempts, .. }, _) = decode(&encode_attempt(7, 3, 9)).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(attempts, 9);
+    }
+}
