@@ -75,7 +75,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let webhooks = ConfigSource::new(
         "inline webhooks.json",
-        r#"{"count": {"module": "byte_counter", "module-config": {"max_bytes": 16},
+        // `ack: delivered`: answer after the destination confirmed, so its refusal shows in
+        // the response (the default, `persisted`, answers once the request is spooled).
+        r#"{"count": {"module": "byte_counter", "module-config": {"max_bytes": 16}, "ack": "delivered",
                        "authorization": "Bearer {$EXAMPLE_TOKEN:let-me-in}"}}"#,
     );
     let config = config::parse(&registry, &webhooks, None, &Env::process())?;

@@ -4,6 +4,7 @@
 //! the HTTP front ([`server`]) and the registry of this build ([`registry`]), so tests and
 //! other programs can start the same server.
 
+pub mod admin_client;
 pub mod live;
 pub mod logging;
 pub mod metrics;

@@ -125,9 +125,41 @@ struct Cli {
     /// Do not serve `GET /openapi.json`.
     #[arg(long, env = "WEBHOOK_NO_OPENAPI", global = true)]
     no_openapi: bool,
+
+    /// Directory of the durable spool (`ack: persisted` webhooks) and its dead letters.
+    #[arg(long, env = "WEBHOOK_SPOOL_DIR", default_value = "spool", global = true)]
+    spool_dir: PathBuf,
+
+    /// Most bytes the spool may take; past it, persisted webhooks get 503 + Retry-After.
+    #[arg(long, env = "WEBHOOK_SPOOL_MAX_BYTES", default_value_t = 1 << 30, global = true)]
+    spool_max_bytes: u64,
+
+    /// Most background deliveries in flight per destination.
+    #[arg(
+        long,
+        env = "WEBHOOK_DESTINATION_CONCURRENCY",
+        default_value_t = 64,
+        global = true
+    )]
+    destination_concurrency: usize,
+
+    /// Base URL of the running server for `dead-letters` (default: http://127.0.0.1:PORT).
+    #[arg(long, env = "WEBHOOK_ADMIN_URL", global = true)]
+    admin_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
+enum DeadLetterCommand {
+    /// List the dead letters (JSON).
+    List,
+    /// Deliver a dead letter again.
+    Replay {
+        /// The dead letter's id (from `list`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
 enum Command {
     /// Serve webhooks (the default).
     Serve,
@@ -135,6 +167,10 @@ enum Command {
     CheckConfig,
     /// Print the OpenAPI 3.1 document of the webhooks (as served at /openapi.json).
     Openapi,
+    /// List or replay dead letters through a running server's admin API (needs its
+    /// --ops-token).
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -144,8 +180,11 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    let log_output =
-        (!matches!(cli.command, Some(Command::Openapi))).then(|| logging::init(cli.log_format));
+    let log_output = (!matches!(
+        cli.command,
+        Some(Command::Openapi | Command::DeadLetters(_))
+    ))
+    .then(|| logging::init(cli.log_format));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -170,6 +209,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli, registry: Registry) -> Result<()> {
+    if let Some(Command::DeadLetters(command)) = &cli.command {
+        return dead_letters(&cli, command).await;
+    }
     let options = pipeline_options(&cli)?;
     let (config, webhooks_text) = load_config(&cli, &registry)?;
     let openapi = webhook_server::openapi::document(&webhooks_text);
@@ -184,6 +226,7 @@ async fn run(cli: Cli, registry: Registry) -> Result<()> {
             Ok(())
         }
         Command::Serve => serve(&cli, config, options, openapi, registry).await,
+        Command::DeadLetters(_) => Ok(()),
     }
 }
 
@@ -333,6 +376,12 @@ fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
         max_body_bytes: cli.max_body_bytes,
         trusted_proxies,
         data_dir: cli.data_dir.clone(),
+        spool: webhook_core::SpoolOptions {
+            dir: cli.spool_dir.clone(),
+            max_bytes: cli.spool_max_bytes,
+            ..webhook_core::SpoolOptions::default()
+        },
+        destination_concurrency: cli.destination_concurrency.max(1),
         ..PipelineOptions::default()
     })
 }
@@ -385,6 +434,37 @@ fn load_config(cli: &Cli, registry: &Registry) -> Result<(Config, String)> {
     let config =
         webhook_core::config::parse(registry, &webhooks, connections.as_ref(), &Env::process())?;
     Ok((config, webhooks.text().to_owned()))
+}
+
+/// `dead-letters list|replay ID`: ask the running server's admin API.
+#[allow(clippy::print_stdout)]
+async fn dead_letters(cli: &Cli, command: &DeadLetterCommand) -> Result<()> {
+    let base = cli
+        .admin_url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", cli.port));
+    let (method, path) = match command {
+        DeadLetterCommand::List => (http::Method::GET, "/admin/dead-letters".to_owned()),
+        DeadLetterCommand::Replay { id } => (
+            http::Method::POST,
+            format!("/admin/dead-letters/{id}/replay"),
+        ),
+    };
+    let (status, body) =
+        webhook_server::admin_client::request(&base, method, &path, cli.ops_token.as_deref())
+            .await?;
+    let text = String::from_utf8_lossy(&body);
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(value) => println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_else(|_| text.to_string())
+        ),
+        Err(_) => println!("{text}"),
+    }
+    if !status.is_success() {
+        bail!("{base}{path} answered {status}");
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

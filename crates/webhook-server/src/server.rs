@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use webhook_core::{Pipeline, ResponseBody};
+use webhook_core::{Pipeline, ResponseBody, SpoolError};
 
 use crate::live::{LivePipeline, ReloadError};
 
@@ -180,13 +180,14 @@ pub async fn route(
         return response;
     }
     let method = request.method();
-    if path == "/admin/reload" && options.ops_token.is_none() {
+    let admin = path.starts_with("/admin/");
+    if admin && options.ops_token.is_none() {
         return json(
             StatusCode::NOT_FOUND,
             Bytes::from_static(br#"{"detail":"Not Found (admin endpoints need --ops-token)"}"#),
         );
     }
-    if matches!(path, "/metrics" | "/stats" | "/admin/reload")
+    if (admin || matches!(path, "/metrics" | "/stats"))
         && let Some(denied) = ops_denied(options, request.headers(), peer)
     {
         return denied;
@@ -243,6 +244,47 @@ pub async fn route(
                 )
             }
         },
+        "/admin/dead-letters" if method == Method::GET => match pipeline.dead_letters().await {
+            Ok(list) => json(
+                StatusCode::OK,
+                Bytes::from(serde_json::json!({ "dead_letters": list }).to_string()),
+            ),
+            Err(err) => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Bytes::from(serde_json::json!({ "detail": err.to_string() }).to_string()),
+            ),
+        },
+        _ if method == Method::POST
+            && path.starts_with("/admin/dead-letters/")
+            && path.ends_with("/replay") =>
+        {
+            let id = path
+                .trim_start_matches("/admin/dead-letters/")
+                .trim_end_matches("/replay");
+            match pipeline.replay_dead_letter(id).await {
+                Ok(letter) => json(
+                    StatusCode::OK,
+                    Bytes::from(
+                        serde_json::json!({ "message": "replayed", "dead_letter": letter })
+                            .to_string(),
+                    ),
+                ),
+                Err(err @ SpoolError::NoDeadLetter(_)) => json(
+                    StatusCode::NOT_FOUND,
+                    Bytes::from(serde_json::json!({ "detail": err.to_string() }).to_string()),
+                ),
+                Err(err) => {
+                    let mut response = json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Bytes::from(serde_json::json!({ "detail": err.to_string() }).to_string()),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    response
+                }
+            }
+        }
         "/" | "/health" | "/stats" | "/metrics" if options.metrics || path != "/metrics" => {
             let mut response = json(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -221,7 +221,7 @@ async fn path_escape_is_a_config_error() {
     let data = tempfile::tempdir().unwrap();
     let options = PipelineOptions {
         data_dir: data.path().join("root"),
-        ..PipelineOptions::default()
+        ..webhook_testkit::delivered_options()
     };
     std::fs::create_dir(data.path().join("root")).unwrap();
     for path in ["../outside", "/etc", "a/../../x"] {
@@ -397,7 +397,7 @@ async fn shipped_example_configs_load_unchanged() {
     let data = tempfile::tempdir().unwrap();
     let options = PipelineOptions {
         data_dir: data.path().to_path_buf(),
-        ..PipelineOptions::default()
+        ..webhook_testkit::delivered_options()
     };
     let config = config::parse(
         &registry,

@@ -78,7 +78,7 @@ const CAP: usize = 1024;
 async fn small_cap_server(sink: &str) -> TestServer {
     let options = PipelineOptions {
         max_body_bytes: CAP,
-        ..PipelineOptions::default()
+        ..webhook_testkit::delivered_options()
     };
     TestServer::builder(&recorder("small", sink, "blob"))
         .options(options)
@@ -158,7 +158,7 @@ async fn save_to_disk_writes_the_exact_bytes() {
     let data = tempfile::tempdir().unwrap();
     let options = PipelineOptions {
         data_dir: data.path().to_path_buf(),
-        ..PipelineOptions::default()
+        ..webhook_testkit::delivered_options()
     };
     let server = TestServer::builder(
         r#"{"bin": {"data_type": "blob", "module": "save_to_disk", "module-config": {"path": "incoming/bin"}},
@@ -206,7 +206,7 @@ async fn save_to_disk_failure_is_502_and_the_retry_succeeds() {
     let data = tempfile::tempdir().unwrap();
     let options = PipelineOptions {
         data_dir: data.path().to_path_buf(),
-        ..PipelineOptions::default()
+        ..webhook_testkit::delivered_options()
     };
     let server = TestServer::builder(r#"{"d": {"data_type": "blob", "module": "save_to_disk", "module-config": {"path": "out"}}}"#)
         .options(options)

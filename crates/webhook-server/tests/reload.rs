@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use tokio::net::TcpListener;
 use webhook_core::config::{ConfigSource, Env};
-use webhook_core::{Pipeline, PipelineOptions};
+use webhook_core::Pipeline;
 use webhook_server::live::{ConfigFiles, LivePipeline};
 use webhook_server::server::{OpsToken, ServerOptions, serve};
 use webhook_testkit::TestClient;
@@ -33,7 +33,7 @@ async fn start(webhooks: &Path) -> Running {
         &Env::empty(),
     )
     .unwrap();
-    let pipeline = Pipeline::build(config, PipelineOptions::default())
+    let pipeline = Pipeline::build(config, webhook_testkit::delivered_options())
         .await
         .unwrap();
     let live = Arc::new(LivePipeline::from_files(
@@ -43,7 +43,7 @@ async fn start(webhooks: &Path) -> Running {
             connections: None,
         },
         registry_with_recorder(),
-        PipelineOptions::default(),
+        webhook_testkit::delivered_options(),
         Duration::from_secs(5),
     ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

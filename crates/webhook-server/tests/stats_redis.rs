@@ -18,7 +18,7 @@ async fn instance(url: &str, prefix: &str) -> TestServer {
     TestServer::builder(WEBHOOKS)
         .options(PipelineOptions {
             stats_store: Some(store),
-            ..PipelineOptions::default()
+            ..webhook_testkit::delivered_options()
         })
         .start()
         .await

@@ -191,7 +191,7 @@ async fn forwarded_for_only_from_trusted_proxies() {
     // Peer 127.0.0.1 is a trusted proxy: the forwarded client counts.
     let options = PipelineOptions {
         trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
-        ..PipelineOptions::default()
+        ..webhook_testkit::delivered_options()
     };
     let trusted = TestServer::builder(config).options(options).start().await;
     assert_eq!(

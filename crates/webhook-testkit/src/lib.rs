@@ -24,8 +24,19 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use webhook_core::config::{ConfigErrors, ConfigSource, Env};
-use webhook_core::{Pipeline, PipelineOptions, Registry};
+use webhook_core::config::AckMode;
+use webhook_core::{Pipeline, PipelineOptions, Registry, SpoolOptions};
 use webhook_server::server::{ServerOptions, serve};
+
+/// Pipeline options for tests of destination behaviour: webhooks without an `ack` key answer
+/// only after delivery (`ack: delivered`), so a test sees each destination's outcome in the
+/// response. Tests of the spool set `"ack": "persisted"` explicitly.
+pub fn delivered_options() -> PipelineOptions {
+    PipelineOptions {
+        default_ack: AckMode::Delivered,
+        ..PipelineOptions::default()
+    }
+}
 
 /// How to start a [`TestServer`].
 pub struct TestServerBuilder {
@@ -97,7 +108,14 @@ impl TestServerBuilder {
             // Handles are registered when the pipeline is built: install the recorder first.
             let _ = webhook_server::metrics::handle();
         }
-        let pipeline = Pipeline::build(config, self.options).await?;
+        let mut options = self.options;
+        // Each server its own spool, removed with it (unless the test chose a directory).
+        let spool_dir = (options.spool.dir == SpoolOptions::default().dir)
+            .then(|| tempfile::tempdir().expect("temporary spool directory"));
+        if let Some(dir) = &spool_dir {
+            options.spool.dir = dir.path().to_path_buf();
+        }
+        let pipeline = Pipeline::build(config, options).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -107,6 +125,7 @@ impl TestServerBuilder {
         }));
         Ok(TestServer {
             client: TestClient::new(addr),
+            _spool_dir: spool_dir,
             stop: Some(stop),
             task: Some(task),
         })
@@ -124,6 +143,7 @@ impl TestServerBuilder {
 /// for sending requests.
 pub struct TestServer {
     client: TestClient,
+    _spool_dir: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -172,7 +192,7 @@ impl TestServer {
             webhooks: webhooks_json.to_owned(),
             connections: None,
             env: HashMap::new(),
-            options: PipelineOptions::default(),
+            options: delivered_options(),
             server_options: ServerOptions::default(),
             openapi: true,
             registry: None,

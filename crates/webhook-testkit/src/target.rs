@@ -24,6 +24,8 @@ pub struct ReceivedRequest {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +150,7 @@ async fn handle(
             .map_or_else(String::new, |p| p.to_string()),
         headers: parts.headers,
         body,
+        at: std::time::Instant::now(),
     });
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;

@@ -1,0 +1,383 @@
+//! `ack: persisted` through the real server: answered once spooled, delivered in the
+//! background with retries (backoff, Retry-After), per-destination chain tracking, dead
+//! letters and their replay, and 503 when the spool is full.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use webhook_core::{PipelineOptions, SpoolOptions};
+use webhook_server::server::{OpsToken, ServerOptions};
+use webhook_testkit::interop::free_port;
+use webhook_testkit::target::{HttpTarget, ReceivedRequest};
+use webhook_testkit::{TestClient, TestServer};
+
+const TOKEN: &str = "spool-test-token";
+
+fn options(dir: &Path, max_bytes: u64) -> PipelineOptions {
+    PipelineOptions {
+        spool: SpoolOptions {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            segment_bytes: 64 << 20,
+        },
+        ..PipelineOptions::default()
+    }
+}
+
+async fn start(webhooks: &str, dir: &Path, max_bytes: u64) -> TestServer {
+    TestServer::builder(webhooks)
+        .options(options(dir, max_bytes))
+        .server_options(ServerOptions {
+            ops_token: OpsToken::new(TOKEN),
+            ..ServerOptions::default()
+        })
+        .start()
+        .await
+}
+
+fn auth() -> [(&'static str, String); 1] {
+    [("Authorization", format!("Bearer {TOKEN}"))]
+}
+
+async fn dead_letters(client: &TestClient) -> Vec<serde_json::Value> {
+    let headers = auth();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let r = client
+        .request("GET", "/admin/dead-letters", &headers, "")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()["dead_letters"].as_array().cloned().unwrap_or_default()
+}
+
+/// Wait until `check` holds (up to `limit`), polling.
+async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn request_id(r: &ReceivedRequest) -> String {
+    r.headers
+        .get("x-webhook-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn persisted_answers_before_delivery_and_delivers_once_the_target_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let target_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let webhooks = format!(
+        r#"{{"hook": {{"module": "http_webhook", "ack": "persisted",
+             "module-config": {{"url": "http://{target_addr}/in", "timeout": 2, "forward_headers": true}},
+             "retry": {{"max_attempts": 100, "initial_delay": 0.05, "max_delay": 0.3}}}}}}"#
+    );
+    let server = start(&webhooks, dir.path(), 1 << 30).await;
+    // The target is down: persisted webhooks are still answered 200, each with its id.
+    let mut sent = HashMap::new();
+    for n in 0..20 {
+        let body = format!(r#"{{"n": {n}, "pad": "{}"}}"#, "é".repeat(n));
+        let r = server.post("hook", &[("X-Event", "push")], body.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        sent.insert(r.header("x-request-id").unwrap().to_owned(), body);
+    }
+    let target = HttpTarget::start_on(target_addr).await;
+    eventually(Duration::from_secs(20), "all 20 delivered", || {
+        target.received().len() >= 20
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let received = target.received();
+    assert_eq!(received.len(), 20, "each delivered exactly once");
+    for r in &received {
+        let id = request_id(r);
+        let body = sent.get(&id).unwrap_or_else(|| panic!("unknown id {id}"));
+        assert_eq!(r.body, body.as_bytes(), "exact bytes");
+        assert_eq!(r.headers["x-event"], "push");
+    }
+    assert!(dead_letters(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn retries_follow_the_backoff_and_end_in_dead_letters_that_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = HttpTarget::start().await;
+    target.respond(StatusCode::INTERNAL_SERVER_ERROR, &[]);
+    let webhooks = format!(
+        r#"{{"hook": {{"module": "http_webhook",
+             "module-config": {{"url": "{}", "timeout": 2}},
+             "retry": {{"max_attempts": 4, "initial_delay": 0.2, "max_delay": 0.5,
+                        "backoff_multiplier": 2.0}}}}}}"#,
+        target.url("/r")
+    );
+    // No `ack` key: persisted is the default.
+    let server = start(&webhooks, dir.path(), 1 << 30).await;
+    let r = server.post("hook", &[], r#"{"attempt": "me"}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let id = r.header("x-request-id").unwrap().to_owned();
+    eventually(Duration::from_secs(10), "a dead letter", || {
+        target.received().len() >= 4
+    })
+    .await;
+    let mut letters = Vec::new();
+    for _ in 0..100 {
+        letters = dead_letters(&server).await;
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let received = target.received();
+    assert_eq!(received.len(), 4, "max_attempts = 4");
+    // Full jitter: each wait is at most initial · 2^(n-1), capped at max_delay (+ slack).
+    for (n, pair) in received.windows(2).enumerate() {
+        let gap = pair[1].at - pair[0].at;
+        let cap = Duration::from_secs_f64((0.2 * 2f64.powi(n as i32)).min(0.5));
+        assert!(gap <= cap + Duration::from_millis(250), "gap {n}: {gap:?} > {cap:?}");
+    }
+    assert!(received.iter().all(|r| request_id(r) == id), "stable id");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter["request_id"], id.as_str());
+    assert_eq!(letter["webhook"], "hook");
+    assert_eq!(letter["module"], "http_webhook");
+    assert_eq!(letter["attempts"], 4);
+    assert!(
+        letter["error"].as_str().unwrap().contains("500"),
+        "{letter}"
+    );
+
+    // A permanent failure (400) is not retried: straight to the dead letters.
+    target.respond(StatusCode::BAD_REQUEST, &[]);
+    let r = server.post("hook", &[], r#"{"bad": true}"#).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let bad_id = r.header("x-request-id").unwrap().to_owned();
+    eventually(Duration::from_secs(5), "the 400 attempt", || {
+        target.received().len() >= 5
+    })
+    .await;
+    let mut letters = Vec::new();
+    for _ in 0..100 {
+        letters = dead_letters(&server).await;
+        if letters.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let bad = letters
+        .iter()
+        .find(|l| l["request_id"] == bad_id.as_str())
+        .unwrap();
+    assert_eq!(bad["attempts"], 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(target.received().len(), 5, "a 400 is not retried");
+
+    // Replay: the target works again; both letters are delivered with their ids.
+    target.respond(StatusCode::OK, &[]);
+    let headers = auth();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    for letter in &letters {
+        let path = format!("/admin/dead-letters/{}/replay", letter["id"].as_str().unwrap());
+        let r = server
+            .request("POST", &path, &headers, "")
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        // replaying it twice: it is gone
+        let again = server
+            .request("POST", &path, &headers, "")
+            .await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text());
+    }
+    eventually(Duration::from_secs(5), "replayed deliveries", || {
+        target.received().len() >= 7
+    })
+    .await;
+    let received = target.received();
+    assert_eq!(request_id(&received[5]).len(), 36);
+    let mut replayed: Vec<String> = received[5..].iter().map(request_id).collect();
+    replayed.sort();
+    let mut expected = vec![id.clone(), bad_id.clone()];
+    expected.sort();
+    assert_eq!(replayed, expected);
+    assert_eq!(received[5..].iter().filter(|r| r.body.as_ref() == br#"{"attempt": "me"}"#).count(), 1);
+    assert!(dead_letters(&server).await.is_empty());
+
+    // Without the token the admin API refuses.
+    let r = server
+        .request("GET", "/admin/dead-letters", &[], "")
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn retry_after_of_the_destination_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = HttpTarget::start().await;
+    target.respond(StatusCode::SERVICE_UNAVAILABLE, &[("Retry-After", "1")]);
+    let webhooks = format!(
+        r#"{{"hook": {{"module": "http_webhook", "ack": "persisted",
+             "module-config": {{"url": "{}"}},
+             "retry": {{"max_attempts": 3, "initial_delay": 0.01, "max_delay": 0.02}}}}}}"#,
+        target.url("/ra")
+    );
+    let server = start(&webhooks, dir.path(), 1 << 30).await;
+    assert_eq!(server.post("hook", &[], "{}").await.status, StatusCode::OK);
+    eventually(Duration::from_secs(6), "two attempts", || {
+        target.received().len() >= 2
+    })
+    .await;
+    target.respond(StatusCode::OK, &[]);
+    eventually(Duration::from_secs(6), "the third attempt", || {
+        target.received().len() >= 3
+    })
+    .await;
+    let received = target.received();
+    for pair in received.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(950),
+            "Retry-After: 1 not honoured: {gap:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(target.received().len(), 3);
+    assert!(dead_letters(&server).await.is_empty());
+}
+
+async fn chain_case(execution: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let good = HttpTarget::start().await;
+    let flaky = HttpTarget::start().await;
+    flaky.respond(StatusCode::BAD_GATEWAY, &[]);
+    let webhooks = format!(
+        r#"{{"hook": {{"ack": "persisted",
+             "chain": [
+               {{"module": "http_webhook", "module-config": {{"url": "{}"}}}},
+               {{"module": "http_webhook", "module-config": {{"url": "{}"}},
+                 "retry": {{"max_attempts": 50, "initial_delay": 0.05, "max_delay": 0.1}}}}
+             ],
+             "chain-config": {{"execution": "{execution}", "continue_on_error": true}}}}}}"#,
+        good.url("/good"),
+        flaky.url("/flaky")
+    );
+    let server = start(&webhooks, dir.path(), 1 << 30).await;
+    let r = server.post("hook", &[], r#"{"chain": 1}"#).await;
+    assert_eq!(r.status, StatusCode::OK);
+    eventually(Duration::from_secs(5), "retries of the failing one", || {
+        flaky.received().len() >= 4
+    })
+    .await;
+    assert_eq!(good.received().len(), 1, "{execution}: the good one delivered once");
+    flaky.respond(StatusCode::OK, &[]);
+    let attempts = flaky.received().len();
+    eventually(Duration::from_secs(5), "the failing one recovers", || {
+        flaky.received().len() > attempts
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let settled = flaky.received().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(flaky.received().len(), settled, "no retries after it confirmed");
+    assert_eq!(good.received().len(), 1, "{execution}: never sent again");
+    assert_eq!(good.received()[0].body, &br#"{"chain": 1}"#[..]);
+    assert_eq!(flaky.received().last().unwrap().body, &br#"{"chain": 1}"#[..]);
+    assert!(dead_letters(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn parallel_chain_retries_only_the_failing_destination() {
+    chain_case("parallel").await;
+}
+
+#[tokio::test]
+async fn sequential_chain_retries_only_the_failing_destination() {
+    chain_case("sequential").await;
+}
+
+#[tokio::test]
+async fn a_full_spool_answers_503_with_retry_after_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let target_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let webhooks = format!(
+        r#"{{"hook": {{"module": "http_webhook", "data_type": "blob",
+             "module-config": {{"url": "http://{target_addr}/q", "timeout": 2}},
+             "retry": {{"max_attempts": 100, "initial_delay": 0.05, "max_delay": 0.2}}}}}}"#
+    );
+    let server = start(&webhooks, dir.path(), 128 << 10).await;
+    let body = "z".repeat(4000);
+    let mut accepted = 0;
+    let full = loop {
+        let r = server.post("hook", &[], body.clone()).await;
+        if r.status != StatusCode::OK {
+            break r;
+        }
+        accepted += 1;
+        assert!(accepted < 1000, "the spool never filled");
+    };
+    assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE, "{}", full.text());
+    assert!(full.header("retry-after").is_some(), "no Retry-After");
+    assert_eq!(full.json()["retryable"], true);
+    assert!(accepted >= 10, "only {accepted} accepted before full");
+    // Still full while the destination is down: never a 2xx that is not stored.
+    assert_eq!(
+        server.post("hook", &[], body.clone()).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let target = HttpTarget::start_on(target_addr).await;
+    eventually(Duration::from_secs(20), "the backlog delivered", || {
+        target.received().len() >= accepted
+    })
+    .await;
+    let mut ok = false;
+    for _ in 0..100 {
+        if server.post("hook", &[], body.clone()).await.status == StatusCode::OK {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "the spool did not take requests again after space freed");
+    eventually(Duration::from_secs(5), "the new one delivered", || {
+        target.received().len() > accepted
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn accepted_mode_answers_at_once_and_delivered_mode_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = HttpTarget::start().await;
+    target.respond(StatusCode::INTERNAL_SERVER_ERROR, &[]);
+    let webhooks = format!(
+        r#"{{"fast": {{"module": "http_webhook", "ack": "accepted",
+              "module-config": {{"url": "{0}"}},
+              "retry": {{"max_attempts": 30, "initial_delay": 0.02, "max_delay": 0.05}}}},
+             "sync": {{"module": "http_webhook", "ack": "delivered",
+              "module-config": {{"url": "{0}"}}}}}}"#,
+        target.url("/m")
+    );
+    let server = start(&webhooks, dir.path(), 1 << 30).await;
+    assert_eq!(server.post("fast", &[], "{}").await.status, StatusCode::OK);
+    assert_eq!(
+        server.post("sync", &[], "{}").await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    target.respond(StatusCode::OK, &[]);
+    eventually(Duration::from_secs(5), "the accepted one delivered", || {
+        target
+            .received()
+            .iter()
+            .skip(2)
+            .any(|r| r.path == "/m")
+    })
+    .await;
+}
