@@ -78,7 +78,10 @@ impl Outbox {
         if !self.resumed.swap(true, Ordering::AcqRel) {
             let pending = self.spool.pending();
             if !pending.is_empty() {
-                tracing::info!(entries = pending.len(), "resuming delivery of spooled webhooks");
+                tracing::info!(
+                    entries = pending.len(),
+                    "resuming delivery of spooled webhooks"
+                );
             }
             for p in pending {
                 let job = Job {
@@ -206,8 +209,14 @@ impl Outbox {
         let attempts_of = |i: u8| attempts.get(usize::from(i)).copied().unwrap_or(0);
         let Some(route) = self.route(&job.entry.webhook_id) else {
             for i in targets {
-                self.give_up(&job, i, "?", attempts_of(i), "the webhook is no longer configured")
-                    .await;
+                self.give_up(
+                    &job,
+                    i,
+                    "?",
+                    attempts_of(i),
+                    "the webhook is no longer configured",
+                )
+                .await;
             }
             return;
         };
@@ -264,8 +273,14 @@ impl Outbox {
                 return false;
             };
             let Some(destination) = route.destinations.get(usize::from(i)) else {
-                self.give_up(job, i, "?", attempts, "the destination is no longer configured")
-                    .await;
+                self.give_up(
+                    job,
+                    i,
+                    "?",
+                    attempts,
+                    "the destination is no longer configured",
+                )
+                .await;
                 return false;
             };
             let deadline = Duration::from_secs_f64(route.chain.timeout);
@@ -273,22 +288,21 @@ impl Outbox {
                 let _permit = destination.limit.acquire().await;
                 destination.metrics.in_flight.increment(1.0);
                 let started = Instant::now();
-                let result = match tokio::time::timeout(
-                    deadline,
-                    destination.module.deliver(&delivery),
-                )
-                .await
-                {
-                    Ok(result) => result,
-                    Err(_) => Err(crate::ModuleError::retryable(format!(
-                        "delivery did not finish within {}s",
-                        route.chain.timeout
-                    ))),
-                };
+                let result =
+                    match tokio::time::timeout(deadline, destination.module.deliver(&delivery))
+                        .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => Err(crate::ModuleError::retryable(format!(
+                            "delivery did not finish within {}s",
+                            route.chain.timeout
+                        ))),
+                    };
                 destination.metrics.in_flight.decrement(1.0);
-                destination
-                    .metrics
-                    .record(result.as_ref().map(|_| ()).map_err(|e| e.is_retryable()), started.elapsed());
+                destination.metrics.record(
+                    result.as_ref().map(|_| ()).map_err(|e| e.is_retryable()),
+                    started.elapsed(),
+                );
                 result
             };
             let err = match result {
@@ -396,7 +410,10 @@ mod tests {
             // jittered: not all the same, and spread over the range
             let max = samples.iter().max().copied().unwrap_or_default();
             let min = samples.iter().min().copied().unwrap_or_default();
-            assert!(max > cap.mul_f64(0.7) && min < cap.mul_f64(0.3), "{min:?}..{max:?} of {cap:?}");
+            assert!(
+                max > cap.mul_f64(0.7) && min < cap.mul_f64(0.3),
+                "{min:?}..{max:?} of {cap:?}"
+            );
         }
         assert_eq!(retry.delay(1), Duration::from_millis(100));
         assert_eq!(retry.delay(3), Duration::from_millis(400));

@@ -17,11 +17,11 @@ use uuid::Uuid;
 
 use crate::config::{AckMode, Config, ConfigError, ConfigErrors, DestinationPlan};
 use crate::engine::{self, Destination};
-use crate::outbox::{Outbox, Route};
-use crate::spool::{DeadLetter, Spool, SpoolError, SpoolOptions};
 use crate::metrics::{DestinationMetrics, WebhookMetrics};
 use crate::module::BuildContext;
+use crate::outbox::{Outbox, Route};
 use crate::response::{self, json, json_bytes, set_retry_after};
+use crate::spool::{DeadLetter, Spool, SpoolError, SpoolOptions};
 use crate::stats::{StatsStore, StatsWindows};
 use crate::validator::{Check, DynValidator, RequestView};
 use crate::{BuildError, DataType, Delivery, ErrorClass, Rejection, RejectionKind, SharedClients};
@@ -439,7 +439,13 @@ impl Pipeline {
         };
         if webhook.ack != AckMode::Delivered {
             return self
-                .accept_in_background(webhook, delivery, (&parts.method, &parts.uri), peer, client_ip)
+                .accept_in_background(
+                    webhook,
+                    delivery,
+                    (&parts.method, &parts.uri),
+                    peer,
+                    client_ip,
+                )
                 .await;
         }
         match engine::deliver(&webhook.route.destinations, &webhook.route.chain, &delivery).await {

@@ -127,7 +127,12 @@ struct Cli {
     no_openapi: bool,
 
     /// Directory of the durable spool (`ack: persisted` webhooks) and its dead letters.
-    #[arg(long, env = "WEBHOOK_SPOOL_DIR", default_value = "spool", global = true)]
+    #[arg(
+        long,
+        env = "WEBHOOK_SPOOL_DIR",
+        default_value = "spool",
+        global = true
+    )]
     spool_dir: PathBuf,
 
     /// Most bytes the spool may take; past it, persisted webhooks get 503 + Retry-After.

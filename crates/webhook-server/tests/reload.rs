@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use tokio::net::TcpListener;
-use webhook_core::config::{ConfigSource, Env};
 use webhook_core::Pipeline;
+use webhook_core::config::{ConfigSource, Env};
 use webhook_server::live::{ConfigFiles, LivePipeline};
 use webhook_server::server::{OpsToken, ServerOptions, serve};
 use webhook_testkit::TestClient;

@@ -49,7 +49,10 @@ async fn dead_letters(client: &TestClient) -> Vec<serde_json::Value> {
         .request("GET", "/admin/dead-letters", &headers, "")
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    r.json()["dead_letters"].as_array().cloned().unwrap_or_default()
+    r.json()["dead_letters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Wait until `check` holds (up to `limit`), polling.
@@ -84,7 +87,9 @@ async fn persisted_answers_before_delivery_and_delivers_once_the_target_is_up() 
     let mut sent = HashMap::new();
     for n in 0..20 {
         let body = format!(r#"{{"n": {n}, "pad": "{}"}}"#, "é".repeat(n));
-        let r = server.post("hook", &[("X-Event", "push")], body.clone()).await;
+        let r = server
+            .post("hook", &[("X-Event", "push")], body.clone())
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         sent.insert(r.header("x-request-id").unwrap().to_owned(), body);
     }
@@ -140,7 +145,10 @@ async fn retries_follow_the_backoff_and_end_in_dead_letters_that_replay() {
     for (n, pair) in received.windows(2).enumerate() {
         let gap = pair[1].at - pair[0].at;
         let cap = Duration::from_secs_f64((0.2 * 2f64.powi(n as i32)).min(0.5));
-        assert!(gap <= cap + Duration::from_millis(250), "gap {n}: {gap:?} > {cap:?}");
+        assert!(
+            gap <= cap + Duration::from_millis(250),
+            "gap {n}: {gap:?} > {cap:?}"
+        );
     }
     assert!(received.iter().all(|r| request_id(r) == id), "stable id");
     assert_eq!(letters.len(), 1, "{letters:?}");
@@ -185,15 +193,14 @@ async fn retries_follow_the_backoff_and_end_in_dead_letters_that_replay() {
     let headers = auth();
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     for letter in &letters {
-        let path = format!("/admin/dead-letters/{}/replay", letter["id"].as_str().unwrap());
-        let r = server
-            .request("POST", &path, &headers, "")
-            .await;
+        let path = format!(
+            "/admin/dead-letters/{}/replay",
+            letter["id"].as_str().unwrap()
+        );
+        let r = server.request("POST", &path, &headers, "").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         // replaying it twice: it is gone
-        let again = server
-            .request("POST", &path, &headers, "")
-            .await;
+        let again = server.request("POST", &path, &headers, "").await;
         assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text());
     }
     eventually(Duration::from_secs(5), "replayed deliveries", || {
@@ -207,13 +214,17 @@ async fn retries_follow_the_backoff_and_end_in_dead_letters_that_replay() {
     let mut expected = vec![id.clone(), bad_id.clone()];
     expected.sort();
     assert_eq!(replayed, expected);
-    assert_eq!(received[5..].iter().filter(|r| r.body.as_ref() == br#"{"attempt": "me"}"#).count(), 1);
+    assert_eq!(
+        received[5..]
+            .iter()
+            .filter(|r| r.body.as_ref() == br#"{"attempt": "me"}"#)
+            .count(),
+        1
+    );
     assert!(dead_letters(&server).await.is_empty());
 
     // Without the token the admin API refuses.
-    let r = server
-        .request("GET", "/admin/dead-letters", &[], "")
-        .await;
+    let r = server.request("GET", "/admin/dead-letters", &[], "").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -275,7 +286,11 @@ async fn chain_case(execution: &str) {
         flaky.received().len() >= 4
     })
     .await;
-    assert_eq!(good.received().len(), 1, "{execution}: the good one delivered once");
+    assert_eq!(
+        good.received().len(),
+        1,
+        "{execution}: the good one delivered once"
+    );
     flaky.respond(StatusCode::OK, &[]);
     let attempts = flaky.received().len();
     eventually(Duration::from_secs(5), "the failing one recovers", || {
@@ -285,10 +300,17 @@ async fn chain_case(execution: &str) {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let settled = flaky.received().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(flaky.received().len(), settled, "no retries after it confirmed");
+    assert_eq!(
+        flaky.received().len(),
+        settled,
+        "no retries after it confirmed"
+    );
     assert_eq!(good.received().len(), 1, "{execution}: never sent again");
     assert_eq!(good.received()[0].body, &br#"{"chain": 1}"#[..]);
-    assert_eq!(flaky.received().last().unwrap().body, &br#"{"chain": 1}"#[..]);
+    assert_eq!(
+        flaky.received().last().unwrap().body,
+        &br#"{"chain": 1}"#[..]
+    );
     assert!(dead_letters(&server).await.is_empty());
 }
 
@@ -323,7 +345,12 @@ async fn a_full_spool_answers_503_with_retry_after_and_recovers() {
         accepted += 1;
         assert!(accepted < 1000, "the spool never filled");
     };
-    assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE, "{}", full.text());
+    assert_eq!(
+        full.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        full.text()
+    );
     assert!(full.header("retry-after").is_some(), "no Retry-After");
     assert_eq!(full.json()["retryable"], true);
     assert!(accepted >= 10, "only {accepted} accepted before full");
@@ -345,7 +372,10 @@ async fn a_full_spool_answers_503_with_retry_after_and_recovers() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(ok, "the spool did not take requests again after space freed");
+    assert!(
+        ok,
+        "the spool did not take requests again after space freed"
+    );
     eventually(Duration::from_secs(5), "the new one delivered", || {
         target.received().len() > accepted
     })
@@ -373,11 +403,7 @@ async fn accepted_mode_answers_at_once_and_delivered_mode_waits() {
     );
     target.respond(StatusCode::OK, &[]);
     eventually(Duration::from_secs(5), "the accepted one delivered", || {
-        target
-            .received()
-            .iter()
-            .skip(2)
-            .any(|r| r.path == "/m")
+        target.received().iter().skip(2).any(|r| r.path == "/m")
     })
     .await;
 }

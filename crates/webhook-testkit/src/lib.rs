@@ -23,8 +23,8 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use webhook_core::config::{ConfigErrors, ConfigSource, Env};
 use webhook_core::config::AckMode;
+use webhook_core::config::{ConfigErrors, ConfigSource, Env};
 use webhook_core::{Pipeline, PipelineOptions, Registry, SpoolOptions};
 use webhook_server::server::{ServerOptions, serve};
 

@@ -186,10 +186,7 @@ impl Spool {
     /// the writer. Blocking: call it before serving or from `spawn_blocking`.
     pub fn open(options: SpoolOptions) -> Result<Arc<Self>, SpoolError> {
         let mut options = options;
-        options.segment_bytes = options
-            .segment_bytes
-            .min(options.max_bytes / 8)
-            .max(4096);
+        options.segment_bytes = options.segment_bytes.min(options.max_bytes / 8).max(4096);
         let dir = options.dir.clone();
         fs::create_dir_all(dir.join("dead"))?;
         let lock_file = OpenOptions::new()
@@ -529,7 +526,10 @@ impl Spool {
     }
 
     /// Read dead letter `id` for a replay. Blocking.
-    pub(crate) fn read_dead_letter(&self, id: &str) -> Result<(DeadLetter, EntryRecord), SpoolError> {
+    pub(crate) fn read_dead_letter(
+        &self,
+        id: &str,
+    ) -> Result<(DeadLetter, EntryRecord), SpoolError> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(SpoolError::NoDeadLetter(id.to_owned()));
         }
@@ -650,12 +650,20 @@ impl Writer {
         {
             let mut state = lock(&self.state);
             let active = state.active;
-            if state.segments.get(&active).is_some_and(|s| s.bytes >= self.segment_bytes) {
+            if state
+                .segments
+                .get(&active)
+                .is_some_and(|s| s.bytes >= self.segment_bytes)
+            {
                 rotate = true;
             }
             for op in batch.iter() {
                 match op {
-                    Op::Write { bytes, entry, reply } => {
+                    Op::Write {
+                        bytes,
+                        entry,
+                        reply,
+                    } => {
                         buffer.extend_from_slice(bytes);
                         sync |= reply.is_some();
                         if let Some(seq) = entry {
@@ -757,13 +765,10 @@ impl Writer {
             return Ok(());
         }
         let before = self.file.metadata()?.len();
-        let result = self.file.write_all(buffer).and_then(|()| {
-            if sync {
-                self.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let result = self
+            .file
+            .write_all(buffer)
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         if result.is_err() {
             let _ = self.file.set_len(before);
         }

@@ -52,8 +52,15 @@ pub(crate) struct EntryRecord {
 #[derive(Debug)]
 pub(crate) enum Record {
     Entry(EntryRecord),
-    Done { seq: u64, destination: u8 },
-    Attempt { seq: u64, destination: u8, attempts: u32 },
+    Done {
+        seq: u64,
+        destination: u8,
+    },
+    Attempt {
+        seq: u64,
+        destination: u8,
+        attempts: u32,
+    },
 }
 
 /// Why a frame could not be read.
@@ -181,7 +188,8 @@ impl<'a> Reader<'a> {
         self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&mut self) -> Option<u64> {
         let b = self.take(8)?;

@@ -193,7 +193,11 @@ async fn full_spool_refuses_and_recovers_when_entries_finish() {
         }
     }
     assert!(again.is_some(), "the spool never took requests again");
-    assert!(segments(dir.path()).len() <= 3, "{:?}", segments(dir.path()));
+    assert!(
+        segments(dir.path()).len() <= 3,
+        "{:?}",
+        segments(dir.path())
+    );
     let (entries, used) = spool.usage();
     assert_eq!(entries, 1);
     assert!(used < opts.max_bytes / 2, "{used}");

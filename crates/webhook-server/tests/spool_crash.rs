@@ -1,0 +1,181 @@
+//! The crash test: under concurrent load, with the destination down, the server process is
+//! killed with SIGKILL, started again on the same spool, then the destination comes up.
+//! Every webhook that was answered 2xx must arrive (unique request ids; duplicates are
+//! allowed by at-least-once and reported; lost must be 0).
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use webhook_testkit::interop::free_port;
+use webhook_testkit::target::HttpTarget;
+
+const BIN: &str = env!("CARGO_BIN_EXE_webhook-server");
+
+/// Start the binary in `dir` (its spool is `dir/spool`) and wait for its address.
+fn start_server(dir: &Path, webhooks: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json"])
+        .env("WEBHOOKS_CONFIG_FILE", webhooks)
+        .env_remove("CONNECTIONS_CONFIG_FILE")
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("RUST_LOG", "info,webhook::request=off")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line)
+                && entry["message"] == "listening"
+                && let Some(addr) = entry["address"].as_str().and_then(|a| a.parse().ok())
+            {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the server did not report its address");
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_acknowledged_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let target_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let webhooks = dir.path().join("webhooks.json");
+    std::fs::write(
+        &webhooks,
+        format!(
+            r#"{{"orders": {{"module": "http_webhook", "ack": "persisted",
+                 "module-config": {{"url": "http://{target_addr}/orders", "timeout": 5}},
+                 "retry": {{"max_attempts": 100, "initial_delay": 0.05, "max_delay": 0.5}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let (mut server, addr) = start_server(dir.path(), &webhooks);
+
+    // 16 concurrent senders until the kill.
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refused = Arc::new(Mutex::new(0usize));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for task in 0..16 {
+        let (client, acknowledged, refused, stop) = (
+            client.clone(),
+            Arc::clone(&acknowledged),
+            Arc::clone(&refused),
+            Arc::clone(&stop),
+        );
+        senders.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let request = http::Request::post(format!("http://{addr}/webhook/orders"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(format!(
+                        r#"{{"task": {task}, "n": {n}}}"#
+                    ))))
+                    .unwrap();
+                let Ok(response) = client.request(request).await else {
+                    // the server is gone: nothing was acknowledged for this one
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                let status = response.status();
+                let id = response
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                if response.into_body().collect().await.is_err() {
+                    continue;
+                }
+                match (status.is_success(), id) {
+                    (true, Some(id)) => acknowledged.lock().unwrap().push(id),
+                    _ => *refused.lock().unwrap() += 1,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill().unwrap(); // SIGKILL, mid-load
+    server.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let acknowledged: Vec<String> = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 100,
+        "too little load to be a test: {} acknowledged",
+        acknowledged.len()
+    );
+    let expected: HashSet<&String> = acknowledged.iter().collect();
+    assert_eq!(expected.len(), acknowledged.len(), "request ids are unique");
+
+    // Restart on the same spool; then the destination comes up.
+    let (mut server, _addr) = start_server(dir.path(), &webhooks);
+    let target = HttpTarget::start_on(target_addr).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let ids = || -> Vec<String> {
+        target
+            .received()
+            .iter()
+            .filter_map(|r| {
+                r.headers
+                    .get("x-webhook-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    loop {
+        let received: HashSet<String> = ids().into_iter().collect();
+        if expected.iter().all(|id| received.contains(*id)) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = ids();
+    let unique: HashSet<&String> = all.iter().collect();
+    let lost: Vec<&&String> = expected
+        .iter()
+        .filter(|id| !unique.contains(**id))
+        .collect();
+    let duplicates = all.len() - unique.len();
+    println!(
+        "crash test: acknowledged {}, refused {}, delivered {} ({} unique, {duplicates} duplicates), lost {}",
+        acknowledged.len(),
+        *refused.lock().unwrap(),
+        all.len(),
+        unique.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "{} acknowledged webhooks lost", lost.len());
+    // Bodies arrive intact.
+    for r in target.received() {
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(body["task"].is_u64() && body["n"].is_u64(), "{body}");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
