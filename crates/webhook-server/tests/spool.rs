@@ -2,6 +2,8 @@
 //! background with retries (backoff, Retry-After), per-destination chain tracking, dead
 //! letters and their replay, and 503 when the spool is full.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;

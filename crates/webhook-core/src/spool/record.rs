@@ -74,13 +74,21 @@ pub(crate) enum FrameError {
     Malformed,
 }
 
-fn frame(payload: Vec<u8>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(FRAME_HEADER + payload.len());
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+/// A buffer with room for the frame header, to write a payload after.
+fn open_frame(payload_capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER + payload_capacity);
+    out.resize(FRAME_HEADER, 0);
     out
+}
+
+/// Fill in the frame header (length and checksum of what follows it).
+fn seal(mut frame: Vec<u8>) -> Vec<u8> {
+    let payload = &frame[FRAME_HEADER..];
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let crc = crc32fast::hash(payload);
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    frame[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
+    frame
 }
 
 /// The framed bytes of an entry record.
@@ -90,7 +98,7 @@ pub(crate) fn encode_entry(entry: &EntryRecord) -> Vec<u8> {
         .iter()
         .map(|(n, v)| 6 + n.as_str().len() + v.len())
         .sum();
-    let mut p = Vec::with_capacity(64 + entry.webhook_id.len() + headers_len + entry.body.len());
+    let mut p = open_frame(64 + entry.webhook_id.len() + headers_len + entry.body.len());
     p.push(ENTRY);
     p.extend_from_slice(&entry.seq.to_le_bytes());
     p.extend_from_slice(entry.request_id.as_bytes());
@@ -125,26 +133,26 @@ pub(crate) fn encode_entry(entry: &EntryRecord) -> Vec<u8> {
     }
     p.extend_from_slice(&u32::try_from(entry.body.len()).unwrap_or(0).to_le_bytes());
     p.extend_from_slice(&entry.body);
-    frame(p)
+    seal(p)
 }
 
 /// The framed bytes of a done record.
 pub(crate) fn encode_done(seq: u64, destination: u8) -> Vec<u8> {
-    let mut p = Vec::with_capacity(10);
+    let mut p = open_frame(10);
     p.push(DONE);
     p.extend_from_slice(&seq.to_le_bytes());
     p.push(destination);
-    frame(p)
+    seal(p)
 }
 
 /// The framed bytes of an attempt record.
 pub(crate) fn encode_attempt(seq: u64, destination: u8, attempts: u32) -> Vec<u8> {
-    let mut p = Vec::with_capacity(14);
+    let mut p = open_frame(14);
     p.push(ATTEMPT);
     p.extend_from_slice(&seq.to_le_bytes());
     p.push(destination);
     p.extend_from_slice(&attempts.to_le_bytes());
-    frame(p)
+    seal(p)
 }
 
 /// Read the frame at the start of `bytes`: the record and the frame's length.
@@ -156,7 +164,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Record, usize), FrameError> {
 
 /// Frame arbitrary bytes (used for dead-letter metadata).
 pub(crate) fn encode_raw(payload: &[u8]) -> Vec<u8> {
-    frame(payload.to_vec())
+    let mut p = open_frame(payload.len());
+    p.extend_from_slice(payload);
+    seal(p)
 }
 
 /// Check the frame at the start of `bytes`: its payload and the frame's length.
@@ -305,7 +315,7 @@ mod tests {
         for cut in [0, 3, FRAME_HEADER, bytes.len() - 1] {
             assert_eq!(decode(&bytes[..cut]).unwrap_err(), FrameError::Truncated);
         }
-        let mut flipped = bytes.clone();
+        let mut flipped = bytes;
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
         assert_eq!(decode(&flipped).unwrap_err(), FrameError::Checksum);

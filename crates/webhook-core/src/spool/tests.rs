@@ -11,7 +11,7 @@ fn options(dir: &Path) -> SpoolOptions {
 }
 
 /// Open again once the previous writer thread let go of the directory.
-fn reopen(options: SpoolOptions) -> Arc<Spool> {
+fn reopen(options: &SpoolOptions) -> Arc<Spool> {
     for _ in 0..200 {
         match Spool::open(options.clone()) {
             Err(SpoolError::Locked(_)) => std::thread::sleep(Duration::from_millis(10)),
@@ -65,7 +65,7 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept() {
         ids.push(put(&spool, body, 1).await.request_id);
     }
     drop(spool);
-    let spool = reopen(options(dir.path()));
+    let spool = reopen(&options(dir.path()));
     assert_eq!(bodies(&spool), ["one", "two", "three"]);
     let pending = spool.pending();
     assert_eq!(pending[1].entry.request_id, ids[1]);
@@ -78,7 +78,7 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept() {
     assert_eq!(files.len(), 1, "{files:?}");
     let bytes = fs::read(&files[0]).unwrap();
     fs::write(&files[0], &bytes[..bytes.len() - 3]).unwrap();
-    let spool = reopen(options(dir.path()));
+    let spool = reopen(&options(dir.path()));
     assert_eq!(bodies(&spool), ["one", "two"]);
     // and it goes on working after the recovery
     put(&spool, "four", 1).await;
@@ -90,7 +90,7 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept() {
     let mut bytes = fs::read(&files[0]).unwrap();
     bytes.extend_from_slice(&[0xff, 0xff, 0, 0, 1]);
     fs::write(&files[0], &bytes).unwrap();
-    let spool = reopen(options(dir.path()));
+    let spool = reopen(&options(dir.path()));
     assert_eq!(bodies(&spool), ["one", "two", "four"]);
     drop(spool);
     let files = segments(dir.path());
@@ -98,7 +98,7 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x55; // inside the body of "four"
     fs::write(&files[0], &bytes).unwrap();
-    let spool = reopen(options(dir.path()));
+    let spool = reopen(&options(dir.path()));
     assert_eq!(bodies(&spool), ["one", "two"]);
 }
 
@@ -115,7 +115,7 @@ async fn progress_per_destination_survives_a_restart() {
     assert_eq!(spool.usage().0, 1);
     put(&spool, "sync", 0b1).await; // waits for the records queued before it
     drop(spool);
-    let spool = reopen(options(dir.path()));
+    let spool = reopen(&options(dir.path()));
     let pending = spool.pending();
     assert_eq!(pending.len(), 2);
     assert_eq!(pending[0].entry.request_id, a.request_id);
@@ -223,7 +223,7 @@ async fn a_stuck_entry_is_carried_forward_so_old_segments_go() {
     let files = segments(dir.path());
     assert!(files.len() <= 3, "{} segments kept", files.len());
     drop(spool);
-    let spool = reopen(opts);
+    let spool = reopen(&opts);
     let pending = spool.pending();
     assert_eq!(bodies(&spool), ["stuck", "sync"]);
     assert_eq!(pending[0].entry.request_id, stuck.request_id);
