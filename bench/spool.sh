@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Benchmark of the acknowledgement modes (issue 5): the same webhook (GitHub-style HMAC +
+# `log` destination) with `ack: persisted` (spooled with group commit, fsync'd before the
+# 200, delivered in the background) and `ack: delivered` (200 after the destination
+# confirmed), next to a bare hyper server that reads the body and checks the HMAC (the
+# ceiling) — all in the same run, paired per round. wrk over loopback, 2.2 KB JSON.
+#
+#   bash bench/spool.sh      # ROUNDS=3 DURATION=10 CONNECTIONS=64 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+WARMUP=${WARMUP:-2}
+SECRET=bench-secret
+BARE_PORT=${BARE_PORT:-9101}
+GATEWAY_PORT=${GATEWAY_PORT:-9102}
+
+source bench/common.sh
+source bench/payload.sh
+
+for mode in persisted delivered; do
+  cat > "$work/$mode.json" <<JSON
+{"bench": {"data_type": "json", "module": "log", "ack": "$mode",
+           "hmac": {"secret": "$SECRET", "header": "X-Hub-Signature-256", "algorithm": "sha256"}}}
+JSON
+done
+
+results="$work/results"
+: >"$results"
+for round in $(seq 1 "$ROUNDS"); do
+  ./target/release/bare-hyper "$BARE_PORT" "$SECRET" & bare=$!; pids+=("$bare")
+  wait_port "$BARE_PORT"
+  echo "bare $(measure bare "$BARE_PORT" /webhook/bench "$bare")" >>"$results"
+  kill "$bare"; wait "$bare" 2>/dev/null || true
+  for mode in persisted delivered; do
+    rm -rf "$work/spool"
+    RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} ./target/release/webhook-server --host 127.0.0.1 \
+      --port "$GATEWAY_PORT" --webhooks-config "$work/$mode.json" --data-dir "$work" \
+      --spool-dir "$work/spool" >/dev/null 2>&1 & gw=$!; pids+=("$gw")
+    wait_port "$GATEWAY_PORT"
+    echo "$mode $(measure "$mode" "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"
+    kill -TERM "$gw"; wait "$gw" 2>/dev/null || true
+  done
+  echo "round $round done" >&2
+done
+
+python3 - "$results" "$ROUNDS" "$DURATION" "$CONNECTIONS" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+def ms(v):
+    for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if v.endswith(unit): return float(v[: -len(unit)]) * f
+    return float(v)
+def summary(name):
+    r = [x for x in rows if x[0] == name]
+    return (statistics.median(float(x[1]) for x in r), statistics.median(ms(x[2]) for x in r),
+            statistics.median(ms(x[3]) for x in r), max(int(x[4]) for x in r) / 1024)
+print(f"wrk -t1 -c{sys.argv[4]}, {sys.argv[3]} s x {sys.argv[2]} rounds (medians), 2.2 KB JSON, HMAC-SHA256")
+print("| server | req/s | p50 ms | p99 ms | peak RSS MiB |")
+print("|---|---:|---:|---:|---:|")
+names = (("bare", "bare hyper + HMAC (ceiling)"), ("persisted", "webhook-server, hmac + log, ack: persisted"),
+         ("delivered", "webhook-server, hmac + log, ack: delivered"))
+for key, name in names:
+    rps, p50, p99, rss = summary(key)
+    print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rss:.1f} |")
+def per_round(a, b):
+    xs, ys = [float(x[1]) for x in rows if x[0] == a], [float(x[1]) for x in rows if x[0] == b]
+    return [x / y for x, y in zip(xs, ys)]
+for a, b in (("persisted", "bare"), ("delivered", "bare"), ("persisted", "delivered")):
+    r = per_round(a, b)
+    print(f"{a} / {b}: per round " + ", ".join(f"{x:.1%}" for x in r) + f", median {statistics.median(r):.1%}")
+for r in rows: print("raw:", " ".join(r), file=sys.stderr)
+PY
