@@ -28,6 +28,22 @@ impl Store for SegmentLog {
     }
 }
 
+struct Preallocated(File, u64);
+impl Store for Preallocated {
+    fn write_group(&mut self, records: &[(u64, Vec<u8>)]) {
+        use std::os::unix::fs::FileExt;
+        let mut buffer = Vec::new();
+        for (_, r) in records {
+            buffer.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            buffer.extend_from_slice(&0u32.to_le_bytes());
+            buffer.extend_from_slice(r);
+        }
+        self.0.write_all_at(&buffer, self.1).unwrap();
+        self.1 += buffer.len() as u64;
+        self.0.sync_data().unwrap();
+    }
+}
+
 const TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("spool");
 struct Redb(redb::Database);
 impl Store for Redb {
@@ -73,6 +89,10 @@ fn run(name: &str, mut store: Box<dyn Store>, writers: usize, seconds: u64, size
             }
         }
     });
+    bench_writers(name, tx, writers, seconds, size);
+}
+
+fn bench_writers(name: &str, tx: mpsc::Sender<(u64, Vec<u8>, Reply)>, writers: usize, seconds: u64, size: usize) {
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let mut threads = Vec::new();
@@ -119,6 +139,23 @@ fn main() {
     println!("{writers} writers, {size}-byte records, {seconds} s each, group commit, fsync per group");
     let file = OpenOptions::new().create(true).append(true).open(dir.join("log.seg")).unwrap();
     run("segment-log", Box::new(SegmentLog(file)), writers, seconds, size);
+    if std::env::var("ONLY_LOG").is_ok() {
+        let file = OpenOptions::new().create(true).append(true).open(dir.join("log2.seg")).unwrap();
+        run("segment-log", Box::new(SegmentLog(file)), writers, seconds, size);
+        let mut file = OpenOptions::new().create(true).read(true).write(true).open(dir.join("pre.seg")).unwrap();
+        file.write_all(&vec![0u8; 1 << 30]).unwrap();
+        file.sync_all().unwrap();
+        run("preallocated", Box::new(Preallocated(file, 0)), writers, seconds, size);
+        let file = OpenOptions::new().create(true).read(true).write(true).open(dir.join("falloc.seg")).unwrap();
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, 1 << 30).unwrap();
+        file.sync_all().unwrap();
+        run("fallocate", Box::new(Preallocated(file, 0)), writers, seconds, size);
+        let file = OpenOptions::new().create(true).read(true).write(true).open(dir.join("sparse.seg")).unwrap();
+        file.set_len(1 << 30).unwrap();
+        file.sync_all().unwrap();
+        run("set_len", Box::new(Preallocated(file, 0)), writers, seconds, size);
+        return;
+    }
     let db = redb::Database::create(dir.join("spool.redb")).unwrap();
     run("redb", Box::new(Redb(db)), writers, seconds, size);
     let keyspace = fjall::Config::new(dir.join("fjall")).open().unwrap();

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use metrics::{Gauge, gauge};
 use uuid::Uuid;
 
 use crate::config::{ChainConfig, Execution, RetryConfig};
@@ -34,8 +33,6 @@ pub(crate) struct Outbox {
     spool: Arc<Spool>,
     routes: RwLock<Arc<HashMap<Arc<str>, Arc<Route>>>>,
     resumed: AtomicBool,
-    spool_entries: Gauge,
-    spool_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -59,8 +56,6 @@ impl Outbox {
             spool,
             routes: RwLock::new(Arc::new(HashMap::new())),
             resumed: AtomicBool::new(false),
-            spool_entries: gauge!("webhook_spool_entries"),
-            spool_bytes: gauge!("webhook_spool_bytes"),
         })
     }
 
@@ -90,7 +85,6 @@ impl Outbox {
                 };
                 tokio::spawn(Arc::clone(self).run(job, p.done, p.attempts));
             }
-            self.update_gauges();
         }
     }
 
@@ -100,12 +94,6 @@ impl Outbox {
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         };
         routes.get(webhook).cloned()
-    }
-
-    fn update_gauges(&self) {
-        let (entries, bytes) = self.spool.usage();
-        self.spool_entries.set(entries as f64);
-        self.spool_bytes.set(bytes as f64);
     }
 
     /// Take a request: write it to the spool first when `durable`, then deliver it in the
@@ -129,8 +117,7 @@ impl Outbox {
             (1u32 << count) - 1
         };
         let entry = if durable {
-            let entry = self
-                .spool
+            self.spool
                 .append(
                     request_id,
                     webhook_id,
@@ -140,9 +127,7 @@ impl Outbox {
                     headers,
                     body,
                 )
-                .await?;
-            self.update_gauges();
-            entry
+                .await?
         } else {
             Arc::new(EntryRecord {
                 seq: 0,
@@ -190,7 +175,6 @@ impl Outbox {
         tokio::task::spawn_blocking(move || spool.remove_dead_letter(&owned))
             .await
             .map_err(|_| SpoolError::Closed)??;
-        self.update_gauges();
         tracing::info!(id, webhook = %spooled.webhook_id, "dead letter replayed");
         let attempts = spooled.attempts.clone();
         let job = Job {
@@ -309,7 +293,6 @@ impl Outbox {
                 Ok(()) => {
                     if job.spooled {
                         self.spool.done(entry.seq, i);
-                        self.update_gauges();
                     }
                     return true;
                 }
@@ -369,7 +352,6 @@ impl Outbox {
                 );
                 if job.spooled {
                     self.spool.done(job.entry.seq, i);
-                    self.update_gauges();
                 }
             }
             Ok(Err(err)) => tracing::error!(

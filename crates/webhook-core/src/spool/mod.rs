@@ -21,6 +21,7 @@ pub(crate) mod record;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -132,6 +133,9 @@ struct Live {
 }
 
 struct State {
+    /// `done`/`attempt` records not written yet: they go out with the next group (or within
+    /// [`IDLE_FLUSH`]), never waking the writer on their own.
+    unwritten: Vec<u8>,
     used: u64,
     active: u64,
     segments: BTreeMap<u64, Segment>,
@@ -170,6 +174,25 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     }
+}
+
+/// How long `done`/`attempt` records may wait for a group to go out with.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A finished segment kept to become the next one (see [`Writer::rotate`]).
+const SPARE: &str = "spare.seg";
+
+/// Open segment `path` for writing at offsets: the spare file renamed, else a new file.
+fn open_segment(path: &Path, spare: Option<&Path>) -> io::Result<File> {
+    if let Some(spare) = spare {
+        fs::rename(spare, path)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -213,7 +236,7 @@ impl Spool {
             let bytes = fs::read(&path)?;
             let mut offset = 0;
             while offset < bytes.len() {
-                match record::decode(&bytes[offset..]) {
+                match record::decode(&bytes[offset..], id as u32) {
                     Ok((record, used)) => {
                         offset += used;
                         apply(&mut recovered, &mut max_seq, record);
@@ -236,8 +259,10 @@ impl Spool {
         // Rewrite what is pending into a fresh segment, then drop the old ones.
         let active = ids.last().map_or(1, |last| last + 1);
         let path = segment_path(&dir, active);
-        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let spare = dir.join(SPARE);
+        let file = open_segment(&path, spare.exists().then_some(spare.as_path()))?;
         let mut state = State {
+            unwritten: Vec::new(),
             used: 0,
             active,
             segments: BTreeMap::new(),
@@ -267,11 +292,17 @@ impl Spool {
                 },
             );
         }
-        file.write_all(&buffer)?;
+        record::stamp(&mut buffer, active as u32);
+        file.write_all_at(&buffer, 0)?;
         file.sync_all()?;
         sync_dir(&dir)?;
-        for &id in &ids {
-            fs::remove_file(segment_path(&dir, id))?;
+        for (i, &id) in ids.iter().enumerate() {
+            if i == 0 {
+                // the oldest becomes the spare file the next segment is made from
+                fs::rename(segment_path(&dir, id), dir.join(SPARE))?;
+            } else {
+                fs::remove_file(segment_path(&dir, id))?;
+            }
         }
         sync_dir(&dir)?;
         state.used = segment.bytes;
@@ -286,13 +317,29 @@ impl Spool {
 
         let state = Arc::new(Mutex::new(state));
         let (sender, receiver) = mpsc::channel();
+        let (janitor, doomed) = mpsc::channel::<PathBuf>();
+        std::thread::Builder::new()
+            .name("webhook-spool-unlink".into())
+            .spawn(move || {
+                // Deleting a large file can take a while on some file systems: never on the
+                // writer's path.
+                while let Ok(path) = doomed.recv() {
+                    if let Err(err) = fs::remove_file(&path) {
+                        tracing::warn!(path = %path.display(), error = %err, "spool: cannot delete a segment");
+                    }
+                }
+            })?;
         let writer = Writer {
             dir: dir.clone(),
+            offset: buffer.len() as u64,
             file,
+            janitor,
             state: Arc::clone(&state),
             segment_bytes: options.segment_bytes,
             max_bytes: options.max_bytes,
             _lock: lock_file,
+            entries_gauge: metrics::gauge!("webhook_spool_entries"),
+            bytes_gauge: metrics::gauge!("webhook_spool_bytes"),
         };
         std::thread::Builder::new()
             .name("webhook-spool".into())
@@ -405,12 +452,17 @@ impl Spool {
     pub(crate) fn done(&self, seq: u64, destination: u8) {
         let mut reclaim = false;
         {
-            let mut state = lock(&self.state);
+            let mut guard = lock(&self.state);
+            let state = &mut *guard;
             let Some(live) = state.live.get_mut(&seq) else {
                 return;
             };
             live.done |= 1 << destination;
-            if live.done & live.entry.targets == live.entry.targets {
+            let complete = live.done & live.entry.targets == live.entry.targets;
+            state
+                .unwritten
+                .extend_from_slice(&record::encode_done(seq, destination));
+            if complete {
                 let (segment, bytes) = (live.segment, live.bytes);
                 state.live.remove(&seq);
                 if let Some(s) = state.segments.get_mut(&segment) {
@@ -420,11 +472,6 @@ impl Spool {
                 }
             }
         }
-        let _ = self.send(Op::Write {
-            bytes: record::encode_done(seq, destination),
-            entry: None,
-            reply: None,
-        });
         if reclaim {
             let _ = self.send(Op::Reclaim);
         }
@@ -433,19 +480,18 @@ impl Spool {
     /// Destination `destination` of entry `seq` has failed `attempts` times.
     pub(crate) fn attempt(&self, seq: u64, destination: u8, attempts: u32) {
         {
-            let mut state = lock(&self.state);
+            let mut guard = lock(&self.state);
+            let state = &mut *guard;
             let Some(live) = state.live.get_mut(&seq) else {
                 return;
             };
             if let Some(slot) = live.attempts.get_mut(usize::from(destination)) {
                 *slot = attempts;
             }
+            state
+                .unwritten
+                .extend_from_slice(&record::encode_attempt(seq, destination, attempts));
         }
-        let _ = self.send(Op::Write {
-            bytes: record::encode_attempt(seq, destination, attempts),
-            entry: None,
-            reply: None,
-        });
     }
 
     /// Every pending entry with its progress (what the delivery workers resume on start).
@@ -499,6 +545,7 @@ impl Spool {
         let meta = serde_json::to_vec(&letter).map_err(io::Error::other)?;
         let mut bytes = record::encode_raw(&meta);
         bytes.extend_from_slice(&record::encode_entry(&single));
+        record::stamp(&mut bytes, 0);
         let dead = self.dead_dir();
         let tmp = dead.join(format!(".{id}.tmp"));
         let mut file = File::create(&tmp)?;
@@ -550,10 +597,10 @@ impl Spool {
 fn read_dead_letter(path: &Path) -> Result<(DeadLetter, EntryRecord), SpoolError> {
     let bytes = fs::read(path)?;
     let broken = || SpoolError::Io(io::Error::other(format!("{} is damaged", path.display())));
-    let (meta, used) = record::decode_frame(&bytes).map_err(|_| broken())?;
+    let (meta, used) = record::decode_frame(&bytes, 0).map_err(|_| broken())?;
     let letter: DeadLetter = serde_json::from_slice(meta).map_err(|_| broken())?;
     let rest = bytes.get(used..).ok_or_else(broken)?;
-    match record::decode(rest) {
+    match record::decode(rest, 0) {
         Ok((Record::Entry(entry), _)) => Ok((letter, entry)),
         _ => Err(broken()),
     }
@@ -618,18 +665,32 @@ fn apply(recovered: &mut BTreeMap<u64, Pending>, max_seq: &mut u64, record: Reco
 struct Writer {
     dir: PathBuf,
     file: File,
+    /// Where the next frame goes in `file`.
+    offset: u64,
+    /// Segments to delete, to the unlink thread.
+    janitor: mpsc::Sender<PathBuf>,
     state: Arc<Mutex<State>>,
     segment_bytes: u64,
     max_bytes: u64,
     /// Held until the last queued record is written: the directory stays ours till then.
     _lock: File,
+    entries_gauge: metrics::Gauge,
+    bytes_gauge: metrics::Gauge,
 }
 
 impl Writer {
     fn run(mut self, receiver: &mpsc::Receiver<Op>) {
         let mut batch = Vec::new();
-        while let Ok(first) = receiver.recv() {
-            batch.push(first);
+        loop {
+            match receiver.recv_timeout(IDLE_FLUSH) {
+                Ok(first) => batch.push(first),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // written out before the directory is let go
+                    self.write_group(&mut batch);
+                    return;
+                }
+            }
             // Everything that queued up while the last sync ran goes into this group.
             while let Ok(op) = receiver.try_recv() {
                 batch.push(op);
@@ -657,6 +718,7 @@ impl Writer {
             {
                 rotate = true;
             }
+            buffer.append(&mut state.unwritten);
             for op in batch.iter() {
                 match op {
                     Op::Write {
@@ -681,7 +743,7 @@ impl Writer {
                 }
             }
         }
-        let written = self.append(&buffer, sync);
+        let written = self.append(&mut buffer, sync);
         {
             let mut state = lock(&self.state);
             let active = state.active;
@@ -704,6 +766,8 @@ impl Writer {
                     if let Some(s) = state.segments.get_mut(&active) {
                         s.bytes += buffer.len() as u64;
                     }
+                    self.entries_gauge.set(state.live.len() as f64);
+                    self.bytes_gauge.set(state.used as f64);
                 }
                 Err(_) => {
                     for op in batch.iter() {
@@ -758,32 +822,34 @@ impl Writer {
                 .is_some_and(|s| s.live == 0 && s.bytes > 0)
     }
 
-    /// Append `buffer` to the active segment; on failure cut the file back so no partial
-    /// frame stays in front of later ones.
-    fn append(&mut self, buffer: &[u8], sync: bool) -> io::Result<()> {
+    /// Write `buffer` (sealed frames) at the end of the active segment, stamped with its
+    /// id. On failure the offset stays, so the next group overwrites whatever part of this
+    /// one reached the file: no partial frame stays in front of later ones.
+    fn append(&mut self, buffer: &mut [u8], sync: bool) -> io::Result<()> {
         if buffer.is_empty() {
             return Ok(());
         }
-        let before = self.file.metadata()?.len();
-        let result = self
-            .file
-            .write_all(buffer)
-            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
-        if result.is_err() {
-            let _ = self.file.set_len(before);
+        let active = lock(&self.state).active;
+        record::stamp(buffer, active as u32);
+        self.file.write_all_at(buffer, self.offset)?;
+        if sync {
+            self.file.sync_data()?;
         }
-        result
+        self.offset += buffer.len() as u64;
+        Ok(())
     }
 
     fn rotate(&mut self) -> io::Result<()> {
         let next = lock(&self.state).active + 1;
         self.file.sync_data()?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(segment_path(&self.dir, next))?;
+        let spare = self.dir.join(SPARE);
+        let file = open_segment(
+            &segment_path(&self.dir, next),
+            spare.exists().then_some(spare.as_path()),
+        )?;
         sync_dir(&self.dir)?;
         self.file = file;
+        self.offset = 0;
         let mut state = lock(&self.state);
         state.active = next;
         state.segments.insert(next, Segment::default());
@@ -819,7 +885,7 @@ impl Writer {
                     buffer.extend_from_slice(&bytes);
                 }
                 drop(state);
-                self.append(&buffer, true)?;
+                self.append(&mut buffer, true)?;
                 state = lock(&self.state);
                 let added: u64 = moved.iter().map(|(_, len)| len).sum();
                 state.used += added;
@@ -842,7 +908,16 @@ impl Writer {
             let freed = state.segments.remove(&oldest).map_or(0, |s| s.bytes);
             state.used = state.used.saturating_sub(freed);
             drop(state);
-            fs::remove_file(segment_path(&self.dir, oldest))?;
+            let path = segment_path(&self.dir, oldest);
+            let spare = self.dir.join(SPARE);
+            if spare.exists() {
+                let _ = self.janitor.send(path);
+            } else {
+                // Keep it to be overwritten as a later segment: its blocks are allocated, so
+                // syncs into it do not journal new extents. Stale frames in it fail their
+                // checksum (bound to the old segment id).
+                fs::rename(path, spare)?;
+            }
         }
     }
 }

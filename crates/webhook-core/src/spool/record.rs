@@ -1,8 +1,11 @@
 //! The on-disk record format of the spool.
 //!
-//! A segment file is a sequence of frames: `[len: u32 LE][crc32 of payload: u32 LE][payload]`.
-//! A frame whose length runs past the end of the file or whose checksum does not match is a
-//! torn write (the process died while writing it): reading stops there.
+//! A segment file is a sequence of frames: `[len: u32 LE][crc: u32 LE][payload]`, where `crc`
+//! is the CRC32 of the segment's id (u32 LE) followed by the payload. A frame whose length
+//! runs past the end of the file or whose checksum does not match is a torn write (the
+//! process died while writing it) or what a recycled segment file held before: reading stops
+//! there. Frames are built with the CRC of the payload alone ([`seal`], off the writer
+//! thread); the writer [`stamp`]s them with their segment by combining CRCs, cheaply.
 //!
 //! Payloads (all integers little endian):
 //! * `1` entry: seq u64, request id [16], received_at ms u64, data type u8, targets u32,
@@ -155,9 +158,27 @@ pub(crate) fn encode_attempt(seq: u64, destination: u8, attempts: u32) -> Vec<u8
     seal(p)
 }
 
-/// Read the frame at the start of `bytes`: the record and the frame's length.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(Record, usize), FrameError> {
-    let (payload, used) = decode_frame(bytes)?;
+/// Turn the payload CRCs of the sealed frames in `frames` into CRCs bound to `segment`.
+pub(crate) fn stamp(frames: &mut [u8], segment: u32) {
+    let mut at = 0;
+    while let Some(header) = frames.get(at..at + FRAME_HEADER) {
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let payload_crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&segment.to_le_bytes());
+        crc.combine(&crc32fast::Hasher::new_with_initial_len(
+            payload_crc,
+            u64::from(len),
+        ));
+        frames[at + 4..at + FRAME_HEADER].copy_from_slice(&crc.finalize().to_le_bytes());
+        at += FRAME_HEADER + len as usize;
+    }
+}
+
+/// Read the frame at the start of `bytes` (stamped with `segment`): the record and the
+/// frame's length.
+pub(crate) fn decode(bytes: &[u8], segment: u32) -> Result<(Record, usize), FrameError> {
+    let (payload, used) = decode_frame(bytes, segment)?;
     let record = decode_payload(payload).ok_or(FrameError::Malformed)?;
     Ok((record, used))
 }
@@ -169,15 +190,19 @@ pub(crate) fn encode_raw(payload: &[u8]) -> Vec<u8> {
     seal(p)
 }
 
-/// Check the frame at the start of `bytes`: its payload and the frame's length.
-pub(crate) fn decode_frame(bytes: &[u8]) -> Result<(&[u8], usize), FrameError> {
+/// Check the frame at the start of `bytes` (stamped with `segment`): its payload and the
+/// frame's length.
+pub(crate) fn decode_frame(bytes: &[u8], segment: u32) -> Result<(&[u8], usize), FrameError> {
     let header = bytes.get(..FRAME_HEADER).ok_or(FrameError::Truncated)?;
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     let payload = bytes
         .get(FRAME_HEADER..FRAME_HEADER + len)
         .ok_or(FrameError::Truncated)?;
-    if crc32fast::hash(payload) != crc {
+    let mut expected = crc32fast::Hasher::new();
+    expected.update(&segment.to_le_bytes());
+    expected.update(payload);
+    if expected.finalize() != crc {
         return Err(FrameError::Checksum);
     }
     Ok((payload, FRAME_HEADER + len))
@@ -293,8 +318,14 @@ mod tests {
     #[test]
     fn entry_round_trips() {
         let e = entry();
-        let bytes = encode_entry(&e);
-        let (Record::Entry(d), used) = decode(&bytes).unwrap() else {
+        let mut bytes = encode_entry(&e);
+        stamp(&mut bytes, 7);
+        assert_eq!(
+            decode(&bytes, 8).unwrap_err(),
+            FrameError::Checksum,
+            "other segment"
+        );
+        let (Record::Entry(d), used) = decode(&bytes, 7).unwrap() else {
             panic!("not an entry")
         };
         assert_eq!(used, bytes.len());
@@ -311,22 +342,28 @@ mod tests {
 
     #[test]
     fn torn_and_corrupt_frames_are_detected() {
-        let bytes = encode_entry(&entry());
-        for cut in [0, 3, FRAME_HEADER, bytes.len() - 1] {
-            assert_eq!(decode(&bytes[..cut]).unwrap_err(), FrameError::Truncated);
+        let mut bytes = encode_entry(&entry());
+        bytes.extend_from_slice(&encode_done(7, 3));
+        bytes.extend_from_slice(&encode_attempt(7, 3, 9));
+        stamp(&mut bytes, 1);
+        let (_, first) = decode(&bytes, 1).unwrap();
+        for cut in [0, 3, FRAME_HEADER, first - 1] {
+            assert_eq!(decode(&bytes[..cut], 1).unwrap_err(), FrameError::Truncated);
         }
-        let mut flipped = bytes;
-        let last = flipped.len() - 1;
-        flipped[last] ^= 1;
-        assert_eq!(decode(&flipped).unwrap_err(), FrameError::Checksum);
-        let (Record::Done { seq, destination }, _) = decode(&encode_done(7, 3)).unwrap() else {
+        let (Record::Done { seq, destination }, second) = decode(&bytes[first..], 1).unwrap()
+        else {
             panic!()
         };
         assert_eq!((seq, destination), (7, 3));
-        let (Record::Attempt { attempts, .. }, _) = decode(&encode_attempt(7, 3, 9)).unwrap()
+        let (Record::Attempt { attempts, .. }, _) = decode(&bytes[first + second..], 1).unwrap()
         else {
             panic!()
         };
         assert_eq!(attempts, 9);
+        let mut flipped = bytes;
+        flipped[first - 1] ^= 1;
+        assert_eq!(decode(&flipped, 1).unwrap_err(), FrameError::Checksum);
+        // zeros (a preallocated, never written region) are not a frame
+        assert!(decode(&[0u8; 64], 1).is_err());
     }
 }

@@ -43,9 +43,22 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .filter(|p| !p.ends_with(SPARE))
         .collect();
     list.sort();
     list
+}
+
+/// The segment's id and where its valid frames end (a recycled file has stale bytes after).
+fn valid_end(path: &Path) -> (u32, usize) {
+    let name = path.file_stem().unwrap().to_str().unwrap();
+    let id = u32::from_str_radix(name, 16).unwrap();
+    let bytes = fs::read(path).unwrap();
+    let mut at = 0;
+    while let Ok((_, used)) = record::decode(&bytes[at..], id) {
+        at += used;
+    }
+    (id, at)
 }
 
 fn bodies(spool: &Spool) -> Vec<String> {
@@ -76,8 +89,9 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept() {
     // as a crash in the middle of a write would.
     let files = segments(dir.path());
     assert_eq!(files.len(), 1, "{files:?}");
+    let (_, end) = valid_end(&files[0]);
     let bytes = fs::read(&files[0]).unwrap();
-    fs::write(&files[0], &bytes[..bytes.len() - 3]).unwrap();
+    fs::write(&files[0], &bytes[..end - 3]).unwrap();
     let spool = reopen(&options(dir.path()));
     assert_eq!(bodies(&spool), ["one", "two"]);
     // and it goes on working after the recovery
@@ -87,16 +101,18 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept() {
     // Garbage after the last record (a torn frame header) and a flipped byte in a record:
     let files = segments(dir.path());
     assert_eq!(files.len(), 1);
+    let (_, end) = valid_end(&files[0]);
     let mut bytes = fs::read(&files[0]).unwrap();
+    bytes.truncate(end);
     bytes.extend_from_slice(&[0xff, 0xff, 0, 0, 1]);
     fs::write(&files[0], &bytes).unwrap();
     let spool = reopen(&options(dir.path()));
     assert_eq!(bodies(&spool), ["one", "two", "four"]);
     drop(spool);
     let files = segments(dir.path());
+    let (_, end) = valid_end(&files[0]);
     let mut bytes = fs::read(&files[0]).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x55; // inside the body of "four"
+    bytes[end - 1] ^= 0x55; // inside the body of "four"
     fs::write(&files[0], &bytes).unwrap();
     let spool = reopen(&options(dir.path()));
     assert_eq!(bodies(&spool), ["one", "two"]);
@@ -227,4 +243,31 @@ async fn a_stuck_entry_is_carried_forward_so_old_segments_go() {
     let pending = spool.pending();
     assert_eq!(bodies(&spool), ["stuck", "sync"]);
     assert_eq!(pending[0].entry.request_id, stuck.request_id);
+}
+
+#[tokio::test]
+async fn a_recycled_segment_never_revives_its_old_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SpoolOptions {
+        dir: dir.path().to_path_buf(),
+        max_bytes: 1 << 20,
+        segment_bytes: 4096,
+    };
+    let spool = Spool::open(opts.clone()).unwrap();
+    // Fill and finish several segments, so finished ones are recycled as new ones.
+    let body = "r".repeat(700);
+    for _ in 0..40 {
+        let e = put(&spool, &body, 1).await;
+        spool.done(e.seq, 0);
+    }
+    let last = put(&spool, "last", 1).await;
+    assert!(dir.path().join(SPARE).exists() || segments(dir.path()).len() > 1);
+    drop(spool);
+    let spool = reopen(&opts);
+    assert_eq!(
+        bodies(&spool),
+        ["last"],
+        "only the one pending entry comes back"
+    );
+    assert_eq!(spool.pending()[0].entry.request_id, last.request_id);
 }
