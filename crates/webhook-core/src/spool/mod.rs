@@ -23,6 +23,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -136,18 +137,16 @@ struct State {
     /// `done`/`attempt` records not written yet: they go out with the next group (or within
     /// [`IDLE_FLUSH`]), never waking the writer on their own.
     unwritten: Vec<u8>,
-    used: u64,
     active: u64,
     segments: BTreeMap<u64, Segment>,
     live: HashMap<u64, Live>,
-    next_seq: u64,
 }
 
 enum Op {
     /// Frames to write; entries (seq) among them get the segment they land in.
     Write {
         bytes: Vec<u8>,
-        entry: Option<u64>,
+        entry: Option<Arc<EntryRecord>>,
         reply: Option<oneshot::Sender<io::Result<()>>>,
     },
     /// See whether old segments can go.
@@ -160,6 +159,10 @@ pub struct Spool {
     dir: PathBuf,
     options: SpoolOptions,
     state: Arc<Mutex<State>>,
+    /// Bytes of the segment files plus those reserved by appends under way (lock-free, so a
+    /// request never waits for the writer's lock).
+    used: Arc<AtomicU64>,
+    next_seq: AtomicU64,
     writer: Mutex<mpsc::Sender<Op>>,
 }
 
@@ -193,6 +196,13 @@ fn open_segment(path: &Path, spare: Option<&Path>) -> io::Result<File> {
         .read(true)
         .write(true)
         .open(path)
+}
+
+/// Give back `bytes` of `used` (never below zero).
+fn release(used: &AtomicU64, bytes: u64) {
+    let _ = used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+        Some(u.saturating_sub(bytes))
+    });
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -263,11 +273,9 @@ impl Spool {
         let file = open_segment(&path, spare.exists().then_some(spare.as_path()))?;
         let mut state = State {
             unwritten: Vec::new(),
-            used: 0,
             active,
             segments: BTreeMap::new(),
             live: HashMap::with_capacity(recovered.len()),
-            next_seq: max_seq + 1,
         };
         let mut segment = Segment::default();
         let mut buffer = Vec::new();
@@ -305,12 +313,12 @@ impl Spool {
             }
         }
         sync_dir(&dir)?;
-        state.used = segment.bytes;
+        let used = Arc::new(AtomicU64::new(segment.bytes));
         state.segments.insert(active, segment);
         if !state.live.is_empty() {
             tracing::info!(
                 pending = state.live.len(),
-                bytes = state.used,
+                bytes = used.load(Ordering::Relaxed),
                 "spool: recovered pending webhooks"
             );
         }
@@ -335,6 +343,7 @@ impl Spool {
             file,
             janitor,
             state: Arc::clone(&state),
+            used: Arc::clone(&used),
             segment_bytes: options.segment_bytes,
             max_bytes: options.max_bytes,
             _lock: lock_file,
@@ -348,6 +357,8 @@ impl Spool {
             dir,
             options,
             state,
+            used,
+            next_seq: AtomicU64::new(max_seq + 1),
             writer: Mutex::new(sender),
         }))
     }
@@ -359,8 +370,8 @@ impl Spool {
 
     /// Pending entries and the bytes the segment files take.
     pub fn usage(&self) -> (usize, u64) {
-        let state = lock(&self.state);
-        (state.live.len(), state.used)
+        let entries = lock(&self.state).live.len();
+        (entries, self.used.load(Ordering::Relaxed))
     }
 
     fn send(&self, op: Op) -> Result<(), SpoolError> {
@@ -384,51 +395,31 @@ impl Spool {
         headers: Arc<HeaderMap>,
         body: Bytes,
     ) -> Result<Arc<EntryRecord>, SpoolError> {
-        let attempts = vec![0; (32 - targets.leading_zeros()) as usize];
-        let mut entry = EntryRecord {
-            seq: 0,
+        let entry = EntryRecord {
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
             request_id,
             received_at,
             data_type,
             targets,
             done: 0,
-            attempts,
+            attempts: Vec::new(),
             webhook_id,
             headers,
             body,
         };
-        {
-            let mut state = lock(&self.state);
-            entry.seq = state.next_seq;
-            state.next_seq += 1;
-        }
         let bytes = record::encode_entry(&entry);
         let len = bytes.len() as u64;
-        let entry = Arc::new(entry);
-        {
-            let mut state = lock(&self.state);
-            if state.used + len > self.options.max_bytes {
-                return Err(SpoolError::Full {
-                    used: state.used,
-                    max: self.options.max_bytes,
-                });
-            }
-            state.used += len;
-            state.live.insert(
-                entry.seq,
-                Live {
-                    entry: Arc::clone(&entry),
-                    segment: 0,
-                    bytes: len,
-                    done: 0,
-                    attempts: entry.attempts.clone(),
-                },
-            );
+        let max = self.options.max_bytes;
+        let before = self.used.fetch_add(len, Ordering::AcqRel);
+        if before + len > max {
+            release(&self.used, len);
+            return Err(SpoolError::Full { used: before, max });
         }
+        let entry = Arc::new(entry);
         let (reply, answer) = oneshot::channel();
         let sent = self.send(Op::Write {
             bytes,
-            entry: Some(entry.seq),
+            entry: Some(Arc::clone(&entry)),
             reply: Some(reply),
         });
         let result = match sent {
@@ -439,10 +430,7 @@ impl Spool {
             Err(err) => Err(err),
         };
         if let Err(err) = result {
-            let mut state = lock(&self.state);
-            if let Some(live) = state.live.remove(&entry.seq) {
-                state.used = state.used.saturating_sub(live.bytes);
-            }
+            release(&self.used, len);
             return Err(err);
         }
         Ok(entry)
@@ -485,9 +473,11 @@ impl Spool {
             let Some(live) = state.live.get_mut(&seq) else {
                 return;
             };
-            if let Some(slot) = live.attempts.get_mut(usize::from(destination)) {
-                *slot = attempts;
+            let index = usize::from(destination);
+            if live.attempts.len() <= index {
+                live.attempts.resize(index + 1, 0);
             }
+            live.attempts[index] = attempts;
             state
                 .unwritten
                 .extend_from_slice(&record::encode_attempt(seq, destination, attempts));
@@ -623,10 +613,11 @@ fn apply(recovered: &mut BTreeMap<u64, Pending>, max_seq: &mut u64, record: Reco
                 // A copy carried forward: keep the progress of both.
                 Some(known) => {
                     known.done |= done;
-                    for (i, a) in attempts.into_iter().enumerate() {
-                        if let Some(k) = known.attempts.get_mut(i) {
-                            *k = (*k).max(a);
-                        }
+                    if known.attempts.len() < attempts.len() {
+                        known.attempts.resize(attempts.len(), 0);
+                    }
+                    for (k, a) in known.attempts.iter_mut().zip(attempts) {
+                        *k = (*k).max(a);
                     }
                 }
                 None => {
@@ -651,11 +642,12 @@ fn apply(recovered: &mut BTreeMap<u64, Pending>, max_seq: &mut u64, record: Reco
             destination,
             attempts,
         } => {
-            if let Some(slot) = recovered
-                .get_mut(&seq)
-                .and_then(|p| p.attempts.get_mut(usize::from(destination)))
-            {
-                *slot = (*slot).max(attempts);
+            if let Some(p) = recovered.get_mut(&seq) {
+                let index = usize::from(destination);
+                if p.attempts.len() <= index {
+                    p.attempts.resize(index + 1, 0);
+                }
+                p.attempts[index] = p.attempts[index].max(attempts);
             }
         }
     }
@@ -670,6 +662,7 @@ struct Writer {
     /// Segments to delete, to the unlink thread.
     janitor: mpsc::Sender<PathBuf>,
     state: Arc<Mutex<State>>,
+    used: Arc<AtomicU64>,
     segment_bytes: u64,
     max_bytes: u64,
     /// Held until the last queued record is written: the directory stays ours till then.
@@ -719,76 +712,57 @@ impl Writer {
                 rotate = true;
             }
             buffer.append(&mut state.unwritten);
-            for op in batch.iter() {
-                match op {
-                    Op::Write {
-                        bytes,
-                        entry,
-                        reply,
-                    } => {
-                        buffer.extend_from_slice(bytes);
-                        sync |= reply.is_some();
-                        if let Some(seq) = entry {
-                            let len = bytes.len() as u64;
-                            if let Some(live) = state.live.get_mut(seq) {
-                                live.segment = active;
-                                if let Some(s) = state.segments.get_mut(&active) {
-                                    s.live += 1;
-                                    s.live_bytes += len;
-                                }
-                            }
-                        }
-                    }
-                    Op::Reclaim => reclaim = true,
+        }
+        for op in batch.iter() {
+            match op {
+                Op::Write { bytes, reply, .. } => {
+                    buffer.extend_from_slice(bytes);
+                    sync |= reply.is_some();
                 }
+                Op::Reclaim => reclaim = true,
             }
         }
         let written = self.append(&mut buffer, sync);
-        {
-            let mut state = lock(&self.state);
+        if written.is_ok() {
+            let mut guard = lock(&self.state);
+            let state = &mut *guard;
             let active = state.active;
-            match &written {
-                Ok(()) => {
-                    let entry_bytes: u64 = batch
-                        .iter()
-                        .filter_map(|op| match op {
-                            Op::Write {
-                                bytes,
-                                entry: Some(_),
-                                ..
-                            } => Some(bytes.len() as u64),
-                            _ => None,
-                        })
-                        .sum();
-                    let other = buffer.len() as u64 - entry_bytes;
-                    // entries were counted in `used` when reserved; the rest is counted now
-                    state.used += other;
-                    if let Some(s) = state.segments.get_mut(&active) {
-                        s.bytes += buffer.len() as u64;
-                    }
-                    self.entries_gauge.set(state.live.len() as f64);
-                    self.bytes_gauge.set(state.used as f64);
-                }
-                Err(_) => {
-                    for op in batch.iter() {
-                        if let Op::Write {
-                            bytes,
-                            entry: Some(seq),
-                            ..
-                        } = op
-                        {
-                            let len = bytes.len() as u64;
-                            if let Some(s) = state.segments.get_mut(&active) {
-                                s.live = s.live.saturating_sub(1);
-                                s.live_bytes = s.live_bytes.saturating_sub(len);
-                            }
-                            if let Some(live) = state.live.get_mut(seq) {
-                                live.segment = 0;
-                            }
-                        }
-                    }
+            let mut entry_bytes = 0;
+            let (mut added, mut added_bytes) = (0, 0);
+            for op in batch.iter() {
+                if let Op::Write {
+                    bytes,
+                    entry: Some(entry),
+                    ..
+                } = op
+                {
+                    let len = bytes.len() as u64;
+                    entry_bytes += len;
+                    added += 1;
+                    added_bytes += len;
+                    state.live.insert(
+                        entry.seq,
+                        Live {
+                            entry: Arc::clone(entry),
+                            segment: active,
+                            bytes: len,
+                            done: 0,
+                            attempts: Vec::new(),
+                        },
+                    );
                 }
             }
+            if let Some(s) = state.segments.get_mut(&active) {
+                s.bytes += buffer.len() as u64;
+                s.live += added;
+                s.live_bytes += added_bytes;
+            }
+            // entries were counted in `used` when reserved; the rest is counted now
+            let used = self
+                .used
+                .fetch_add(buffer.len() as u64 - entry_bytes, Ordering::AcqRel);
+            self.entries_gauge.set(state.live.len() as f64);
+            self.bytes_gauge.set(used as f64);
         }
         for op in batch.iter_mut() {
             if let Op::Write { reply, .. } = op
@@ -815,7 +789,7 @@ impl Writer {
     /// one so the old can be deleted.
     fn under_pressure(&self) -> bool {
         let state = lock(&self.state);
-        state.used > self.max_bytes / 2
+        self.used.load(Ordering::Relaxed) > self.max_bytes / 2
             && state
                 .segments
                 .get(&state.active)
@@ -888,7 +862,7 @@ impl Writer {
                 self.append(&mut buffer, true)?;
                 state = lock(&self.state);
                 let added: u64 = moved.iter().map(|(_, len)| len).sum();
-                state.used += added;
+                self.used.fetch_add(added, Ordering::AcqRel);
                 let (mut still_live, mut live_bytes) = (0, 0);
                 for (seq, len) in &moved {
                     // it may have finished while the copy was written
@@ -906,7 +880,7 @@ impl Writer {
                 }
             }
             let freed = state.segments.remove(&oldest).map_or(0, |s| s.bytes);
-            state.used = state.used.saturating_sub(freed);
+            release(&self.used, freed);
             drop(state);
             let path = segment_path(&self.dir, oldest);
             let spare = self.dir.join(SPARE);

@@ -1,11 +1,12 @@
 //! The on-disk record format of the spool.
 //!
-//! A segment file is a sequence of frames: `[len: u32 LE][crc: u32 LE][payload]`, where `crc`
-//! is the CRC32 of the segment's id (u32 LE) followed by the payload. A frame whose length
-//! runs past the end of the file or whose checksum does not match is a torn write (the
-//! process died while writing it) or what a recycled segment file held before: reading stops
-//! there. Frames are built with the CRC of the payload alone ([`seal`], off the writer
-//! thread); the writer [`stamp`]s them with their segment by combining CRCs, cheaply.
+//! A segment file is a sequence of frames: `[len: u32 LE][check: u32 LE][payload]`, where
+//! `check` is the CRC32 of the payload XOR a value derived from the segment's id
+//! ([`segment_key`]). A frame whose length runs past the end of the file, whose length is 0
+//! or whose check does not match is a torn write (the process died while writing it) or what
+//! a recycled segment file held before: reading stops there. Frames are built with the CRC of
+//! the payload ([`seal`], off the writer thread); the writer [`stamp`]s them with their
+//! segment (one XOR per frame).
 //!
 //! Payloads (all integers little endian):
 //! * `1` entry: seq u64, request id [16], received_at ms u64, data type u8, targets u32,
@@ -158,19 +159,21 @@ pub(crate) fn encode_attempt(seq: u64, destination: u8, attempts: u32) -> Vec<u8
     seal(p)
 }
 
-/// Turn the payload CRCs of the sealed frames in `frames` into CRCs bound to `segment`.
+/// What binds a frame to its segment: distinct for distinct ids (multiplication by an odd
+/// constant is a bijection on u32), so a frame left over from a recycled file's earlier life
+/// fails its check.
+fn segment_key(segment: u32) -> u32 {
+    segment.wrapping_add(1).wrapping_mul(0x9E37_79B1)
+}
+
+/// Bind the sealed frames in `frames` to `segment`.
 pub(crate) fn stamp(frames: &mut [u8], segment: u32) {
+    let key = segment_key(segment);
     let mut at = 0;
     while let Some(header) = frames.get(at..at + FRAME_HEADER) {
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let payload_crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&segment.to_le_bytes());
-        crc.combine(&crc32fast::Hasher::new_with_initial_len(
-            payload_crc,
-            u64::from(len),
-        ));
-        frames[at + 4..at + FRAME_HEADER].copy_from_slice(&crc.finalize().to_le_bytes());
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        frames[at + 4..at + FRAME_HEADER].copy_from_slice(&(crc ^ key).to_le_bytes());
         at += FRAME_HEADER + len as usize;
     }
 }
@@ -199,10 +202,11 @@ pub(crate) fn decode_frame(bytes: &[u8], segment: u32) -> Result<(&[u8], usize),
     let payload = bytes
         .get(FRAME_HEADER..FRAME_HEADER + len)
         .ok_or(FrameError::Truncated)?;
-    let mut expected = crc32fast::Hasher::new();
-    expected.update(&segment.to_le_bytes());
-    expected.update(payload);
-    if expected.finalize() != crc {
+    if len == 0 {
+        // never written (zeros of a new or recycled file)
+        return Err(FrameError::Malformed);
+    }
+    if crc32fast::hash(payload) ^ segment_key(segment) != crc {
         return Err(FrameError::Checksum);
     }
     Ok((payload, FRAME_HEADER + len))
