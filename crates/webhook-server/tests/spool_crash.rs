@@ -181,3 +181,114 @@ async fn sigkill_under_load_loses_no_acknowledged_webhook() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// `webhook-server dead-letters list|replay` talk to a running server's admin API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = HttpTarget::start().await;
+    target.respond(http::StatusCode::UNPROCESSABLE_ENTITY, &[]);
+    let webhooks = dir.path().join("webhooks.json");
+    std::fs::write(
+        &webhooks,
+        format!(
+            r#"{{"cli": {{"module": "http_webhook", "module-config": {{"url": "{}"}}}}}}"#,
+            target.url("/cli")
+        ),
+    )
+    .unwrap();
+    let mut server = {
+        // the same as start_server, with an ops token
+        let mut child = Command::new(BIN)
+            .args(["--log-format", "json", "--ops-token", "cli-token"])
+            .env("WEBHOOKS_CONFIG_FILE", &webhooks)
+            .env_remove("CONNECTIONS_CONFIG_FILE")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line)
+                    && entry["message"] == "listening"
+                    && let Some(addr) = entry["address"].as_str().and_then(|a| a.parse().ok())
+                {
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        (child, addr)
+    };
+    let addr = server.1;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = http::Request::post(format!("http://{addr}/webhook/cli"))
+        .body(Full::new(Bytes::from_static(br#"{"via": "cli"}"#)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["--ops-token", "cli-token", "--admin-url"])
+            .arg(format!("http://{addr}"))
+            .args(["dead-letters"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let (ok, out) = cli(&["list"]);
+        assert!(ok, "{out}");
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if let Some(first) = list["dead_letters"].as_array().and_then(|l| l.first()) {
+            break first.clone();
+        }
+        assert!(Instant::now() < deadline, "no dead letter listed: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(listed["request_id"], id.as_str());
+    assert!(
+        listed["error"].as_str().unwrap().contains("422"),
+        "{listed}"
+    );
+    assert_eq!(target.received().len(), 1, "a 422 is not retried");
+
+    target.respond(http::StatusCode::OK, &[]);
+    let (ok, out) = cli(&["replay", listed["id"].as_str().unwrap()]);
+    assert!(ok, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while target.received().len() < 2 {
+        assert!(Instant::now() < deadline, "the replay was not delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let replayed = &target.received()[1];
+    assert_eq!(replayed.body, &br#"{"via": "cli"}"#[..]);
+    assert_eq!(replayed.headers["x-webhook-request-id"], id.as_str());
+    let (ok, out) = cli(&["replay", listed["id"].as_str().unwrap()]);
+    assert!(!ok, "a second replay of the same id must fail: {out}");
+    // a wrong token is refused
+    let out = Command::new(BIN)
+        .args(["--ops-token", "wrong", "--admin-url"])
+        .arg(format!("http://{addr}"))
+        .args(["dead-letters", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+}
