@@ -409,3 +409,65 @@ async fn accepted_mode_answers_at_once_and_delivered_mode_waits() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn pending_entries_follow_a_reload_to_the_new_destination() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use webhook_core::Pipeline;
+    use webhook_core::config::{ConfigSource, Env};
+
+    let dir = tempfile::tempdir().unwrap();
+    let registry = webhook_server::registry::registry();
+    let config = |url: &str| {
+        let text = format!(
+            r#"{{"moving": {{"module": "http_webhook", "module-config": {{"url": "{url}"}},
+                 "retry": {{"max_attempts": 100, "initial_delay": 0.05, "max_delay": 0.1}}}}}}"#
+        );
+        webhook_core::config::parse(
+            &registry,
+            &ConfigSource::new("webhooks.json", text),
+            None,
+            &Env::empty(),
+        )
+        .unwrap()
+    };
+    let down = format!("http://127.0.0.1:{}/old", free_port());
+    let pipeline = Pipeline::build(config(&down), options(dir.path(), 1 << 30))
+        .await
+        .unwrap();
+    let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let request = http::Request::post("/webhook/moving")
+        .body(Full::new(Bytes::from_static(b"{\"pending\": true}")))
+        .unwrap();
+    let response = pipeline.handle_webhook("moving", request, peer).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await; // a few failed attempts
+
+    // The config now points at a live target: the pending entry goes there.
+    let target = HttpTarget::start().await;
+    let newer = pipeline
+        .rebuild(config(&target.url("/new")), options(dir.path(), 1 << 30))
+        .await
+        .unwrap();
+    pipeline.shutdown_replaced(&newer).await;
+    eventually(
+        Duration::from_secs(5),
+        "the pending entry at the new target",
+        || !target.received().is_empty(),
+    )
+    .await;
+    let received = target.received();
+    assert_eq!(received[0].path, "/new");
+    assert_eq!(received[0].body, &b"{\"pending\": true}"[..]);
+    assert_eq!(
+        received[0].headers["x-webhook-request-id"],
+        response.headers()["x-request-id"]
+    );
+    assert!(
+        newer.spool().is_some_and(|s| s.usage().0 == 0) || {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            newer.spool().is_some_and(|s| s.usage().0 == 0)
+        }
+    );
+}
