@@ -52,6 +52,9 @@ fn reply(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

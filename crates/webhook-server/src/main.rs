@@ -16,6 +16,11 @@ use webhook_server::logging::{self, LogFormat};
 use webhook_server::registry;
 use webhook_server::server::{self, ServerOptions};
 
+/// mimalloc: per-thread free lists, so buffers freed on another thread than the one that
+/// allocated them (request tasks ↔ the spool writer) do not contend on glibc's arena locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The config served when no webhooks file is given or found: a `demo` webhook logging
 /// what it receives, and `demo-signed` that needs a GitHub-style signature.
 const DEFAULT_WEBHOOKS: &str = include_str!("../config/default-webhooks.json");
