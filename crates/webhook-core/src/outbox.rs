@@ -83,7 +83,7 @@ impl Outbox {
                     entry: p.entry,
                     spooled: true,
                 };
-                tokio::spawn(Arc::clone(self).run(job, p.done, p.attempts));
+                tokio::spawn(Arc::clone(self).run(job, p.done, p.attempts, None));
             }
         }
     }
@@ -101,7 +101,7 @@ impl Outbox {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn accept(
         self: &Arc<Self>,
-        route: &Route,
+        route: &Arc<Route>,
         webhook_id: Arc<str>,
         request_id: Uuid,
         received_at: SystemTime,
@@ -147,7 +147,7 @@ impl Outbox {
             entry,
             spooled: durable,
         };
-        tokio::spawn(Arc::clone(self).run(job, 0, attempts));
+        tokio::spawn(Arc::clone(self).run(job, 0, attempts, Some(Arc::clone(route))));
         Ok(())
     }
 
@@ -181,17 +181,23 @@ impl Outbox {
             entry: spooled,
             spooled: true,
         };
-        tokio::spawn(Arc::clone(self).run(job, 0, attempts));
+        tokio::spawn(Arc::clone(self).run(job, 0, attempts, None));
         Ok(letter)
     }
 
     /// Deliver `job` to each target not yet done, as the webhook's chain says.
-    async fn run(self: Arc<Self>, job: Job, done: u32, attempts: Vec<u32>) {
-        let targets: Vec<u8> = (0u8..32)
-            .filter(|&i| job.entry.targets & (1 << i) != 0 && done & (1 << i) == 0)
-            .collect();
+    /// `route` is the webhook's current route when the caller has it at hand.
+    async fn run(
+        self: Arc<Self>,
+        job: Job,
+        done: u32,
+        attempts: Vec<u32>,
+        route: Option<Arc<Route>>,
+    ) {
+        let pending = job.entry.targets & !done;
+        let targets = (0u8..32).filter(move |&i| pending & (1 << i) != 0);
         let attempts_of = |i: u8| attempts.get(usize::from(i)).copied().unwrap_or(0);
-        let Some(route) = self.route(&job.entry.webhook_id) else {
+        let Some(route) = route.or_else(|| self.route(&job.entry.webhook_id)) else {
             for i in targets {
                 self.give_up(
                     &job,
@@ -205,13 +211,14 @@ impl Outbox {
             return;
         };
         match route.chain.execution {
-            Execution::Parallel if targets.len() > 1 => {
+            Execution::Parallel if pending.count_ones() > 1 => {
                 for i in targets {
                     let outbox = Arc::clone(&self);
                     let job = job.clone();
                     let before = attempts_of(i);
+                    let route = Arc::clone(&route);
                     tokio::spawn(async move {
-                        outbox.run_destination(&job, i, before).await;
+                        outbox.run_destination(&job, i, before, Some(route)).await;
                     });
                 }
             }
@@ -229,7 +236,9 @@ impl Outbox {
                         .await;
                         continue;
                     }
-                    let delivered = self.run_destination(&job, i, attempts_of(i)).await;
+                    let delivered = self
+                        .run_destination(&job, i, attempts_of(i), Some(Arc::clone(&route)))
+                        .await;
                     if !delivered && !route.chain.continue_on_error {
                         failed = Some(i);
                     }
@@ -239,7 +248,13 @@ impl Outbox {
     }
 
     /// Deliver to destination `i` until it confirms or is given up; true when delivered.
-    async fn run_destination(&self, job: &Job, i: u8, mut attempts: u32) -> bool {
+    async fn run_destination(
+        &self,
+        job: &Job,
+        i: u8,
+        mut attempts: u32,
+        mut route: Option<Arc<Route>>,
+    ) -> bool {
         let entry = &job.entry;
         let delivery = Delivery {
             webhook_id: Arc::clone(&entry.webhook_id),
@@ -251,7 +266,7 @@ impl Outbox {
         };
         loop {
             // The current config's destination: a reload may have replaced it.
-            let Some(route) = self.route(&entry.webhook_id) else {
+            let Some(route) = route.take().or_else(|| self.route(&entry.webhook_id)) else {
                 self.give_up(job, i, "?", attempts, "the webhook is no longer configured")
                     .await;
                 return false;
