@@ -19,7 +19,7 @@ fi
 export PATH="$root/bin:$PATH" RUSTC_BOOTSTRAP=1
 seconds=${FUZZ_SECONDS:-60}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request config)
+[ ${#targets[@]} -gt 0 ] || targets=(request config spool)
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target"
   echo "fuzzing $target for ${seconds}s" >&2

@@ -54,7 +54,15 @@ fn fixture() -> &'static Fixture {
         .expect("the fuzz config parses");
         let ids = config.webhook_ids().map(str::to_owned).collect();
         let pipeline = runtime
-            .block_on(Pipeline::build(config, PipelineOptions::default()))
+            // `delivered`: the request path is what is fuzzed here (the spool has its own
+            // target), and nothing is written to disk per input.
+            .block_on(Pipeline::build(
+                config,
+                PipelineOptions {
+                    default_ack: webhook_core::config::AckMode::Delivered,
+                    ..PipelineOptions::default()
+                },
+            ))
             .expect("the fuzz pipeline builds");
         Fixture {
             runtime,
