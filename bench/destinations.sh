@@ -54,12 +54,12 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 cat > "$work/webhooks.json" <<JSON
 {
-  "log": {"module": "log"},
-  "redis_publish": {"module": "redis_publish", "connection": "redis", "module-config": {"channel": "bench-$run_id"}},
-  "redis_rq": {"module": "redis_rq", "connection": "redis", "module-config": {"function": "bench.handle", "queue_name": "$queue"}},
-  "rabbitmq": {"module": "rabbitmq", "connection": "rabbit", "module-config": {"queue_name": "$queue"}},
-  "kafka": {"module": "kafka", "connection": "kafka", "module-config": {"topic": "$topic"}},
-  "http_webhook": {"module": "http_webhook", "module-config": {"url": "http://127.0.0.1:$TARGET_PORT/hook"}},
+  "log": {"ack": "delivered", "module": "log"},
+  "redis_publish": {"ack": "delivered", "module": "redis_publish", "connection": "redis", "module-config": {"channel": "bench-$run_id"}},
+  "redis_rq": {"ack": "delivered", "module": "redis_rq", "connection": "redis", "module-config": {"function": "bench.handle", "queue_name": "$queue"}},
+  "rabbitmq": {"ack": "delivered", "module": "rabbitmq", "connection": "rabbit", "module-config": {"queue_name": "$queue"}},
+  "kafka": {"ack": "delivered", "module": "kafka", "connection": "kafka", "module-config": {"topic": "$topic"}},
+  "http_webhook": {"ack": "delivered", "module": "http_webhook", "module-config": {"url": "http://127.0.0.1:$TARGET_PORT/hook"}},
   "s3": {"module": "s3", "connection": "s3", "module-config": {"bucket": "bench"}}
 }
 JSON

@@ -42,9 +42,9 @@ for name, h in headers.items():
 PY
 cat > "$work/webhooks.json" <<'JSON'
 {
-  "hmac": {"module": "log", "hmac": {"secret": "gh-secret", "header": "X-Hub-Signature-256", "algorithm": "sha256"}},
-  "stripe": {"module": "log", "verify": {"provider": "stripe", "secret": "whsec_stripe_secret", "tolerance": 3600}},
-  "standard": {"module": "log", "verify": {"provider": "standard-webhooks", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "tolerance": 3600}}
+  "hmac": {"ack": "delivered", "module": "log", "hmac": {"secret": "gh-secret", "header": "X-Hub-Signature-256", "algorithm": "sha256"}},
+  "stripe": {"ack": "delivered", "module": "log", "verify": {"provider": "stripe", "secret": "whsec_stripe_secret", "tolerance": 3600}},
+  "standard": {"ack": "delivered", "module": "log", "verify": {"provider": "standard-webhooks", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "tolerance": 3600}}
 }
 JSON
 wait_tcp 127.0.0.1 "$PORT" 0 2>/dev/null && { echo "port $PORT is busy" >&2; exit 1; }
