@@ -23,10 +23,12 @@ use webhook_testkit::target::HttpTarget;
 
 const BIN: &str = env!("CARGO_BIN_EXE_webhook-server");
 
-/// Start the binary in `dir` (its spool is `dir/spool`) and wait for its address.
-fn start_server(dir: &Path, webhooks: &Path) -> (Child, SocketAddr) {
+/// Start the binary in `dir` (its spool is `dir/spool`) with `args` and wait for its
+/// address.
+fn start_server(dir: &Path, webhooks: &Path, args: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(BIN)
         .args(["--log-format", "json"])
+        .args(args)
         .env("WEBHOOKS_CONFIG_FILE", webhooks)
         .env_remove("CONNECTIONS_CONFIG_FILE")
         .env("HOST", "127.0.0.1")
@@ -70,7 +72,7 @@ async fn sigkill_under_load_loses_no_acknowledged_webhook() {
         ),
     )
     .unwrap();
-    let (mut server, addr) = start_server(dir.path(), &webhooks);
+    let (mut server, addr) = start_server(dir.path(), &webhooks, &[]);
 
     // 16 concurrent senders until the kill.
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
@@ -134,7 +136,7 @@ async fn sigkill_under_load_loses_no_acknowledged_webhook() {
     assert_eq!(expected.len(), acknowledged.len(), "request ids are unique");
 
     // Restart on the same spool; then the destination comes up.
-    let (mut server, _addr) = start_server(dir.path(), &webhooks);
+    let (mut server, _addr) = start_server(dir.path(), &webhooks, &[]);
     let target = HttpTarget::start_on(target_addr).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     let ids = || -> Vec<String> {
@@ -197,34 +199,7 @@ async fn dead_letters_from_the_command_line() {
         ),
     )
     .unwrap();
-    let mut server = {
-        // the same as start_server, with an ops token
-        let mut child = Command::new(BIN)
-            .args(["--log-format", "json", "--ops-token", "cli-token"])
-            .env("WEBHOOKS_CONFIG_FILE", &webhooks)
-            .env_remove("CONNECTIONS_CONFIG_FILE")
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line)
-                    && entry["message"] == "listening"
-                    && let Some(addr) = entry["address"].as_str().and_then(|a| a.parse().ok())
-                {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-        (child, addr)
-    };
+    let mut server = start_server(dir.path(), &webhooks, &["--ops-token", "cli-token"]);
     let addr = server.1;
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let request = http::Request::post(format!("http://{addr}/webhook/cli"))

@@ -727,7 +727,6 @@ impl Writer {
             let mut guard = lock(&self.state);
             let state = &mut *guard;
             let active = state.active;
-            let mut entry_bytes = 0;
             let (mut added, mut added_bytes) = (0, 0);
             for op in batch.iter() {
                 if let Op::Write {
@@ -737,7 +736,6 @@ impl Writer {
                 } = op
                 {
                     let len = bytes.len() as u64;
-                    entry_bytes += len;
                     added += 1;
                     added_bytes += len;
                     state.live.insert(
@@ -760,7 +758,7 @@ impl Writer {
             // entries were counted in `used` when reserved; the rest is counted now
             let used = self
                 .used
-                .fetch_add(buffer.len() as u64 - entry_bytes, Ordering::AcqRel);
+                .fetch_add(buffer.len() as u64 - added_bytes, Ordering::AcqRel);
             self.entries_gauge.set(state.live.len() as f64);
             self.bytes_gauge.set(used as f64);
         }
