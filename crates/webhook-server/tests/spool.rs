@@ -471,3 +471,45 @@ async fn pending_entries_follow_a_reload_to_the_new_destination() {
         }
     );
 }
+
+#[tokio::test]
+async fn spool_and_dead_letter_metrics_are_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = HttpTarget::start().await;
+    target.respond(StatusCode::BAD_REQUEST, &[]);
+    let webhooks = format!(
+        r#"{{"metered": {{"module": "http_webhook", "module-config": {{"url": "{}"}}}}}}"#,
+        target.url("/metered")
+    );
+    let server = start(&webhooks, dir.path(), 1 << 30).await;
+    assert_eq!(
+        server.post("metered", &[], "{}").await.status,
+        StatusCode::OK
+    );
+    let mut letters = Vec::new();
+    for _ in 0..100 {
+        letters = dead_letters(&server).await;
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(letters.len(), 1);
+    let headers = auth();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let text = server.request("GET", "/metrics", &headers, "").await.text();
+    let dead = text
+        .lines()
+        .find(|l| {
+            l.starts_with("webhook_destination_dead_lettered_total")
+                && l.contains(r#"webhook="metered""#)
+        })
+        .unwrap_or_else(|| panic!("no dead-letter counter in:\n{text}"));
+    assert!(dead.ends_with(" 1"), "{dead}");
+    for gauge in ["webhook_spool_entries", "webhook_spool_bytes"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(gauge)),
+            "no {gauge} in:\n{text}"
+        );
+    }
+}
