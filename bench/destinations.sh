@@ -58,6 +58,7 @@ cat > "$work/webhooks.json" <<JSON
   "redis_publish": {"ack": "delivered", "module": "redis_publish", "connection": "redis", "module-config": {"channel": "bench-$run_id"}},
   "redis_rq": {"ack": "delivered", "module": "redis_rq", "connection": "redis", "module-config": {"function": "bench.handle", "queue_name": "$queue"}},
   "rabbitmq": {"ack": "delivered", "module": "rabbitmq", "connection": "rabbit", "module-config": {"queue_name": "$queue"}},
+  "rabbitmq_cqv2": {"ack": "delivered", "module": "rabbitmq", "connection": "rabbit", "module-config": {"queue_name": "$queue-v2", "queue_arguments": {"x-queue-version": 2}}},
   "kafka": {"ack": "delivered", "module": "kafka", "connection": "kafka", "module-config": {"topic": "$topic"}},
   "http_webhook": {"ack": "delivered", "module": "http_webhook", "module-config": {"url": "http://127.0.0.1:$TARGET_PORT/hook"}},
   "s3": {"module": "s3", "connection": "s3", "module-config": {"bucket": "bench"}}
@@ -106,13 +107,15 @@ echo "| destination | webhooks/s | p50 | p99 | non-2xx |"
 echo "|---|---:|---:|---:|---:|"
 # The bare server answers 401 (no signature sent): it is the HTTP ceiling only.
 measure "bare hyper (HTTP ceiling, answers 401)" "http://127.0.0.1:$BARE_PORT/" | sed 's/| [0-9]* |$/| n\/a |/'
-for name in log redis_publish redis_rq rabbitmq kafka http_webhook s3; do
+for name in log redis_publish redis_rq rabbitmq rabbitmq_cqv2 kafka http_webhook s3; do
   measure "$name" "http://127.0.0.1:$PORT/webhook/$name"
 done
 # The broker's own ceiling: the same messages published straight with lapin and confirms,
 # 64 in flight over 4 channels, no HTTP in between.
 ceiling=$(./target/release/rabbit-ceiling "amqp://guest:guest@127.0.0.1:5672/%2f" "$queue-ceiling" "$DURATION" "$CONNECTIONS")
 printf '| rabbitmq ceiling (lapin publisher, no HTTP) | %s | | | n/a |\n' "$ceiling"
+ceiling=$(./target/release/rabbit-ceiling "amqp://guest:guest@127.0.0.1:5672/%2f" "$queue-v2-ceiling" "$DURATION" "$CONNECTIONS" 2)
+printf '| rabbitmq_cqv2 ceiling (lapin publisher, no HTTP) | %s | | | n/a |\n' "$ceiling"
 
 # Leave nothing behind in the brokers.
 redis-cli del "rq:queue:$queue" >/dev/null
@@ -122,6 +125,7 @@ import sys, pika
 connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
 channel = connection.channel()
 channel.queue_delete(queue=sys.argv[1])
-channel.queue_delete(queue=sys.argv[1] + "-ceiling")
+for suffix in ("-ceiling", "-v2", "-v2-ceiling"):
+    channel.queue_delete(queue=sys.argv[1] + suffix)
 connection.close()
 PY

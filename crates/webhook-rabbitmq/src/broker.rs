@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::FieldTable;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -169,8 +170,12 @@ impl Broker {
 }
 
 impl Live {
-    /// Declare `queue` durable, once per connection.
-    pub(crate) async fn ensure_queue(&self, queue: &str) -> Result<(), RabbitError> {
+    /// Declare `queue` durable with `arguments`, once per connection.
+    pub(crate) async fn ensure_queue(
+        &self,
+        queue: &str,
+        arguments: &FieldTable,
+    ) -> Result<(), RabbitError> {
         let known = self
             .declared
             .lock()
@@ -183,13 +188,27 @@ impl Live {
             .queue_declare(
                 queue.into(),
                 QueueDeclareOptions::durable(),
-                FieldTable::default(),
+                arguments.clone(),
             )
             .await
-            .map_err(RabbitError::Channel)?;
+            .map_err(|err| declare_error(queue, err))?;
         if let Ok(mut set) = self.declared.lock() {
             set.insert(queue.to_owned());
         }
         Ok(())
     }
+}
+
+/// A declaration refused because the queue exists with other arguments is a configuration
+/// problem (not retryable); anything else is the channel failing.
+fn declare_error(queue: &str, err: lapin::Error) -> RabbitError {
+    if let lapin::ErrorKind::ProtocolError(amqp) = err.kind()
+        && *amqp.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+    {
+        return RabbitError::QueueMismatch {
+            queue: queue.to_owned(),
+            broker: amqp.get_message().to_string(),
+        };
+    }
+    RabbitError::Channel(err)
 }

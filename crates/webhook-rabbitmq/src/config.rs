@@ -39,4 +39,9 @@ pub struct RabbitConfig {
     /// Routing key (default: `queue_name`).
     #[serde(default)]
     pub routing_key: Option<String>,
+    /// Arguments of the queue declaration, e.g. `{"x-queue-version": 2}` or
+    /// `{"x-queue-type": "quorum"}`. The broker refuses a declaration whose arguments
+    /// differ from those of an existing queue, so they must match it.
+    #[serde(default)]
+    pub queue_arguments: serde_json::Map<String, serde_json::Value>,
 }

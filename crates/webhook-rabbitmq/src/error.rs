@@ -13,6 +13,10 @@ pub(crate) enum RabbitError {
     Nacked,
     #[error("no confirmation from the broker in time")]
     Timeout,
+    #[error(
+        "queue {queue:?} exists with other arguments; set module-config queue_arguments to match them ({broker})"
+    )]
+    QueueMismatch { queue: String, broker: String },
 }
 
 impl From<RabbitError> for ModuleError {
@@ -23,6 +27,9 @@ impl From<RabbitError> for ModuleError {
             }
             RabbitError::Nacked | RabbitError::Timeout => {
                 ModuleError::retryable("rabbitmq did not take the message")
+            }
+            RabbitError::QueueMismatch { .. } => {
+                return ModuleError::permanent(err.to_string());
             }
         };
         classified.with_source(err)

@@ -20,6 +20,7 @@ pub struct RabbitMq {
     queue: String,
     exchange: String,
     routing_key: String,
+    queue_arguments: FieldTable,
 }
 
 impl Module for RabbitMq {
@@ -33,7 +34,7 @@ impl Module for RabbitMq {
         if config.queue_name.is_empty() || config.queue_name.len() > 255 {
             return Err(BuildError::key("queue_name", "must be 1 to 255 bytes"));
         }
-        Ok(())
+        queue_arguments(&config.queue_arguments).map(|_| ())
     }
 
     async fn build(
@@ -59,8 +60,10 @@ impl Module for RabbitMq {
             .routing_key
             .clone()
             .unwrap_or_else(|| config.queue_name.clone());
+        let queue_arguments = queue_arguments(&config.queue_arguments)?;
         Ok(Self {
             broker,
+            queue_arguments,
             queue: config.queue_name,
             exchange: config.exchange,
             routing_key,
@@ -71,7 +74,8 @@ impl Module for RabbitMq {
         let live = self.broker.live().await.map_err(ModuleError::from)?;
         let result = async {
             if self.exchange.is_empty() {
-                live.ensure_queue(&self.queue).await?;
+                live.ensure_queue(&self.queue, &self.queue_arguments)
+                    .await?;
             }
             let confirm = live
                 .channel()
@@ -92,7 +96,11 @@ impl Module for RabbitMq {
             }
         }
         .await;
-        if let Err(RabbitError::Channel(_) | RabbitError::Timeout) = &result {
+        // A failed operation closes its channel: reconnect rather than reuse it.
+        if let Err(
+            RabbitError::Channel(_) | RabbitError::Timeout | RabbitError::QueueMismatch { .. },
+        ) = &result
+        {
             self.broker.discard(&live).await;
         }
         result.map_err(ModuleError::from)
@@ -109,6 +117,41 @@ impl Module for RabbitMq {
     async fn shutdown(&self) {
         self.broker.close().await;
     }
+}
+
+/// `queue_arguments` as an AMQP field table: strings, integers, floats and booleans.
+fn queue_arguments(
+    arguments: &serde_json::Map<String, serde_json::Value>,
+) -> Result<FieldTable, BuildError> {
+    use serde_json::Value;
+    let mut table = FieldTable::default();
+    for (name, value) in arguments {
+        let amqp = match value {
+            Value::String(text) => AMQPValue::LongString(text.as_str().into()),
+            Value::Bool(flag) => AMQPValue::Boolean(*flag),
+            Value::Number(number) => match (number.as_i64(), number.as_f64()) {
+                (Some(int), _) => match i32::try_from(int) {
+                    Ok(small) => AMQPValue::LongInt(small),
+                    Err(_) => AMQPValue::LongLongInt(int),
+                },
+                (None, Some(float)) => AMQPValue::Double(float),
+                (None, None) => {
+                    return Err(BuildError::key(
+                        format!("queue_arguments.{name}"),
+                        "is out of range",
+                    ));
+                }
+            },
+            Value::Null | Value::Array(_) | Value::Object(_) => {
+                return Err(BuildError::key(
+                    format!("queue_arguments.{name}"),
+                    "must be a string, a number or a boolean",
+                ));
+            }
+        };
+        table.insert(name.as_str().into(), amqp);
+    }
+    Ok(table)
 }
 
 /// Persistent, with the HTTP headers as AMQP headers, the content type and request id.

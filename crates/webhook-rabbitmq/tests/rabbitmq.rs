@@ -204,6 +204,82 @@ async fn a_dropped_connection_gives_503_then_recovers_without_loss() {
     assert!(bodies.len() <= delivered.len() + refused);
 }
 
+/// Declare `queue` with pika and `arguments` (JSON): "ok" or "refused CODE".
+fn declare_with_pika(queue: &str, arguments: &str) -> String {
+    let output = Command::new(python())
+        .arg(scripts_dir().join("rabbit_declare.py"))
+        .args([amqp_url(), queue.to_owned(), arguments.to_owned()])
+        .output()
+        .expect("python with pika (bash .ci/test installs it)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn queue_arguments_declare_the_queue_as_configured() {
+    let (_, _, host, port) = amqp_parts();
+    require_tcp("rabbitmq", &host, port);
+    let queue = unique("cqv2");
+    let server = start(
+        &format!(
+            r#"{{"q": {{"module": "rabbitmq", "connection": "rabbit", "module-config": {{"queue_name": "{queue}",
+                 "queue_arguments": {{"x-queue-version": 2, "x-max-length": 100000, "x-queue-mode": "default"}}}}}}}}"#
+        ),
+        &host,
+        port,
+    )
+    .await;
+    let body = r#"{"argued": true}"#;
+    let r = server.post("q", &[], body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // The broker holds the queue with exactly those arguments: pika's declaration with the
+    // same ones is accepted, one without them is refused as inequivalent.
+    assert_eq!(
+        declare_with_pika(
+            &queue,
+            r#"{"x-queue-version": 2, "x-max-length": 100000, "x-queue-mode": "default"}"#
+        ),
+        "ok"
+    );
+    assert_eq!(declare_with_pika(&queue, "{}"), "refused 406");
+    let (messages, left) = consume(&queue, 1, 20);
+    assert_eq!((messages.len(), left), (1, 0));
+    assert_eq!(body_of(&messages[0]), body.as_bytes());
+}
+
+#[tokio::test]
+async fn a_queue_with_other_arguments_is_a_clear_permanent_error() {
+    let (_, _, host, port) = amqp_parts();
+    require_tcp("rabbitmq", &host, port);
+    let queue = unique("mismatch");
+    let good = unique("good");
+    assert_eq!(declare_with_pika(&queue, r#"{"x-queue-version": 2}"#), "ok");
+    let server = start(
+        &format!(
+            r#"{{"q": {{"module": "rabbitmq", "connection": "rabbit", "module-config": {{"queue_name": "{queue}"}}}},
+                 "g": {{"module": "rabbitmq", "connection": "rabbit", "module-config": {{"queue_name": "{good}"}}}}}}"#
+        ),
+        &host,
+        port,
+    )
+    .await;
+    let r = server.post("q", &[], r#"{"n": 1}"#).await;
+    // Not retryable: the sender would get the same answer until the config changes.
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert!(r.text().contains(r#""retryable":false"#), "{}", r.text());
+    // The refused declaration closed a channel; the shared connection still works.
+    for i in 0..8 {
+        let r = server.post("g", &[], format!(r#"{{"g": {i}}}"#)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let (messages, left) = consume(&good, 8, 20);
+    assert_eq!((messages.len(), left), (8, 0));
+}
+
 #[test]
 fn config_errors_are_named() {
     let registry = registry();
@@ -237,6 +313,18 @@ fn config_errors_are_named() {
     .to_string();
     assert!(
         err.contains("connections.json: rabbit: missing field `pass`"),
+        "{err}"
+    );
+    let err = parse(
+        r#"{"q": {"module": "rabbitmq", "connection": "rabbit", "module-config": {"queue_name": "x", "queue_arguments": {"x-dead-letter": {"a": 1}}}}}"#,
+        ok_conn,
+    )
+    .unwrap()
+    .validate(&webhook_core::PipelineOptions::default())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("q.module-config.queue_arguments.x-dead-letter: module `rabbitmq`: must be a string, a number or a boolean"),
         "{err}"
     );
     // The password never shows in Debug output.

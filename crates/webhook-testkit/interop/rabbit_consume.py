@@ -13,7 +13,8 @@ url, queue, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 20
 connection = pika.BlockingConnection(pika.URLParameters(url))
 channel = connection.channel()
-channel.queue_declare(queue=queue, durable=True)
+# Passive: the gateway declared it (perhaps with arguments this script does not know).
+channel.queue_declare(queue=queue, passive=True)
 deadline = time.monotonic() + seconds
 received = 0
 while received < count and time.monotonic() < deadline:
@@ -33,6 +34,6 @@ while received < count and time.monotonic() < deadline:
     }), flush=True)
     received += 1
 # Report what is left, so a test can tell "exactly N" from "at least N".
-left = channel.queue_declare(queue=queue, durable=True, passive=True).method.message_count
+left = channel.queue_declare(queue=queue, passive=True).method.message_count
 print(json.dumps({"left": left}), flush=True)
 connection.close()

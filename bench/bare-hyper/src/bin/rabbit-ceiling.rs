@@ -3,7 +3,8 @@
 //! HTTP in between, with the properties the gateway sends for wrk's requests (three headers,
 //! content type, message id). Prints messages/s.
 //!
-//! `rabbit-ceiling AMQP_URL QUEUE SECONDS CONCURRENCY`
+//! `rabbit-ceiling AMQP_URL QUEUE SECONDS CONCURRENCY [QUEUE_VERSION]` (a queue version
+//! declares the queue with `x-queue-version`, as the gateway's `queue_arguments` do).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let queue = args.next().unwrap_or_else(|| "rabbit-ceiling".to_owned());
     let seconds: u64 = args.next().unwrap_or_else(|| "10".to_owned()).parse()?;
     let concurrency: usize = args.next().unwrap_or_else(|| "64".to_owned()).parse()?;
+    let mut queue_arguments = FieldTable::default();
+    if let Some(version) = args.next() {
+        queue_arguments.insert(
+            "x-queue-version".into(),
+            AMQPValue::LongInt(version.parse()?),
+        );
+    }
     let connection = Connection::connect(&url, ConnectionProperties::default()).await?;
     let mut channels = Vec::new();
     for _ in 0..4 {
@@ -35,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queue_declare(
             queue.as_str().into(),
             QueueDeclareOptions::durable(),
-            FieldTable::default(),
+            queue_arguments,
         )
         .await?;
     let body = Arc::new(vec![b'x'; 2200]);
