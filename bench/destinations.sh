@@ -59,9 +59,10 @@ cat > "$work/webhooks.json" <<JSON
   "redis_rq": {"ack": "delivered", "module": "redis_rq", "connection": "redis", "module-config": {"function": "bench.handle", "queue_name": "$queue"}},
   "rabbitmq": {"ack": "delivered", "module": "rabbitmq", "connection": "rabbit", "module-config": {"queue_name": "$queue"}},
   "rabbitmq_cqv2": {"ack": "delivered", "module": "rabbitmq", "connection": "rabbit", "module-config": {"queue_name": "$queue-v2", "queue_arguments": {"x-queue-version": 2}}},
+  "rabbitmq_quorum": {"ack": "delivered", "module": "rabbitmq", "connection": "rabbit", "module-config": {"queue_name": "$queue-quorum", "queue_arguments": {"x-queue-type": "quorum"}}},
   "kafka": {"ack": "delivered", "module": "kafka", "connection": "kafka", "module-config": {"topic": "$topic"}},
   "http_webhook": {"ack": "delivered", "module": "http_webhook", "module-config": {"url": "http://127.0.0.1:$TARGET_PORT/hook"}},
-  "s3": {"module": "s3", "connection": "s3", "module-config": {"bucket": "bench"}}
+  "s3": {"ack": "delivered", "module": "s3", "connection": "s3", "module-config": {"bucket": "bench"}}
 }
 JSON
 cat > "$work/connections.json" <<JSON
@@ -77,7 +78,7 @@ export BODY_FILE="$work/body.json"
 wait_tcp 127.0.0.1 "$PORT" 0 2>/dev/null && { echo "port $PORT is busy" >&2; exit 1; }
 RUST_LOG=warn ./target/release/webhook-server --host 127.0.0.1 --port "$PORT" \
   --webhooks-config "$work/webhooks.json" --connections-config "$work/connections.json" \
-  --data-dir "$work" >"$work/server.log" 2>&1 & pids+=($!)
+  --data-dir "$work" --spool-dir "$work/spool" >"$work/server.log" 2>&1 & pids+=($!)
 wait_tcp 127.0.0.1 "$PORT" 20 || { cat "$work/server.log" >&2; exit 1; }
 ./target/release/bare-hyper "$BARE_PORT" unused & pids+=($!)
 wait_tcp 127.0.0.1 "$BARE_PORT" 20
@@ -107,15 +108,25 @@ echo "| destination | webhooks/s | p50 | p99 | non-2xx |"
 echo "|---|---:|---:|---:|---:|"
 # The bare server answers 401 (no signature sent): it is the HTTP ceiling only.
 measure "bare hyper (HTTP ceiling, answers 401)" "http://127.0.0.1:$BARE_PORT/" | sed 's/| [0-9]* |$/| n\/a |/'
-for name in log redis_publish redis_rq rabbitmq rabbitmq_cqv2 kafka http_webhook s3; do
+# Each RabbitMQ row is followed by the broker's own ceiling for the same queue type: the
+# same messages published straight with lapin and confirms, 64 in flight over 4 channels,
+# no HTTP in between. Queues are emptied between rows so that no row pays for the backlog
+# of the one before.
+rabbit_ceiling() { # name queue [queue-version | quorum]
+  rabbitmqctl -q purge_queue "$2" >/dev/null 2>&1 || true
+  local rate
+  rate=$(./target/release/rabbit-ceiling "amqp://guest:guest@127.0.0.1:5672/%2f" "$2-ceiling" "$DURATION" "$CONNECTIONS" ${3:-})
+  rabbitmqctl -q delete_queue "$2-ceiling" >/dev/null 2>&1 || true
+  printf '| %s ceiling (lapin publisher, no HTTP) | %s | | | n/a |\n' "$1" "$rate"
+}
+for name in log redis_publish redis_rq rabbitmq rabbitmq_cqv2 rabbitmq_quorum kafka http_webhook s3; do
   measure "$name" "http://127.0.0.1:$PORT/webhook/$name"
+  case $name in
+    rabbitmq) rabbit_ceiling "$name" "$queue" ;;
+    rabbitmq_cqv2) rabbit_ceiling "$name" "$queue-v2" 2 ;;
+    rabbitmq_quorum) rabbit_ceiling "$name" "$queue-quorum" quorum ;;
+  esac
 done
-# The broker's own ceiling: the same messages published straight with lapin and confirms,
-# 64 in flight over 4 channels, no HTTP in between.
-ceiling=$(./target/release/rabbit-ceiling "amqp://guest:guest@127.0.0.1:5672/%2f" "$queue-ceiling" "$DURATION" "$CONNECTIONS")
-printf '| rabbitmq ceiling (lapin publisher, no HTTP) | %s | | | n/a |\n' "$ceiling"
-ceiling=$(./target/release/rabbit-ceiling "amqp://guest:guest@127.0.0.1:5672/%2f" "$queue-v2-ceiling" "$DURATION" "$CONNECTIONS" 2)
-printf '| rabbitmq_cqv2 ceiling (lapin publisher, no HTTP) | %s | | | n/a |\n' "$ceiling"
 
 # Leave nothing behind in the brokers.
 redis-cli del "rq:queue:$queue" >/dev/null
@@ -125,7 +136,7 @@ import sys, pika
 connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
 channel = connection.channel()
 channel.queue_delete(queue=sys.argv[1])
-for suffix in ("-ceiling", "-v2", "-v2-ceiling"):
+for suffix in ("-ceiling", "-v2", "-v2-ceiling", "-quorum", "-quorum-ceiling"):
     channel.queue_delete(queue=sys.argv[1] + suffix)
 connection.close()
 PY

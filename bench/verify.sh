@@ -49,7 +49,7 @@ cat > "$work/webhooks.json" <<'JSON'
 JSON
 wait_tcp 127.0.0.1 "$PORT" 0 2>/dev/null && { echo "port $PORT is busy" >&2; exit 1; }
 RUST_LOG=warn ./target/release/webhook-server --host 127.0.0.1 --port "$PORT" \
-  --webhooks-config "$work/webhooks.json" --data-dir "$work" >"$work/server.log" 2>&1 & pids+=($!)
+  --webhooks-config "$work/webhooks.json" --data-dir "$work" --spool-dir "$work/spool" >"$work/server.log" 2>&1 & pids+=($!)
 wait_tcp 127.0.0.1 "$PORT" 20 || { cat "$work/server.log" >&2; exit 1; }
 
 declare -A total

@@ -223,32 +223,36 @@ fn declare_with_pika(queue: &str, arguments: &str) -> String {
 async fn queue_arguments_declare_the_queue_as_configured() {
     let (_, _, host, port) = amqp_parts();
     require_tcp("rabbitmq", &host, port);
-    let queue = unique("cqv2");
+    let classic = unique("cqv2");
+    let quorum = unique("quorum");
+    let classic_args =
+        r#"{"x-queue-version": 2, "x-max-length": 100000, "x-queue-mode": "default"}"#;
+    let quorum_args = r#"{"x-queue-type": "quorum"}"#;
     let server = start(
         &format!(
-            r#"{{"q": {{"module": "rabbitmq", "connection": "rabbit", "module-config": {{"queue_name": "{queue}",
-                 "queue_arguments": {{"x-queue-version": 2, "x-max-length": 100000, "x-queue-mode": "default"}}}}}}}}"#
+            r#"{{"c": {{"module": "rabbitmq", "connection": "rabbit", "module-config": {{"queue_name": "{classic}", "queue_arguments": {classic_args}}}}},
+                 "q": {{"module": "rabbitmq", "connection": "rabbit", "module-config": {{"queue_name": "{quorum}", "queue_arguments": {quorum_args}}}}}}}"#
         ),
         &host,
         port,
     )
     .await;
-    let body = r#"{"argued": true}"#;
-    let r = server.post("q", &[], body).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    // The broker holds the queue with exactly those arguments: pika's declaration with the
-    // same ones is accepted, one without them is refused as inequivalent.
-    assert_eq!(
-        declare_with_pika(
-            &queue,
-            r#"{"x-queue-version": 2, "x-max-length": 100000, "x-queue-mode": "default"}"#
-        ),
-        "ok"
-    );
-    assert_eq!(declare_with_pika(&queue, "{}"), "refused 406");
-    let (messages, left) = consume(&queue, 1, 20);
-    assert_eq!((messages.len(), left), (1, 0));
-    assert_eq!(body_of(&messages[0]), body.as_bytes());
+    for (id, queue, arguments) in [("c", &classic, classic_args), ("q", &quorum, quorum_args)] {
+        let body = format!(r#"{{"argued": "{id}"}}"#);
+        let r = server
+            .post(id, &[("X-GitHub-Event", "push")], body.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        // The broker holds the queue with exactly those arguments: pika's declaration with
+        // the same ones is accepted, one without them is refused as inequivalent.
+        assert_eq!(declare_with_pika(queue, arguments), "ok");
+        assert_eq!(declare_with_pika(queue, "{}"), "refused 406");
+        let (messages, left) = consume(queue, 1, 20);
+        assert_eq!((messages.len(), left), (1, 0), "{id}");
+        assert_eq!(body_of(&messages[0]), body.as_bytes());
+        assert_eq!(messages[0]["headers"]["x-github-event"], "push");
+        assert_eq!(messages[0]["delivery_mode"], 2);
+    }
 }
 
 #[tokio::test]

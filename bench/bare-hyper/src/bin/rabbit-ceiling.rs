@@ -3,8 +3,9 @@
 //! HTTP in between, with the properties the gateway sends for wrk's requests (three headers,
 //! content type, message id). Prints messages/s.
 //!
-//! `rabbit-ceiling AMQP_URL QUEUE SECONDS CONCURRENCY [QUEUE_VERSION]` (a queue version
-//! declares the queue with `x-queue-version`, as the gateway's `queue_arguments` do).
+//! `rabbit-ceiling AMQP_URL QUEUE SECONDS CONCURRENCY [QUEUE_VERSION | quorum]` (a queue version
+//! declares the queue with `x-queue-version`, `quorum` with `x-queue-type`, as the gateway's
+//! `queue_arguments` do).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,11 +25,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seconds: u64 = args.next().unwrap_or_else(|| "10".to_owned()).parse()?;
     let concurrency: usize = args.next().unwrap_or_else(|| "64".to_owned()).parse()?;
     let mut queue_arguments = FieldTable::default();
-    if let Some(version) = args.next() {
-        queue_arguments.insert(
-            "x-queue-version".into(),
-            AMQPValue::LongInt(version.parse()?),
-        );
+    match args.next().as_deref() {
+        None => {}
+        Some("quorum") => {
+            queue_arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+        }
+        Some(version) => {
+            queue_arguments.insert(
+                "x-queue-version".into(),
+                AMQPValue::LongInt(version.parse()?),
+            );
+        }
     }
     let connection = Connection::connect(&url, ConnectionProperties::default()).await?;
     let mut channels = Vec::new();
