@@ -282,6 +282,9 @@ async fn a_queue_with_other_arguments_is_a_clear_permanent_error() {
     }
     let (messages, left) = consume(&good, 8, 20);
     assert_eq!((messages.len(), left), (8, 0));
+    // nothing was published to the queue whose declaration was refused
+    let (messages, left) = consume(&queue, 0, 1);
+    assert_eq!((messages.len(), left), (0, 0));
 }
 
 #[test]

@@ -36,4 +36,6 @@ while received < count and time.monotonic() < deadline:
 # Report what is left, so a test can tell "exactly N" from "at least N".
 left = channel.queue_declare(queue=queue, passive=True).method.message_count
 print(json.dumps({"left": left}), flush=True)
+# Test queues are single-use: leave nothing behind in the broker.
+channel.queue_delete(queue=queue)
 connection.close()
