@@ -53,16 +53,12 @@ async fn start(webhooks: &str, host: &str, port: u16) -> TestServer {
         .await
 }
 
-/// Messages read from `queue` with pika, and how many were left behind.
-fn consume(queue: &str, count: usize, seconds: u32) -> (Vec<serde_json::Value>, u64) {
+/// Run a pika script of the testkit with the broker URL and `args`; its standard output.
+fn run_pika(script: &str, args: &[&str]) -> String {
     let output = Command::new(python())
-        .arg(scripts_dir().join("rabbit_consume.py"))
-        .args([
-            amqp_url(),
-            queue.to_owned(),
-            count.to_string(),
-            seconds.to_string(),
-        ])
+        .arg(scripts_dir().join(script))
+        .arg(amqp_url())
+        .args(args)
         .output()
         .expect("python with pika (bash .ci/test installs it)");
     assert!(
@@ -70,8 +66,16 @@ fn consume(queue: &str, count: usize, seconds: u32) -> (Vec<serde_json::Value>, 
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut messages: Vec<serde_json::Value> = String::from_utf8(output.stdout)
-        .unwrap()
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Messages read from `queue` with pika, and how many were left behind.
+fn consume(queue: &str, count: usize, seconds: u32) -> (Vec<serde_json::Value>, u64) {
+    let output = run_pika(
+        "rabbit_consume.py",
+        &[queue, &count.to_string(), &seconds.to_string()],
+    );
+    let mut messages: Vec<serde_json::Value> = output
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -206,17 +210,9 @@ async fn a_dropped_connection_gives_503_then_recovers_without_loss() {
 
 /// Declare `queue` with pika and `arguments` (JSON): "ok" or "refused CODE".
 fn declare_with_pika(queue: &str, arguments: &str) -> String {
-    let output = Command::new(python())
-        .arg(scripts_dir().join("rabbit_declare.py"))
-        .args([amqp_url(), queue.to_owned(), arguments.to_owned()])
-        .output()
-        .expect("python with pika (bash .ci/test installs it)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    run_pika("rabbit_declare.py", &[queue, arguments])
+        .trim()
+        .to_owned()
 }
 
 #[tokio::test]
