@@ -158,18 +158,7 @@ impl Outbox {
         let (letter, entry) = tokio::task::spawn_blocking(move || spool.read_dead_letter(&owned))
             .await
             .map_err(|_| SpoolError::Closed)??;
-        let spooled = self
-            .spool
-            .append(
-                entry.request_id,
-                entry.webhook_id,
-                entry.received_at,
-                entry.data_type,
-                entry.targets,
-                entry.headers,
-                entry.body,
-            )
-            .await?;
+        let spooled = self.spool.respool(entry).await?;
         let spool = Arc::clone(&self.spool);
         let owned = id.to_owned();
         tokio::task::spawn_blocking(move || spool.remove_dead_letter(&owned))

@@ -579,6 +579,17 @@ impl Pipeline {
         }
     }
 
+    /// Drop dead letter `id` for good (not delivered); its bytes leave the spool's quota.
+    pub async fn delete_dead_letter(&self, id: &str) -> Result<DeadLetter, SpoolError> {
+        let Some(spool) = self.spool().cloned() else {
+            return Err(SpoolError::NoDeadLetter(id.to_owned()));
+        };
+        let owned = id.to_owned();
+        tokio::task::spawn_blocking(move || spool.delete_dead_letter(&owned))
+            .await
+            .map_err(|_| SpoolError::Closed)?
+    }
+
     /// The `/stats` answer: from the shared store when one is configured (an error when it
     /// cannot be read), else [`Pipeline::stats`]. `duplicates` always comes from this
     /// instance.

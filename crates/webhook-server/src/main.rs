@@ -167,6 +167,11 @@ enum DeadLetterCommand {
         /// The dead letter's id (from `list`).
         id: String,
     },
+    /// Drop a dead letter without delivering it (frees its space in the spool's quota).
+    Delete {
+        /// The dead letter's id (from `list`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -177,7 +182,7 @@ enum Command {
     CheckConfig,
     /// Print the OpenAPI 3.1 document of the webhooks (as served at /openapi.json).
     Openapi,
-    /// List or replay dead letters through a running server's admin API (needs its
+    /// List, replay or delete dead letters through a running server's admin API (needs its
     /// --ops-token).
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
@@ -446,7 +451,7 @@ fn load_config(cli: &Cli, registry: &Registry) -> Result<(Config, String)> {
     Ok((config, webhooks.text().to_owned()))
 }
 
-/// `dead-letters list|replay ID`: ask the running server's admin API.
+/// `dead-letters list|replay ID|delete ID`: ask the running server's admin API.
 #[allow(clippy::print_stdout)]
 async fn dead_letters(cli: &Cli, command: &DeadLetterCommand) -> Result<()> {
     let base = cli
@@ -459,6 +464,9 @@ async fn dead_letters(cli: &Cli, command: &DeadLetterCommand) -> Result<()> {
             http::Method::POST,
             format!("/admin/dead-letters/{id}/replay"),
         ),
+        DeadLetterCommand::Delete { id } => {
+            (http::Method::DELETE, format!("/admin/dead-letters/{id}"))
+        }
     };
     let (status, body) =
         webhook_server::admin_client::request(&base, method, &path, cli.ops_token.as_deref())

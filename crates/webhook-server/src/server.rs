@@ -254,18 +254,21 @@ pub async fn route(
                 Bytes::from(serde_json::json!({ "detail": err.to_string() }).to_string()),
             ),
         },
-        _ if method == Method::POST
-            && path.starts_with("/admin/dead-letters/")
-            && path.ends_with("/replay") =>
+        _ if (method == Method::POST && path.ends_with("/replay") || method == Method::DELETE)
+            && path.starts_with("/admin/dead-letters/") =>
         {
-            let id = path
-                .trim_start_matches("/admin/dead-letters/")
-                .trim_end_matches("/replay");
-            match pipeline.replay_dead_letter(id).await {
+            let id = path.trim_start_matches("/admin/dead-letters/");
+            let (done, message) = if method == Method::DELETE {
+                (pipeline.delete_dead_letter(id).await, "deleted")
+            } else {
+                let id = id.trim_end_matches("/replay");
+                (pipeline.replay_dead_letter(id).await, "replayed")
+            };
+            match done {
                 Ok(letter) => json(
                     StatusCode::OK,
                     Bytes::from(
-                        serde_json::json!({ "message": "replayed", "dead_letter": letter })
+                        serde_json::json!({ "message": message, "dead_letter": letter })
                             .to_string(),
                     ),
                 ),

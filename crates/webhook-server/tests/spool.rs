@@ -513,3 +513,118 @@ async fn spool_and_dead_letter_metrics_are_exported() {
         );
     }
 }
+
+#[tokio::test]
+async fn dead_letters_count_against_the_quota_and_can_be_replayed_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = HttpTarget::start().await;
+    // Every delivery is refused for good: each webhook becomes a dead letter.
+    target.respond(StatusCode::BAD_REQUEST, &[]);
+    let webhooks = format!(
+        r#"{{"hook": {{"module": "http_webhook", "data_type": "blob",
+             "module-config": {{"url": "{}", "timeout": 2}}}}}}"#,
+        target.url("/d")
+    );
+    let server = start(&webhooks, dir.path(), 96 << 10).await;
+    let headers = auth();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let body = "d".repeat(4000);
+    let mut accepted = 0;
+    let full = loop {
+        let r = server.post("hook", &[], body.clone()).await;
+        if r.status != StatusCode::OK {
+            break r;
+        }
+        accepted += 1;
+        assert!(accepted < 1000, "dead letters never filled the quota");
+        // wait until it is a dead letter, so the space it holds is the dead letter's
+        eventually(Duration::from_secs(5), "the dead letter", || {
+            target.received().len() >= accepted
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    };
+    assert_eq!(
+        full.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        full.text()
+    );
+    assert!(full.header("retry-after").is_some());
+    let letters = dead_letters(&server).await;
+    assert!(letters.len() >= 10, "only {} dead letters", letters.len());
+    assert!(letters.len() <= accepted, "{} > {accepted}", letters.len());
+    // Still full while the dead letters stay: they are kept, never dropped for room.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        server.post("hook", &[], body.clone()).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // A replay is taken even now (it moves a dead letter back into the spool).
+    target.respond(StatusCode::OK, &[]);
+    let before = target.received().len();
+    let first = letters[0]["id"].as_str().unwrap().to_owned();
+    let r = server
+        .request(
+            "POST",
+            &format!("/admin/dead-letters/{first}/replay"),
+            &headers,
+            "",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    eventually(Duration::from_secs(5), "the replayed delivery", || {
+        target.received().len() > before
+    })
+    .await;
+    assert_eq!(
+        request_id(&target.received()[before]),
+        letters[0]["request_id"].as_str().unwrap()
+    );
+
+    // DELETE drops the others; unknown (or already deleted) ids are 404.
+    for letter in &letters[1..] {
+        let path = format!("/admin/dead-letters/{}", letter["id"].as_str().unwrap());
+        let r = server.request("DELETE", &path, &headers, "").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["message"], "deleted");
+        assert_eq!(r.json()["dead_letter"]["id"], letter["id"]);
+        let again = server.request("DELETE", &path, &headers, "").await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text());
+    }
+    let r = server
+        .request("DELETE", "/admin/dead-letters/..%2Fspool", &headers, "")
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(dead_letters(&server).await.is_empty());
+    let r = server
+        .request("DELETE", "/admin/dead-letters/x", &[], "")
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the token is needed");
+
+    // The space is back: new webhooks are taken and delivered.
+    let mut ok = false;
+    for _ in 0..100 {
+        if server.post("hook", &[], body.clone()).await.status == StatusCode::OK {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        ok,
+        "the spool did not take requests after the dead letters went"
+    );
+    let deleted_ids: Vec<&str> = letters[1..]
+        .iter()
+        .map(|l| l["request_id"].as_str().unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        target.received()[before..]
+            .iter()
+            .all(|r| !deleted_ids.contains(&request_id(r).as_str())),
+        "a deleted dead letter was delivered"
+    );
+}

@@ -184,7 +184,7 @@ async fn sigkill_under_load_loses_no_acknowledged_webhook() {
     let _ = server.wait();
 }
 
-/// `webhook-server dead-letters list|replay` talk to a running server's admin API.
+/// `webhook-server dead-letters list|replay|delete` talk to a running server's admin API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -256,6 +256,39 @@ async fn dead_letters_from_the_command_line() {
     assert_eq!(replayed.headers["x-webhook-request-id"], id.as_str());
     let (ok, out) = cli(&["replay", listed["id"].as_str().unwrap()]);
     assert!(!ok, "a second replay of the same id must fail: {out}");
+
+    // `delete` drops a dead letter without delivering it.
+    target.respond(http::StatusCode::UNPROCESSABLE_ENTITY, &[]);
+    let request = http::Request::post(format!("http://{addr}/webhook/cli"))
+        .body(Full::new(Bytes::from_static(br#"{"via": "cli", "n": 2}"#)))
+        .unwrap();
+    assert_eq!(
+        client.request(request).await.unwrap().status(),
+        http::StatusCode::OK
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        let (ok, out) = cli(&["list"]);
+        assert!(ok, "{out}");
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if let Some(first) = list["dead_letters"].as_array().and_then(|l| l.first()) {
+            break first["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no second dead letter: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (ok, out) = cli(&["delete", &second]);
+    assert!(ok, "{out}");
+    assert!(out.contains("deleted"), "{out}");
+    let (ok, out) = cli(&["list"]);
+    assert!(ok && !out.contains(&second), "{out}");
+    let (ok, out) = cli(&["delete", &second]);
+    assert!(!ok, "deleting twice must fail: {out}");
+    assert_eq!(
+        target.received().len(),
+        3,
+        "a deleted dead letter is not delivered"
+    );
     // a wrong token is refused
     let out = Command::new(BIN)
         .args(["--ops-token", "wrong", "--admin-url"])

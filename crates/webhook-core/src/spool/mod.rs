@@ -42,8 +42,10 @@ use record::{EntryRecord, Record};
 pub struct SpoolOptions {
     /// The spool directory (default `spool`, relative to the working directory).
     pub dir: PathBuf,
-    /// Most bytes the segment files may take (default 1 GiB). Past it, requests of
-    /// `persisted` webhooks are answered 503 with `Retry-After` until space frees.
+    /// Most bytes the segment files and the dead letters may take together (default
+    /// 1 GiB). Past it, requests of `persisted` webhooks are answered 503 with
+    /// `Retry-After` until space frees (entries delivered, dead letters replayed or
+    /// deleted).
     pub max_bytes: u64,
     /// Size at which the active segment is closed and a new one started (default 64 MiB,
     /// at most an eighth of `max_bytes`).
@@ -159,9 +161,11 @@ pub struct Spool {
     dir: PathBuf,
     options: SpoolOptions,
     state: Arc<Mutex<State>>,
-    /// Bytes of the segment files plus those reserved by appends under way (lock-free, so a
-    /// request never waits for the writer's lock).
+    /// Bytes of the segment files and dead letters plus those reserved by appends under
+    /// way (lock-free, so a request never waits for the writer's lock).
     used: Arc<AtomicU64>,
+    /// The part of `used` that dead letters take.
+    dead_bytes: Arc<AtomicU64>,
     next_seq: AtomicU64,
     writer: Mutex<mpsc::Sender<Op>>,
 }
@@ -313,7 +317,10 @@ impl Spool {
             }
         }
         sync_dir(&dir)?;
-        let used = Arc::new(AtomicU64::new(segment.bytes));
+        let dead_bytes = Arc::new(AtomicU64::new(dead_letter_bytes(&dir.join("dead"))?));
+        let used = Arc::new(AtomicU64::new(
+            segment.bytes + dead_bytes.load(Ordering::Relaxed),
+        ));
         state.segments.insert(active, segment);
         if !state.live.is_empty() {
             tracing::info!(
@@ -344,6 +351,7 @@ impl Spool {
             janitor,
             state: Arc::clone(&state),
             used: Arc::clone(&used),
+            dead_bytes: Arc::clone(&dead_bytes),
             segment_bytes: options.segment_bytes,
             max_bytes: options.max_bytes,
             _lock: lock_file,
@@ -358,6 +366,7 @@ impl Spool {
             options,
             state,
             used,
+            dead_bytes,
             next_seq: AtomicU64::new(max_seq + 1),
             writer: Mutex::new(sender),
         }))
@@ -368,7 +377,7 @@ impl Spool {
         &self.dir
     }
 
-    /// Pending entries and the bytes the segment files take.
+    /// Pending entries, and the bytes the segment files and dead letters take.
     pub fn usage(&self) -> (usize, u64) {
         let entries = lock(&self.state).live.len();
         (entries, self.used.load(Ordering::Relaxed))
@@ -396,7 +405,7 @@ impl Spool {
         body: Bytes,
     ) -> Result<Arc<EntryRecord>, SpoolError> {
         let entry = EntryRecord {
-            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            seq: 0,
             request_id,
             received_at,
             data_type,
@@ -407,11 +416,33 @@ impl Spool {
             headers,
             body,
         };
+        self.write_entry(entry, true).await
+    }
+
+    /// Spool a dead letter's entry again for a replay (a new sequence number, nothing done
+    /// yet). Not refused by the quota: the dead letter it comes from is deleted right after,
+    /// so this never grows what is stored, and a spool filled with dead letters can always
+    /// be emptied by replaying them.
+    pub(crate) async fn respool(
+        &self,
+        mut entry: EntryRecord,
+    ) -> Result<Arc<EntryRecord>, SpoolError> {
+        entry.done = 0;
+        entry.attempts.clear();
+        self.write_entry(entry, false).await
+    }
+
+    async fn write_entry(
+        &self,
+        mut entry: EntryRecord,
+        within_quota: bool,
+    ) -> Result<Arc<EntryRecord>, SpoolError> {
+        entry.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let bytes = record::encode_entry(&entry);
         let len = bytes.len() as u64;
         let max = self.options.max_bytes;
         let before = self.used.fetch_add(len, Ordering::AcqRel);
-        if before + len > max {
+        if within_quota && before + len > max {
             release(&self.used, len);
             return Err(SpoolError::Full { used: before, max });
         }
@@ -541,8 +572,19 @@ impl Spool {
         let mut file = File::create(&tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
-        fs::rename(&tmp, dead.join(format!("{id}.dead")))?;
+        let path = dead.join(format!("{id}.dead"));
+        // A dead letter written again for the same id (a replay that failed again)
+        // replaces the earlier file: count only the difference.
+        let replaced = fs::metadata(&path).map_or(0, |m| m.len());
+        fs::rename(&tmp, &path)?;
         sync_dir(&dead)?;
+        // Counted even past the quota: the entry it comes from frees its own space in the
+        // segments, and a dead letter is never dropped for want of room.
+        let len = bytes.len() as u64;
+        self.used.fetch_add(len, Ordering::AcqRel);
+        self.dead_bytes.fetch_add(len, Ordering::AcqRel);
+        release(&self.used, replaced);
+        release(&self.dead_bytes, replaced);
         Ok(letter)
     }
 
@@ -567,6 +609,12 @@ impl Spool {
         &self,
         id: &str,
     ) -> Result<(DeadLetter, EntryRecord), SpoolError> {
+        read_dead_letter(&self.dead_letter_path(id)?)
+    }
+
+    /// The file of dead letter `id`; `NoDeadLetter` when there is none (or the id is not
+    /// one we make, so no path outside the directory can be named).
+    fn dead_letter_path(&self, id: &str) -> Result<PathBuf, SpoolError> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(SpoolError::NoDeadLetter(id.to_owned()));
         }
@@ -574,14 +622,39 @@ impl Spool {
         if !path.exists() {
             return Err(SpoolError::NoDeadLetter(id.to_owned()));
         }
-        read_dead_letter(&path)
+        Ok(path)
     }
 
-    /// Delete dead letter `id` (after it was re-spooled). Blocking.
+    /// Delete dead letter `id` (after it was re-spooled, or for good): its bytes leave the
+    /// quota. Blocking.
     pub(crate) fn remove_dead_letter(&self, id: &str) -> Result<(), SpoolError> {
-        fs::remove_file(self.dead_dir().join(format!("{id}.dead")))?;
+        let path = self.dead_letter_path(id)?;
+        let len = fs::metadata(&path)?.len();
+        fs::remove_file(&path)?;
+        release(&self.used, len);
+        release(&self.dead_bytes, len);
         Ok(())
     }
+
+    /// Drop dead letter `id` without delivering it; returns what it was. Blocking.
+    pub fn delete_dead_letter(&self, id: &str) -> Result<DeadLetter, SpoolError> {
+        let (letter, _) = read_dead_letter(&self.dead_letter_path(id)?)?;
+        self.remove_dead_letter(id)?;
+        tracing::warn!(id, webhook = %letter.webhook, request_id = %letter.request_id, "dead letter deleted");
+        Ok(letter)
+    }
+}
+
+/// Bytes the dead letters in `dead` take (what a restart finds).
+fn dead_letter_bytes(dead: &Path) -> io::Result<u64> {
+    let mut total = 0;
+    for dirent in fs::read_dir(dead)? {
+        let dirent = dirent?;
+        if dirent.path().extension().is_some_and(|e| e == "dead") {
+            total += dirent.metadata()?.len();
+        }
+    }
+    Ok(total)
 }
 
 fn read_dead_letter(path: &Path) -> Result<(DeadLetter, EntryRecord), SpoolError> {
@@ -663,6 +736,7 @@ struct Writer {
     janitor: mpsc::Sender<PathBuf>,
     state: Arc<Mutex<State>>,
     used: Arc<AtomicU64>,
+    dead_bytes: Arc<AtomicU64>,
     segment_bytes: u64,
     max_bytes: u64,
     /// Held until the last queued record is written: the directory stays ours till then.
@@ -783,11 +857,15 @@ impl Writer {
         }
     }
 
-    /// Over half the quota used and the active segment holds nothing pending: start a new
+    /// Over half the quota used by segments and the active segment holds nothing pending: start a new
     /// one so the old can be deleted.
     fn under_pressure(&self) -> bool {
         let state = lock(&self.state);
-        self.used.load(Ordering::Relaxed) > self.max_bytes / 2
+        let segments = self
+            .used
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.dead_bytes.load(Ordering::Relaxed));
+        segments > self.max_bytes / 2
             && state
                 .segments
                 .get(&state.active)

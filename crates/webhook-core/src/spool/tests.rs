@@ -271,3 +271,87 @@ async fn a_recycled_segment_never_revives_its_old_records() {
     );
     assert_eq!(spool.pending()[0].entry.request_id, last.request_id);
 }
+
+#[tokio::test]
+async fn dead_letters_are_counted_in_the_quota_across_restarts_until_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let spool = Spool::open(opts.clone()).unwrap();
+    let entry = put(&spool, &"q".repeat(3000), 1).await;
+    let letter = spool
+        .write_dead_letter(&entry, 0, "http_webhook", 3, "HTTP 400")
+        .unwrap();
+    spool.done(entry.seq, 0);
+    let file = dir.path().join("dead").join(format!("{}.dead", letter.id));
+    let file_len = fs::metadata(&file).unwrap().len();
+    assert!(file_len > 3000);
+    let (_, with_letter) = spool.usage();
+    assert!(with_letter >= file_len, "{with_letter} < {file_len}");
+    drop(spool);
+
+    // After a restart the pending entry is gone, the dead letter still counts.
+    let spool = reopen(&opts);
+    let (entries, used) = spool.usage();
+    assert_eq!(entries, 0);
+    assert_eq!(used, file_len, "only the dead letter takes space");
+
+    // Written again under the same id (a replay failed again): counted once.
+    let (_, again) = spool.read_dead_letter(&letter.id).unwrap();
+    spool
+        .write_dead_letter(&again, 0, "http_webhook", 1, "HTTP 400")
+        .unwrap();
+    assert_eq!(spool.usage().1, fs::metadata(&file).unwrap().len());
+
+    // Deleted: its bytes leave the quota; a second delete is an unknown id.
+    assert_eq!(spool.delete_dead_letter(&letter.id).unwrap().id, letter.id);
+    assert!(!file.exists());
+    assert_eq!(spool.usage().1, 0);
+    assert!(matches!(
+        spool.delete_dead_letter(&letter.id),
+        Err(SpoolError::NoDeadLetter(_))
+    ));
+    assert!(matches!(
+        spool.delete_dead_letter("../LOCK"),
+        Err(SpoolError::NoDeadLetter(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_replay_is_spooled_even_when_the_quota_is_used_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SpoolOptions {
+        max_bytes: 16 << 10,
+        segment_bytes: 4 << 10,
+        ..options(dir.path())
+    };
+    let spool = Spool::open(opts).unwrap();
+    let entry = put(&spool, &"r".repeat(2000), 1).await;
+    let letter = spool
+        .write_dead_letter(&entry, 0, "log", 1, "gave up")
+        .unwrap();
+    spool.done(entry.seq, 0);
+    // fill what is left
+    let mut n = 0;
+    while spool
+        .append(
+            Uuid::now_v7(),
+            Arc::from("hook"),
+            SystemTime::now(),
+            DataType::Blob,
+            1,
+            Arc::new(HeaderMap::new()),
+            Bytes::from("f".repeat(2000)),
+        )
+        .await
+        .is_ok()
+    {
+        n += 1;
+        assert!(n < 100, "never full");
+    }
+    let (_, dead) = spool.read_dead_letter(&letter.id).unwrap();
+    let respooled = spool.respool(dead).await.unwrap();
+    assert_eq!(respooled.request_id, entry.request_id);
+    assert_eq!(respooled.body, entry.body);
+    assert!(respooled.seq > entry.seq);
+    assert_eq!((respooled.done, respooled.targets), (0, 1));
+}
