@@ -144,6 +144,12 @@ struct Cli {
     #[arg(long, env = "WEBHOOK_SPOOL_MAX_BYTES", default_value_t = 1 << 30, global = true)]
     spool_max_bytes: u64,
 
+    /// How the spool makes a group durable: `direct` (O_DIRECT + O_DSYNC writes, falling
+    /// back to `fdatasync` where the file system refuses direct I/O) or `fdatasync`
+    /// (buffered writes + fdatasync).
+    #[arg(long, env = "WEBHOOK_SPOOL_SYNC", default_value = "direct", value_parser = ["direct", "fdatasync"], global = true)]
+    spool_sync: String,
+
     /// Most background deliveries in flight per destination.
     #[arg(
         long,
@@ -394,6 +400,7 @@ fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
         spool: webhook_core::SpoolOptions {
             dir: cli.spool_dir.clone(),
             max_bytes: cli.spool_max_bytes,
+            direct_io: cli.spool_sync == "direct",
             ..webhook_core::SpoolOptions::default()
         },
         destination_concurrency: cli.destination_concurrency.max(1),

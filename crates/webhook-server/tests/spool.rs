@@ -24,6 +24,7 @@ fn options(dir: &Path, max_bytes: u64) -> PipelineOptions {
             dir: dir.to_path_buf(),
             max_bytes,
             segment_bytes: 64 << 20,
+            ..SpoolOptions::default()
         },
         ..PipelineOptions::default()
     }

@@ -21,7 +21,7 @@ pub(crate) mod record;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -50,6 +50,10 @@ pub struct SpoolOptions {
     /// Size at which the active segment is closed and a new one started (default 64 MiB,
     /// at most an eighth of `max_bytes`).
     pub segment_bytes: u64,
+    /// Write each group with `O_DIRECT | O_DSYNC` (default `true`): one write per group,
+    /// durable when it returns, without the page cache. Where the file system refuses
+    /// direct I/O, or with `false`, groups are written buffered and `fdatasync`'d.
+    pub direct_io: bool,
 }
 
 impl Default for SpoolOptions {
@@ -58,6 +62,7 @@ impl Default for SpoolOptions {
             dir: PathBuf::from("spool"),
             max_bytes: 1 << 30,
             segment_bytes: 64 << 20,
+            direct_io: true,
         }
     }
 }
@@ -190,16 +195,91 @@ const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
 const SPARE: &str = "spare.seg";
 
 /// Open segment `path` for writing at offsets: the spare file renamed, else a new file.
-fn open_segment(path: &Path, spare: Option<&Path>) -> io::Result<File> {
+/// Alignment of direct writes: each group is padded to a multiple of it.
+const BLOCK: usize = 4096;
+
+/// Open segment `path` (made from the `spare` file when there is one) for writing: with
+/// `O_DIRECT | O_DSYNC` when `direct` and the file system takes it (each group is then one
+/// write, durable when it returns, with no page-cache copy and no read-modify-write of
+/// partly written pages), else buffered. The second value tells which.
+fn open_segment(path: &Path, spare: Option<&Path>, direct: bool) -> io::Result<(File, bool)> {
     if let Some(spare) = spare {
         fs::rename(spare, path)?;
     }
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    if direct {
+        let mut unbuffered = options.clone();
+        unbuffered.custom_flags(libc::O_DIRECT | libc::O_DSYNC);
+        match unbuffered.open(path) {
+            Ok(file) => return Ok((file, true)),
+            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => tracing::info!(
+                path = %path.display(),
+                "spool: the file system refuses direct I/O; buffered writes + fdatasync"
+            ),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok((options.open(path)?, false))
+}
+
+/// The end of what was written to the active segment.
+#[derive(Debug, Default)]
+struct End {
+    /// Where the next frame goes.
+    offset: u64,
+    /// Direct I/O: the bytes from the last block boundary up to `offset`. The next group is
+    /// written from that boundary, these bytes (unchanged) in front of its frames, so the
+    /// padding after a group takes no space: the next group overwrites it.
+    partial: Vec<u8>,
+}
+
+/// Write sealed `frames` at `end` of segment `segment`'s `file`, stamped with the segment,
+/// and move `end` past them. Direct: one aligned write of `end.partial` + frames + a padding
+/// frame up to [`BLOCK`], copied into `scratch`, durable when it returns. Buffered: synced
+/// when `sync`. On failure `end` stays: the next group overwrites what reached the file.
+fn write_frames(
+    file: &File,
+    direct: bool,
+    scratch: &mut Vec<u8>,
+    end: &mut End,
+    frames: &mut [u8],
+    segment: u64,
+    sync: bool,
+) -> io::Result<()> {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    record::stamp(frames, segment as u32);
+    if !direct {
+        file.write_all_at(frames, end.offset)?;
+        if sync {
+            file.sync_data()?;
+        }
+        end.offset += frames.len() as u64;
+        return Ok(());
+    }
+    let logical = end.partial.len() + frames.len();
+    let mut padding = record::padding(logical, BLOCK);
+    record::stamp(&mut padding, segment as u32);
+    scratch.clear();
+    scratch.reserve(logical + padding.len() + BLOCK);
+    let aligned = scratch.as_ptr().align_offset(BLOCK);
+    if aligned >= BLOCK {
+        return Err(io::Error::other("cannot align the write buffer"));
+    }
+    scratch.resize(aligned, 0);
+    scratch.extend_from_slice(&end.partial);
+    scratch.extend_from_slice(frames);
+    scratch.extend_from_slice(&padding);
+    let start = end.offset - end.partial.len() as u64;
+    file.write_all_at(&scratch[aligned..], start)?;
+    end.offset += frames.len() as u64;
+    let keep = logical % BLOCK;
+    let group = &scratch[aligned..aligned + logical];
+    end.partial.clear();
+    end.partial.extend_from_slice(&group[logical - keep..]);
+    Ok(())
 }
 
 /// Give back `bytes` of `used` (never below zero).
@@ -274,7 +354,11 @@ impl Spool {
         let active = ids.last().map_or(1, |last| last + 1);
         let path = segment_path(&dir, active);
         let spare = dir.join(SPARE);
-        let file = open_segment(&path, spare.exists().then_some(spare.as_path()))?;
+        let (file, direct) = open_segment(
+            &path,
+            spare.exists().then_some(spare.as_path()),
+            options.direct_io,
+        )?;
         let mut state = State {
             unwritten: Vec::new(),
             active,
@@ -304,8 +388,17 @@ impl Spool {
                 },
             );
         }
-        record::stamp(&mut buffer, active as u32);
-        file.write_all_at(&buffer, 0)?;
+        let mut scratch = Vec::new();
+        let mut end = End::default();
+        write_frames(
+            &file,
+            direct,
+            &mut scratch,
+            &mut end,
+            &mut buffer,
+            active,
+            true,
+        )?;
         file.sync_all()?;
         sync_dir(&dir)?;
         for (i, &id) in ids.iter().enumerate() {
@@ -346,8 +439,10 @@ impl Spool {
             })?;
         let writer = Writer {
             dir: dir.clone(),
-            offset: buffer.len() as u64,
+            end,
             file,
+            direct,
+            scratch,
             janitor,
             state: Arc::clone(&state),
             used: Arc::clone(&used),
@@ -723,6 +818,7 @@ fn apply(recovered: &mut BTreeMap<u64, Pending>, max_seq: &mut u64, record: Reco
                 p.attempts[index] = p.attempts[index].max(attempts);
             }
         }
+        Record::Padding => {}
     }
 }
 
@@ -730,8 +826,12 @@ fn apply(recovered: &mut BTreeMap<u64, Pending>, max_seq: &mut u64, record: Reco
 struct Writer {
     dir: PathBuf,
     file: File,
+    /// `file` was opened for direct I/O (see [`open_segment`]).
+    direct: bool,
+    /// The aligned copy of a group for direct writes.
+    scratch: Vec<u8>,
     /// Where the next frame goes in `file`.
-    offset: u64,
+    end: End,
     /// Segments to delete, to the unlink thread.
     janitor: mpsc::Sender<PathBuf>,
     state: Arc<Mutex<State>>,
@@ -873,33 +973,38 @@ impl Writer {
     }
 
     /// Write `buffer` (sealed frames) at the end of the active segment, stamped with its
-    /// id. On failure the offset stays, so the next group overwrites whatever part of this
-    /// one reached the file: no partial frame stays in front of later ones.
+    /// id (see [`write_frames`]). On failure the end stays, so the next group overwrites
+    /// whatever part of this one reached the file: no partial frame stays in front of later
+    /// ones.
     fn append(&mut self, buffer: &mut [u8], sync: bool) -> io::Result<()> {
         if buffer.is_empty() {
             return Ok(());
         }
         let active = lock(&self.state).active;
-        record::stamp(buffer, active as u32);
-        self.file.write_all_at(buffer, self.offset)?;
-        if sync {
-            self.file.sync_data()?;
-        }
-        self.offset += buffer.len() as u64;
-        Ok(())
+        write_frames(
+            &self.file,
+            self.direct,
+            &mut self.scratch,
+            &mut self.end,
+            buffer,
+            active,
+            sync,
+        )
     }
 
     fn rotate(&mut self) -> io::Result<()> {
         let next = lock(&self.state).active + 1;
         self.file.sync_data()?;
         let spare = self.dir.join(SPARE);
-        let file = open_segment(
+        let (file, direct) = open_segment(
             &segment_path(&self.dir, next),
             spare.exists().then_some(spare.as_path()),
+            self.direct,
         )?;
         sync_dir(&self.dir)?;
         self.file = file;
-        self.offset = 0;
+        self.direct = direct;
+        self.end = End::default();
         let mut state = lock(&self.state);
         state.active = next;
         state.segments.insert(next, Segment::default());

@@ -14,6 +14,7 @@
 //!   (u16 count, then name u16 len + bytes, value u32 len + bytes), body (u32 len + bytes).
 //! * `2` done: seq u64, destination u8 (the destination confirmed, or was dead-lettered).
 //! * `3` attempt: seq u64, destination u8, attempts u32 (failed attempts so far).
+//! * `4` padding: zeros, skipped (fills a group up to the block size of direct writes).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,6 +31,7 @@ pub(crate) const FRAME_HEADER: usize = 8;
 const ENTRY: u8 = 1;
 const DONE: u8 = 2;
 const ATTEMPT: u8 = 3;
+const PADDING: u8 = 4;
 
 /// Most destinations of one webhook (a chain has at most 20).
 pub(crate) const MAX_DESTINATIONS: usize = 32;
@@ -65,6 +67,8 @@ pub(crate) enum Record {
         destination: u8,
         attempts: u32,
     },
+    /// Filler after a group written with direct I/O.
+    Padding,
 }
 
 /// Why a frame could not be read.
@@ -162,6 +166,22 @@ pub(crate) fn encode_attempt(seq: u64, destination: u8, attempts: u32) -> Vec<u8
 /// What binds a frame to its segment: distinct for distinct ids (multiplication by an odd
 /// constant is a bijection on u32), so a frame left over from a recycled file's earlier life
 /// fails its check.
+/// The padding frame that brings `len` bytes up to a multiple of `block` (empty when `len`
+/// already is one).
+pub(crate) fn padding(len: usize, block: usize) -> Vec<u8> {
+    let mut gap = (block - len % block) % block;
+    if gap == 0 {
+        return Vec::new();
+    }
+    if gap <= FRAME_HEADER {
+        gap += block;
+    }
+    let mut p = open_frame(gap - FRAME_HEADER);
+    p.push(PADDING);
+    p.resize(gap, 0);
+    seal(p)
+}
+
 fn segment_key(segment: u32) -> u32 {
     segment.wrapping_add(1).wrapping_mul(0x9E37_79B1)
 }
@@ -287,6 +307,7 @@ fn decode_payload(payload: &[u8]) -> Option<Record> {
             seq: r.u64()?,
             destination: r.u8()?,
         }),
+        PADDING => Some(Record::Padding),
         ATTEMPT => Some(Record::Attempt {
             seq: r.u64()?,
             destination: r.u8()?,
@@ -316,6 +337,23 @@ mod tests {
             webhook_id: Arc::from("github"),
             headers: Arc::new(headers),
             body: Bytes::from_static(b"\x00\xffbody bytes"),
+        }
+    }
+
+    #[test]
+    fn padding_fills_up_to_the_block_and_reads_as_padding() {
+        for len in [0, 1, 100, 4087, 4088, 4089, 4095, 4096, 4097, 10_000] {
+            let mut pad = padding(len, 4096);
+            assert_eq!((len + pad.len()) % 4096, 0, "{len}");
+            if len % 4096 == 0 {
+                assert!(pad.is_empty());
+                continue;
+            }
+            assert!(pad.len() > FRAME_HEADER, "{len}: a frame has a payload");
+            stamp(&mut pad, 3);
+            let (record, used) = decode(&pad, 3).unwrap();
+            assert!(matches!(record, Record::Padding));
+            assert_eq!(used, pad.len());
         }
     }
 

@@ -3,10 +3,16 @@ use std::time::Duration;
 use super::*;
 
 fn options(dir: &Path) -> SpoolOptions {
+    options_in(dir, true)
+}
+
+/// Small segments; `direct`: direct I/O, else buffered writes + fdatasync.
+fn options_in(dir: &Path, direct: bool) -> SpoolOptions {
     SpoolOptions {
         dir: dir.to_path_buf(),
         max_bytes: 1 << 20,
         segment_bytes: 16 << 10,
+        direct_io: direct,
     }
 }
 
@@ -49,16 +55,20 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     list
 }
 
-/// The segment's id and where its valid frames end (a recycled file has stale bytes after).
+/// The segment's id and where its last valid record ends (a recycled file has stale bytes
+/// after; a padding frame after a direct write is not a record).
 fn valid_end(path: &Path) -> (u32, usize) {
     let name = path.file_stem().unwrap().to_str().unwrap();
     let id = u32::from_str_radix(name, 16).unwrap();
     let bytes = fs::read(path).unwrap();
-    let mut at = 0;
-    while let Ok((_, used)) = record::decode(&bytes[at..], id) {
+    let (mut at, mut end) = (0, 0);
+    while let Ok((record, used)) = record::decode(&bytes[at..], id) {
         at += used;
+        if !matches!(record, Record::Padding) {
+            end = at;
+        }
     }
-    (id, at)
+    (id, end)
 }
 
 fn bodies(spool: &Spool) -> Vec<String> {
@@ -71,14 +81,23 @@ fn bodies(spool: &Spool) -> Vec<String> {
 
 #[tokio::test]
 async fn a_torn_tail_is_skipped_and_every_complete_record_kept() {
+    a_torn_tail_is_skipped_and_every_complete_record_kept_in(true).await;
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_skipped_and_every_complete_record_kept_buffered() {
+    a_torn_tail_is_skipped_and_every_complete_record_kept_in(false).await;
+}
+
+async fn a_torn_tail_is_skipped_and_every_complete_record_kept_in(direct: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(options(dir.path())).unwrap();
+    let spool = Spool::open(options_in(dir.path(), direct)).unwrap();
     let mut ids = Vec::new();
     for body in ["one", "two", "three"] {
         ids.push(put(&spool, body, 1).await.request_id);
     }
     drop(spool);
-    let spool = reopen(&options(dir.path()));
+    let spool = reopen(&options_in(dir.path(), direct));
     assert_eq!(bodies(&spool), ["one", "two", "three"]);
     let pending = spool.pending();
     assert_eq!(pending[1].entry.request_id, ids[1]);
@@ -92,7 +111,7 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept() {
     let (_, end) = valid_end(&files[0]);
     let bytes = fs::read(&files[0]).unwrap();
     fs::write(&files[0], &bytes[..end - 3]).unwrap();
-    let spool = reopen(&options(dir.path()));
+    let spool = reopen(&options_in(dir.path(), direct));
     assert_eq!(bodies(&spool), ["one", "two"]);
     // and it goes on working after the recovery
     put(&spool, "four", 1).await;
@@ -106,7 +125,7 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept() {
     bytes.truncate(end);
     bytes.extend_from_slice(&[0xff, 0xff, 0, 0, 1]);
     fs::write(&files[0], &bytes).unwrap();
-    let spool = reopen(&options(dir.path()));
+    let spool = reopen(&options_in(dir.path(), direct));
     assert_eq!(bodies(&spool), ["one", "two", "four"]);
     drop(spool);
     let files = segments(dir.path());
@@ -114,7 +133,7 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept() {
     let mut bytes = fs::read(&files[0]).unwrap();
     bytes[end - 1] ^= 0x55; // inside the body of "four"
     fs::write(&files[0], &bytes).unwrap();
-    let spool = reopen(&options(dir.path()));
+    let spool = reopen(&options_in(dir.path(), direct));
     assert_eq!(bodies(&spool), ["one", "two"]);
 }
 
@@ -152,11 +171,21 @@ async fn the_directory_is_locked_while_in_use() {
 
 #[tokio::test]
 async fn full_spool_refuses_and_recovers_when_entries_finish() {
+    full_spool_refuses_and_recovers_when_entries_finish_in(true).await;
+}
+
+#[tokio::test]
+async fn full_spool_refuses_and_recovers_when_entries_finish_buffered() {
+    full_spool_refuses_and_recovers_when_entries_finish_in(false).await;
+}
+
+async fn full_spool_refuses_and_recovers_when_entries_finish_in(direct: bool) {
     let dir = tempfile::tempdir().unwrap();
     let opts = SpoolOptions {
         dir: dir.path().to_path_buf(),
         max_bytes: 64 << 10,
         segment_bytes: 8 << 10,
+        direct_io: direct,
     };
     let spool = Spool::open(opts.clone()).unwrap();
     let body = "x".repeat(1000);
@@ -221,11 +250,21 @@ async fn full_spool_refuses_and_recovers_when_entries_finish() {
 
 #[tokio::test]
 async fn a_stuck_entry_is_carried_forward_so_old_segments_go() {
+    a_stuck_entry_is_carried_forward_so_old_segments_go_in(true).await;
+}
+
+#[tokio::test]
+async fn a_stuck_entry_is_carried_forward_so_old_segments_go_buffered() {
+    a_stuck_entry_is_carried_forward_so_old_segments_go_in(false).await;
+}
+
+async fn a_stuck_entry_is_carried_forward_so_old_segments_go_in(direct: bool) {
     let dir = tempfile::tempdir().unwrap();
     let opts = SpoolOptions {
         dir: dir.path().to_path_buf(),
         max_bytes: 1 << 20,
         segment_bytes: 4096,
+        direct_io: direct,
     };
     let spool = Spool::open(opts.clone()).unwrap();
     let stuck = put(&spool, "stuck", 1).await;
@@ -247,11 +286,21 @@ async fn a_stuck_entry_is_carried_forward_so_old_segments_go() {
 
 #[tokio::test]
 async fn a_recycled_segment_never_revives_its_old_records() {
+    a_recycled_segment_never_revives_its_old_records_in(true).await;
+}
+
+#[tokio::test]
+async fn a_recycled_segment_never_revives_its_old_records_buffered() {
+    a_recycled_segment_never_revives_its_old_records_in(false).await;
+}
+
+async fn a_recycled_segment_never_revives_its_old_records_in(direct: bool) {
     let dir = tempfile::tempdir().unwrap();
     let opts = SpoolOptions {
         dir: dir.path().to_path_buf(),
         max_bytes: 1 << 20,
         segment_bytes: 4096,
+        direct_io: direct,
     };
     let spool = Spool::open(opts.clone()).unwrap();
     // Fill and finish several segments, so finished ones are recycled as new ones.
@@ -354,4 +403,35 @@ async fn a_replay_is_spooled_even_when_the_quota_is_used_up() {
     assert_eq!(respooled.body, entry.body);
     assert!(respooled.seq > entry.seq);
     assert_eq!((respooled.done, respooled.targets), (0, 1));
+}
+
+#[tokio::test]
+async fn direct_writes_are_block_padded_but_only_records_count() {
+    for direct in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(options_in(dir.path(), direct)).unwrap();
+        let mut logical = 0;
+        for body in ["small", "a bit longer body", &"x".repeat(5000)] {
+            put(&spool, body, 1).await;
+            let file = &segments(dir.path())[0];
+            let size = fs::metadata(file).unwrap().len();
+            let (_, end) = valid_end(file);
+            assert!(end > logical, "each group lands after the last");
+            logical = end;
+            // the padding after a group is overwritten by the next: records stay contiguous
+            assert_eq!(spool.usage().1, logical as u64, "direct: {direct}");
+            if direct {
+                assert_eq!(size % BLOCK as u64, 0, "direct writes are whole blocks");
+                assert!(size >= logical as u64 && size < (logical + 2 * BLOCK + 16) as u64);
+            } else {
+                assert_eq!(
+                    size, logical as u64,
+                    "buffered writes are the records alone"
+                );
+            }
+        }
+        drop(spool);
+        let spool = reopen(&options_in(dir.path(), direct));
+        assert_eq!(bodies(&spool).len(), 3, "direct: {direct}");
+    }
 }
