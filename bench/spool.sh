@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark of the acknowledgement modes (issue 5): the same webhook (GitHub-style HMAC +
 # `log` destination) with `ack: persisted` (spooled with group commit, fsync'd before the
-# 200, delivered in the background) and `ack: delivered` (200 after the destination
-# confirmed), next to a bare hyper server that reads the body and checks the HMAC (the
+# 200, delivered in the background), the same with `--spool-sync fdatasync` (buffered
+# writes + fdatasync instead of direct writes) and `ack: delivered` (200 after the
+# destination confirmed), next to a bare hyper server that reads the body and checks the HMAC (the
 # ceiling) — all in the same run, paired per round. wrk over loopback, 2.2 KB JSON.
 #
 #   bash bench/spool.sh      # ROUNDS=3 DURATION=10 CONNECTIONS=64 by default
@@ -34,11 +35,13 @@ for round in $(seq 1 "$ROUNDS"); do
   wait_port "$BARE_PORT"
   echo "bare $(measure bare "$BARE_PORT" /webhook/bench "$bare")" >>"$results"
   kill "$bare"; wait "$bare" 2>/dev/null || true
-  for mode in persisted delivered; do
+  for mode in persisted persisted_fdatasync delivered; do
     rm -rf "$work/spool"
+    config=${mode%_fdatasync}
+    sync=direct; [ "$mode" = persisted_fdatasync ] && sync=fdatasync
     RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} ./target/release/webhook-server --host 127.0.0.1 \
-      --port "$GATEWAY_PORT" --webhooks-config "$work/$mode.json" --data-dir "$work" \
-      --spool-dir "$work/spool" >/dev/null 2>&1 & gw=$!; pids+=("$gw")
+      --port "$GATEWAY_PORT" --webhooks-config "$work/$config.json" --data-dir "$work" \
+      --spool-dir "$work/spool" --spool-sync "$sync" >/dev/null 2>&1 & gw=$!; pids+=("$gw")
     wait_port "$GATEWAY_PORT"
     echo "$mode $(measure "$mode" "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"
     kill -TERM "$gw"; wait "$gw" 2>/dev/null || true
@@ -61,6 +64,7 @@ print(f"wrk -t1 -c{sys.argv[4]}, {sys.argv[3]} s x {sys.argv[2]} rounds (medians
 print("| server | req/s | p50 ms | p99 ms | peak RSS MiB |")
 print("|---|---:|---:|---:|---:|")
 names = (("bare", "bare hyper + HMAC (ceiling)"), ("persisted", "webhook-server, hmac + log, ack: persisted"),
+         ("persisted_fdatasync", "the same, --spool-sync fdatasync"),
          ("delivered", "webhook-server, hmac + log, ack: delivered"))
 for key, name in names:
     rps, p50, p99, rss = summary(key)
@@ -68,7 +72,8 @@ for key, name in names:
 def per_round(a, b):
     xs, ys = [float(x[1]) for x in rows if x[0] == a], [float(x[1]) for x in rows if x[0] == b]
     return [x / y for x, y in zip(xs, ys)]
-for a, b in (("persisted", "bare"), ("delivered", "bare"), ("persisted", "delivered")):
+for a, b in (("persisted", "bare"), ("persisted_fdatasync", "bare"), ("delivered", "bare"),
+             ("persisted", "delivered"), ("persisted", "persisted_fdatasync")):
     r = per_round(a, b)
     print(f"{a} / {b}: per round " + ", ".join(f"{x:.1%}" for x in r) + f", median {statistics.median(r):.1%}")
 for r in rows: print("raw:", " ".join(r), file=sys.stderr)
