@@ -67,6 +67,17 @@ async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
+/// Post `body` to `hook` until it is answered 200 (up to 5 s): space came back.
+async fn taken_again(server: &TestServer, body: &str) -> bool {
+    for _ in 0..100 {
+        if server.post("hook", &[], body.to_owned()).await.status == StatusCode::OK {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 fn request_id(r: &ReceivedRequest) -> String {
     r.headers
         .get("x-webhook-request-id")
@@ -367,16 +378,8 @@ async fn a_full_spool_answers_503_with_retry_after_and_recovers() {
         target.received().len() >= accepted
     })
     .await;
-    let mut ok = false;
-    for _ in 0..100 {
-        if server.post("hook", &[], body.clone()).await.status == StatusCode::OK {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        ok,
+        taken_again(&server, &body).await,
         "the spool did not take requests again after space freed"
     );
     eventually(Duration::from_secs(5), "the new one delivered", || {
@@ -605,16 +608,8 @@ async fn dead_letters_count_against_the_quota_and_can_be_replayed_or_deleted() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "the token is needed");
 
     // The space is back: new webhooks are taken and delivered.
-    let mut ok = false;
-    for _ in 0..100 {
-        if server.post("hook", &[], body.clone()).await.status == StatusCode::OK {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        ok,
+        taken_again(&server, &body).await,
         "the spool did not take requests after the dead letters went"
     );
     let deleted_ids: Vec<&str> = letters[1..]

@@ -261,10 +261,8 @@ async fn a_stuck_entry_is_carried_forward_so_old_segments_go_buffered() {
 async fn a_stuck_entry_is_carried_forward_so_old_segments_go_in(direct: bool) {
     let dir = tempfile::tempdir().unwrap();
     let opts = SpoolOptions {
-        dir: dir.path().to_path_buf(),
-        max_bytes: 1 << 20,
         segment_bytes: 4096,
-        direct_io: direct,
+        ..options_in(dir.path(), direct)
     };
     let spool = Spool::open(opts.clone()).unwrap();
     let stuck = put(&spool, "stuck", 1).await;
@@ -297,10 +295,8 @@ async fn a_recycled_segment_never_revives_its_old_records_buffered() {
 async fn a_recycled_segment_never_revives_its_old_records_in(direct: bool) {
     let dir = tempfile::tempdir().unwrap();
     let opts = SpoolOptions {
-        dir: dir.path().to_path_buf(),
-        max_bytes: 1 << 20,
         segment_bytes: 4096,
-        direct_io: direct,
+        ..options_in(dir.path(), direct)
     };
     let spool = Spool::open(opts.clone()).unwrap();
     // Fill and finish several segments, so finished ones are recycled as new ones.
