@@ -680,6 +680,7 @@ impl Spool {
         self.dead_bytes.fetch_add(len, Ordering::AcqRel);
         release(&self.used, replaced);
         release(&self.dead_bytes, replaced);
+        self.report_bytes();
         Ok(letter)
     }
 
@@ -728,7 +729,13 @@ impl Spool {
         fs::remove_file(&path)?;
         release(&self.used, len);
         release(&self.dead_bytes, len);
+        self.report_bytes();
         Ok(())
+    }
+
+    /// `webhook_spool_bytes` now (the writer sets it after each group).
+    fn report_bytes(&self) {
+        metrics::gauge!("webhook_spool_bytes").set(self.used.load(Ordering::Relaxed) as f64);
     }
 
     /// Drop dead letter `id` without delivering it; returns what it was. Blocking.
