@@ -273,7 +273,14 @@ fn write_frames(
     scratch.extend_from_slice(frames);
     scratch.extend_from_slice(&padding);
     let start = end.offset - end.partial.len() as u64;
-    file.write_all_at(&scratch[aligned..], start)?;
+    file.write_all_at(&scratch[aligned..], start)
+        .map_err(|err| match err.raw_os_error() {
+            // opened with O_DIRECT, yet the file system refuses the write itself
+            Some(libc::EINVAL) => io::Error::other(format!(
+                "direct write refused ({err}); start the server with --spool-sync fdatasync"
+            )),
+            _ => err,
+        })?;
     end.offset += frames.len() as u64;
     let keep = logical % BLOCK;
     let group = &scratch[aligned..aligned + logical];
