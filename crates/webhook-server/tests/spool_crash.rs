@@ -225,17 +225,21 @@ async fn dead_letters_from_the_command_line() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let listed = loop {
-        let (ok, out) = cli(&["list"]);
-        assert!(ok, "{out}");
-        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-        if let Some(first) = list["dead_letters"].as_array().and_then(|l| l.first()) {
-            break first.clone();
+    // The first dead letter `list` shows, polled for up to 10 s.
+    let first_listed = async || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (ok, out) = cli(&["list"]);
+            assert!(ok, "{out}");
+            let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+            if let Some(first) = list["dead_letters"].as_array().and_then(|l| l.first()) {
+                return first.clone();
+            }
+            assert!(Instant::now() < deadline, "no dead letter listed: {out}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(Instant::now() < deadline, "no dead letter listed: {out}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let listed = first_listed().await;
     assert_eq!(listed["request_id"], id.as_str());
     assert!(
         listed["error"].as_str().unwrap().contains("422"),
@@ -266,17 +270,7 @@ async fn dead_letters_from_the_command_line() {
         client.request(request).await.unwrap().status(),
         http::StatusCode::OK
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let second = loop {
-        let (ok, out) = cli(&["list"]);
-        assert!(ok, "{out}");
-        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-        if let Some(first) = list["dead_letters"].as_array().and_then(|l| l.first()) {
-            break first["id"].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "no second dead letter: {out}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let second = first_listed().await["id"].as_str().unwrap().to_owned();
     let (ok, out) = cli(&["delete", &second]);
     assert!(ok, "{out}");
     assert!(out.contains("deleted"), "{out}");

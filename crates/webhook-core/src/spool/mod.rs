@@ -731,9 +731,12 @@ impl Spool {
     /// Delete dead letter `id` (after it was re-spooled, or for good): its bytes leave the
     /// quota. Blocking.
     pub(crate) fn remove_dead_letter(&self, id: &str) -> Result<(), SpoolError> {
-        let path = self.dead_letter_path(id)?;
-        let len = fs::metadata(&path)?.len();
-        fs::remove_file(&path)?;
+        self.remove_dead_letter_file(&self.dead_letter_path(id)?)
+    }
+
+    fn remove_dead_letter_file(&self, path: &Path) -> Result<(), SpoolError> {
+        let len = fs::metadata(path)?.len();
+        fs::remove_file(path)?;
         release(&self.used, len);
         release(&self.dead_bytes, len);
         self.report_bytes();
@@ -747,8 +750,9 @@ impl Spool {
 
     /// Drop dead letter `id` without delivering it; returns what it was. Blocking.
     pub fn delete_dead_letter(&self, id: &str) -> Result<DeadLetter, SpoolError> {
-        let (letter, _) = read_dead_letter(&self.dead_letter_path(id)?)?;
-        self.remove_dead_letter(id)?;
+        let path = self.dead_letter_path(id)?;
+        let (letter, _) = read_dead_letter(&path)?;
+        self.remove_dead_letter_file(&path)?;
         tracing::warn!(id, webhook = %letter.webhook, request_id = %letter.request_id, "dead letter deleted");
         Ok(letter)
     }

@@ -44,6 +44,21 @@ async fn put(spool: &Spool, body: &str, targets: u32) -> Arc<EntryRecord> {
         .unwrap()
 }
 
+/// Append `body` for one destination, without headers; the spool may refuse it.
+async fn try_put(spool: &Spool, body: &str) -> Result<Arc<EntryRecord>, SpoolError> {
+    spool
+        .append(
+            Uuid::now_v7(),
+            Arc::from("hook"),
+            SystemTime::now(),
+            DataType::Blob,
+            1,
+            Arc::new(HeaderMap::new()),
+            Bytes::copy_from_slice(body.as_bytes()),
+        )
+        .await
+}
+
 fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut list: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
@@ -221,18 +236,7 @@ async fn full_spool_refuses_and_recovers_when_entries_finish_in(direct: bool) {
     let mut again = None;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Ok(entry) = spool
-            .append(
-                Uuid::now_v7(),
-                Arc::from("hook"),
-                SystemTime::now(),
-                DataType::Blob,
-                1,
-                Arc::new(HeaderMap::new()),
-                Bytes::from(body.clone()),
-            )
-            .await
-        {
+        if let Ok(entry) = try_put(&spool, &body).await {
             again = Some(entry);
             break;
         }
@@ -377,19 +381,7 @@ async fn a_replay_is_spooled_even_when_the_quota_is_used_up() {
     spool.done(entry.seq, 0);
     // fill what is left
     let mut n = 0;
-    while spool
-        .append(
-            Uuid::now_v7(),
-            Arc::from("hook"),
-            SystemTime::now(),
-            DataType::Blob,
-            1,
-            Arc::new(HeaderMap::new()),
-            Bytes::from("f".repeat(2000)),
-        )
-        .await
-        .is_ok()
-    {
+    while try_put(&spool, &"f".repeat(2000)).await.is_ok() {
         n += 1;
         assert!(n < 100, "never full");
     }
