@@ -294,3 +294,39 @@ async fn dead_letters_from_the_command_line() {
     let _ = server.0.kill();
     let _ = server.0.wait();
 }
+
+/// `--spool-sync` reaches the spool: `direct` writes whole 4 KiB blocks, `fdatasync` the
+/// records alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_sync_flag_selects_how_groups_are_written() {
+    for mode in ["direct", "fdatasync"] {
+        let dir = tempfile::tempdir().unwrap();
+        let webhooks = dir.path().join("webhooks.json");
+        std::fs::write(&webhooks, r#"{"s": {"module": "log"}}"#).unwrap();
+        let (mut child, addr) = start_server(dir.path(), &webhooks, &["--spool-sync", mode]);
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let request = http::Request::post(format!("http://{addr}/webhook/s"))
+            .body(Full::new(Bytes::from_static(br#"{"small": true}"#)))
+            .unwrap();
+        assert_eq!(
+            client.request(request).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        let sizes: Vec<u64> = std::fs::read_dir(dir.path().join("spool"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .collect();
+        assert_eq!(sizes.len(), 1, "{mode}: {sizes:?}");
+        let size = sizes[0];
+        assert!(size > 0, "{mode}: nothing written");
+        if mode == "direct" {
+            assert_eq!(size % 4096, 0, "direct writes whole blocks: {size}");
+        } else {
+            assert!(size < 4096, "buffered writes the record alone: {size}");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
