@@ -11,6 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::error::HttpError;
+use crate::plain::PlainPool;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -23,7 +24,10 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024;
 /// ([`HttpClient::for_pipeline`]), never one per request.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
+    /// `https://` targets.
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `http://` targets.
+    plain: Arc<PlainPool>,
 }
 
 impl HttpClient {
@@ -33,6 +37,7 @@ impl HttpClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let plain = Arc::new(PlainPool::new(http.clone(), POOL_IDLE, MAX_RESPONSE_BODY));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls_config()?).clone())
             .https_or_http()
@@ -44,7 +49,7 @@ impl HttpClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(https);
-        Ok(Self { inner })
+        Ok(Self { inner, plain })
     }
 
     /// The client shared by every destination of one pipeline (one connection pool).
@@ -67,11 +72,14 @@ impl HttpClient {
         timeout: Duration,
     ) -> Result<Response<Bytes>, HttpError> {
         let exchange = async {
+            if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+                return self.plain.send(request).await;
+            }
             let response = self.inner.request(request).await.map_err(|err| {
                 if err.is_connect() {
-                    HttpError::Connect(err)
+                    HttpError::Connect(err.into())
                 } else {
-                    HttpError::Request(err)
+                    HttpError::Request(err.into())
                 }
             })?;
             let (parts, body) = response.into_parts();

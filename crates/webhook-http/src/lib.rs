@@ -16,6 +16,7 @@ mod client;
 mod config;
 mod error;
 mod module;
+mod plain;
 
 pub use client::{HttpClient, tls_config};
 pub use config::{HttpConfig, HttpMethod};

@@ -250,34 +250,60 @@ async fn bad_configs_name_the_key() {
     }
 }
 
-/// A target that keeps connections alive (no `Connection: close`) but closes one that has
-/// been idle for 20 ms without a word, as servers do when their idle timeout expires.
-/// Returns its address and the head of every request it answered.
-async fn idle_closing_target() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) {
+/// How a [`scripted_target`] answers.
+#[derive(Clone, Copy)]
+struct Script {
+    /// Close a connection that has been idle this long without a word, as servers do when
+    /// their idle timeout expires.
+    idle_close: Option<Duration>,
+    /// The whole answer to every request.
+    answer: &'static [u8],
+    /// Close the connection after each answer.
+    close_after_answer: bool,
+}
+
+/// What a [`scripted_target`] saw: the head of every request it answered, and how many
+/// connections it accepted.
+#[derive(Clone, Default)]
+struct Seen {
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Seen {
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A raw HTTP/1.1 target on loopback that reads whole requests and answers as `script` says.
+async fn scripted_target(script: Script) -> (std::net::SocketAddr, Seen) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = std::sync::Arc::clone(&heads);
+    let seen = Seen::default();
+    let recorder = seen.clone();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            let seen = std::sync::Arc::clone(&seen);
+            recorder
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let recorder = recorder.clone();
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 4096];
                 loop {
-                    let read = if request.is_empty() {
-                        match tokio::time::timeout(Duration::from_millis(20), socket.read(&mut buf))
-                            .await
-                        {
-                            Ok(read) => read,
-                            Err(_) => return, // idle: close
+                    let read = match script.idle_close {
+                        Some(idle) if request.is_empty() => {
+                            match tokio::time::timeout(idle, socket.read(&mut buf)).await {
+                                Ok(read) => read,
+                                Err(_) => return, // idle: close
+                            }
                         }
-                    } else {
-                        socket.read(&mut buf).await
+                        _ => socket.read(&mut buf).await,
                     };
                     let n = read.unwrap_or(0);
                     if n == 0 {
@@ -299,25 +325,28 @@ async fn idle_closing_target() -> (
                     if request.len() < end + 4 + length {
                         continue;
                     }
-                    seen.lock().unwrap().push(text[..end].to_owned());
+                    recorder.heads.lock().unwrap().push(text[..end].to_owned());
                     request.clear();
-                    if socket
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await
-                        .is_err()
-                    {
+                    if socket.write_all(script.answer).await.is_err() || script.close_after_answer {
                         return;
                     }
                 }
             });
         }
     });
-    (addr, heads)
+    (addr, seen)
 }
+
+const OK_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
 #[tokio::test]
 async fn a_kept_alive_connection_the_target_closed_is_replaced_without_an_error() {
-    let (addr, heads) = idle_closing_target().await;
+    let (addr, seen) = scripted_target(Script {
+        idle_close: Some(Duration::from_millis(20)),
+        answer: OK_ANSWER,
+        close_after_answer: false,
+    })
+    .await;
     let server = start(&webhook(&format!("http://{addr}/in"), "")).await;
     for i in 0..6 {
         let r = server.post("h", &[], format!(r#"{{"n": {i}}}"#)).await;
@@ -327,7 +356,7 @@ async fn a_kept_alive_connection_the_target_closed_is_replaced_without_an_error(
             tokio::time::sleep(Duration::from_millis(60)).await;
         }
     }
-    let heads = heads.lock().unwrap().clone();
+    let heads = seen.heads();
     assert_eq!(heads.len(), 6, "each webhook reached the target once");
     for head in &heads {
         assert!(head.starts_with("POST /in HTTP/1.1\r\n"), "{head}");
@@ -337,4 +366,77 @@ async fn a_kept_alive_connection_the_target_closed_is_replaced_without_an_error(
             "{head}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_target_that_closes_after_each_answer_gets_a_new_connection_each_time() {
+    let (addr, seen) = scripted_target(Script {
+        idle_close: None,
+        answer: b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+        close_after_answer: true,
+    })
+    .await;
+    let server = start(&webhook(&format!("http://{addr}/in"), "")).await;
+    for i in 0..5 {
+        let r = server.post("h", &[], format!(r#"{{"n": {i}}}"#)).await;
+        assert_eq!(r.status, StatusCode::OK, "webhook {i}: {}", r.text());
+    }
+    assert_eq!(seen.heads().len(), 5);
+    assert_eq!(seen.connections(), 5, "a closed connection is never reused");
+}
+
+#[tokio::test]
+async fn an_answer_too_long_to_read_is_still_a_delivery_but_its_connection_is_not_reused() {
+    // 100 KiB of body: more than the 64 KiB read, so the rest stays unread on the connection
+    static LONG: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
+    let answer = LONG.get_or_init(|| {
+        let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 102400\r\n\r\n".to_vec();
+        answer.resize(answer.len() + 102_400, b'x');
+        answer.leak()
+    });
+    let (addr, seen) = scripted_target(Script {
+        idle_close: None,
+        answer,
+        close_after_answer: false,
+    })
+    .await;
+    let server = start(&webhook(&format!("http://{addr}/in"), "")).await;
+    for i in 0..3 {
+        let r = server.post("h", &[], format!(r#"{{"n": {i}}}"#)).await;
+        assert_eq!(r.status, StatusCode::OK, "webhook {i}: {}", r.text());
+    }
+    assert_eq!(seen.heads().len(), 3);
+    assert_eq!(seen.connections(), 3);
+}
+
+#[tokio::test]
+async fn concurrent_webhooks_open_at_most_one_connection_each_and_reuse_them() {
+    let (addr, seen) = scripted_target(Script {
+        idle_close: None,
+        answer: OK_ANSWER,
+        close_after_answer: false,
+    })
+    .await;
+    let server = start(&webhook(&format!("http://{addr}/in"), "")).await;
+    for round in 0..4 {
+        let mut posts = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let client = server.client();
+            posts.spawn(async move {
+                client
+                    .post("h", &[], format!(r#"{{"round": {round}, "n": {i}}}"#))
+                    .await
+            });
+        }
+        while let Some(r) = posts.join_next().await {
+            let r = r.unwrap();
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        }
+    }
+    assert_eq!(seen.heads().len(), 32);
+    assert!(
+        (1..=8).contains(&seen.connections()),
+        "8 at a time over {} connections",
+        seen.connections()
+    );
 }
