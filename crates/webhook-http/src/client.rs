@@ -11,7 +11,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::error::HttpError;
-use crate::plain::PlainPool;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -24,10 +23,7 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024;
 /// ([`HttpClient::for_pipeline`]), never one per request.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    /// `https://` targets.
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    /// `http://` targets.
-    plain: Arc<PlainPool>,
 }
 
 impl HttpClient {
@@ -37,7 +33,6 @@ impl HttpClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let plain = Arc::new(PlainPool::new(http.clone(), POOL_IDLE, MAX_RESPONSE_BODY));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls_config()?).clone())
             .https_or_http()
@@ -49,7 +44,7 @@ impl HttpClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(https);
-        Ok(Self { inner, plain })
+        Ok(Self { inner })
     }
 
     /// The client shared by every destination of one pipeline (one connection pool).
@@ -72,14 +67,11 @@ impl HttpClient {
         timeout: Duration,
     ) -> Result<Response<Bytes>, HttpError> {
         let exchange = async {
-            if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
-                return self.plain.send(request).await;
-            }
             let response = self.inner.request(request).await.map_err(|err| {
                 if err.is_connect() {
-                    HttpError::Connect(err.into())
+                    HttpError::Connect(err)
                 } else {
-                    HttpError::Request(err.into())
+                    HttpError::Request(err)
                 }
             })?;
             let (parts, body) = response.into_parts();

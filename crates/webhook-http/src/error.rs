@@ -11,10 +11,10 @@ pub enum HttpError {
     Tls(String),
     /// No connection to the target.
     #[error("cannot connect to the target")]
-    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Connect(#[source] hyper_util::client::legacy::Error),
     /// The request failed after connecting (reset, protocol error, …).
     #[error("the request to the target failed")]
-    Request(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Request(#[source] hyper_util::client::legacy::Error),
     /// No complete answer within the configured timeout.
     #[error("no answer from the target within {0:?}")]
     Timeout(Duration),

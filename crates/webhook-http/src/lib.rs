@@ -16,7 +16,6 @@ mod client;
 mod config;
 mod error;
 mod module;
-mod plain;
 
 pub use client::{HttpClient, tls_config};
 pub use config::{HttpConfig, HttpMethod};

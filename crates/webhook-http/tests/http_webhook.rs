@@ -386,7 +386,7 @@ async fn a_target_that_closes_after_each_answer_gets_a_new_connection_each_time(
 }
 
 #[tokio::test]
-async fn an_answer_too_long_to_read_is_still_a_delivery_but_its_connection_is_not_reused() {
+async fn an_answer_longer_than_what_is_read_is_a_delivery_and_leaves_no_stale_bytes() {
     // 100 KiB of body: more than the 64 KiB read, so the rest stays unread on the connection
     static LONG: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
     let answer = LONG.get_or_init(|| {
@@ -405,8 +405,10 @@ async fn an_answer_too_long_to_read_is_still_a_delivery_but_its_connection_is_no
         let r = server.post("h", &[], format!(r#"{{"n": {i}}}"#)).await;
         assert_eq!(r.status, StatusCode::OK, "webhook {i}: {}", r.text());
     }
+    // the client may drain the rest and reuse the connection, or close it: either way
+    // each answer is read from its own start (no 200 above came from stale bytes)
     assert_eq!(seen.heads().len(), 3);
-    assert_eq!(seen.connections(), 3);
+    assert!((1..=3).contains(&seen.connections()));
 }
 
 #[tokio::test]
