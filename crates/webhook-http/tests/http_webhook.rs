@@ -339,6 +339,14 @@ async fn scripted_target(script: Script) -> (std::net::SocketAddr, Seen) {
 
 const OK_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
+/// Post `count` small webhooks to `h` one after the other; each must be answered 200.
+async fn post_in_turn(server: &TestServer, count: usize) {
+    for i in 0..count {
+        let r = server.post("h", &[], format!(r#"{{"n": {i}}}"#)).await;
+        assert_eq!(r.status, StatusCode::OK, "webhook {i}: {}", r.text());
+    }
+}
+
 #[tokio::test]
 async fn a_kept_alive_connection_the_target_closed_is_replaced_without_an_error() {
     let (addr, seen) = scripted_target(Script {
@@ -377,10 +385,7 @@ async fn a_target_that_closes_after_each_answer_gets_a_new_connection_each_time(
     })
     .await;
     let server = start(&webhook(&format!("http://{addr}/in"), "")).await;
-    for i in 0..5 {
-        let r = server.post("h", &[], format!(r#"{{"n": {i}}}"#)).await;
-        assert_eq!(r.status, StatusCode::OK, "webhook {i}: {}", r.text());
-    }
+    post_in_turn(&server, 5).await;
     assert_eq!(seen.heads().len(), 5);
     assert_eq!(seen.connections(), 5, "a closed connection is never reused");
 }
@@ -388,12 +393,9 @@ async fn a_target_that_closes_after_each_answer_gets_a_new_connection_each_time(
 #[tokio::test]
 async fn an_answer_longer_than_what_is_read_is_a_delivery_and_leaves_no_stale_bytes() {
     // 100 KiB of body: more than the 64 KiB read, so the rest stays unread on the connection
-    static LONG: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
-    let answer = LONG.get_or_init(|| {
-        let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 102400\r\n\r\n".to_vec();
-        answer.resize(answer.len() + 102_400, b'x');
-        answer.leak()
-    });
+    let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 102400\r\n\r\n".to_vec();
+    answer.resize(answer.len() + 102_400, b'x');
+    let answer = answer.leak();
     let (addr, seen) = scripted_target(Script {
         idle_close: None,
         answer,
@@ -401,10 +403,7 @@ async fn an_answer_longer_than_what_is_read_is_a_delivery_and_leaves_no_stale_by
     })
     .await;
     let server = start(&webhook(&format!("http://{addr}/in"), "")).await;
-    for i in 0..3 {
-        let r = server.post("h", &[], format!(r#"{{"n": {i}}}"#)).await;
-        assert_eq!(r.status, StatusCode::OK, "webhook {i}: {}", r.text());
-    }
+    post_in_turn(&server, 3).await;
     // the client may drain the rest and reuse the connection, or close it: either way
     // each answer is read from its own start (no 200 above came from stale bytes)
     assert_eq!(seen.heads().len(), 3);

@@ -27,9 +27,13 @@ fn reopen(options: &SpoolOptions) -> Arc<Spool> {
     panic!("spool still locked")
 }
 
-async fn put(spool: &Spool, body: &str, targets: u32) -> Arc<EntryRecord> {
-    let mut headers = HeaderMap::new();
-    headers.insert("x-test", body.parse().unwrap());
+/// Append `body` for `targets` with `headers`; the spool may refuse it.
+async fn append(
+    spool: &Spool,
+    body: &str,
+    targets: u32,
+    headers: HeaderMap,
+) -> Result<Arc<EntryRecord>, SpoolError> {
     spool
         .append(
             Uuid::now_v7(),
@@ -41,22 +45,18 @@ async fn put(spool: &Spool, body: &str, targets: u32) -> Arc<EntryRecord> {
             Bytes::copy_from_slice(body.as_bytes()),
         )
         .await
-        .unwrap()
+}
+
+/// Append `body` (also in an `x-test` header) for `targets`.
+async fn put(spool: &Spool, body: &str, targets: u32) -> Arc<EntryRecord> {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-test", body.parse().unwrap());
+    append(spool, body, targets, headers).await.unwrap()
 }
 
 /// Append `body` for one destination, without headers; the spool may refuse it.
 async fn try_put(spool: &Spool, body: &str) -> Result<Arc<EntryRecord>, SpoolError> {
-    spool
-        .append(
-            Uuid::now_v7(),
-            Arc::from("hook"),
-            SystemTime::now(),
-            DataType::Blob,
-            1,
-            Arc::new(HeaderMap::new()),
-            Bytes::copy_from_slice(body.as_bytes()),
-        )
-        .await
+    append(spool, body, 1, HeaderMap::new()).await
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
