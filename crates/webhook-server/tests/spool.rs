@@ -14,7 +14,7 @@ use webhook_core::{PipelineOptions, SpoolOptions};
 use webhook_server::server::{OpsToken, ServerOptions};
 use webhook_testkit::interop::free_port;
 use webhook_testkit::target::{HttpTarget, ReceivedRequest};
-use webhook_testkit::{TestClient, TestServer};
+use webhook_testkit::{TestClient, TestResponse, TestServer};
 
 const TOKEN: &str = "spool-test-token";
 
@@ -76,6 +76,28 @@ async fn taken_again(server: &TestServer, body: &str) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// Post `body` to `hook` until the spool refuses one, running `after_each` after every
+/// accepted request; the refusal must be 503 with `Retry-After`. Returns how many were
+/// accepted and the refusal.
+async fn fill_spool(
+    server: &TestServer,
+    body: &str,
+    mut after_each: impl AsyncFnMut(usize),
+) -> (usize, TestResponse) {
+    let mut accepted = 0;
+    loop {
+        let r = server.post("hook", &[], body.to_owned()).await;
+        if r.status != StatusCode::OK {
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+            assert!(r.header("retry-after").is_some(), "no Retry-After");
+            return (accepted, r);
+        }
+        accepted += 1;
+        assert!(accepted < 1000, "the spool never filled");
+        after_each(accepted).await;
+    }
 }
 
 fn request_id(r: &ReceivedRequest) -> String {
@@ -350,22 +372,7 @@ async fn a_full_spool_answers_503_with_retry_after_and_recovers() {
     );
     let server = start(&webhooks, dir.path(), 128 << 10).await;
     let body = "z".repeat(4000);
-    let mut accepted = 0;
-    let full = loop {
-        let r = server.post("hook", &[], body.clone()).await;
-        if r.status != StatusCode::OK {
-            break r;
-        }
-        accepted += 1;
-        assert!(accepted < 1000, "the spool never filled");
-    };
-    assert_eq!(
-        full.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        full.text()
-    );
-    assert!(full.header("retry-after").is_some(), "no Retry-After");
+    let (accepted, full) = fill_spool(&server, &body, async |_| {}).await;
     assert_eq!(full.json()["retryable"], true);
     assert!(accepted >= 10, "only {accepted} accepted before full");
     // Still full while the destination is down: never a 2xx that is not stored.
@@ -533,28 +540,15 @@ async fn dead_letters_count_against_the_quota_and_can_be_replayed_or_deleted() {
     let headers = auth();
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let body = "d".repeat(4000);
-    let mut accepted = 0;
-    let full = loop {
-        let r = server.post("hook", &[], body.clone()).await;
-        if r.status != StatusCode::OK {
-            break r;
-        }
-        accepted += 1;
-        assert!(accepted < 1000, "dead letters never filled the quota");
-        // wait until it is a dead letter, so the space it holds is the dead letter's
+    // After each, wait until it is a dead letter, so the space it holds is the dead letter's.
+    let (accepted, _) = fill_spool(&server, &body, async |accepted| {
         eventually(Duration::from_secs(5), "the dead letter", || {
             target.received().len() >= accepted
         })
         .await;
         tokio::time::sleep(Duration::from_millis(30)).await;
-    };
-    assert_eq!(
-        full.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        full.text()
-    );
-    assert!(full.header("retry-after").is_some());
+    })
+    .await;
     let letters = dead_letters(&server).await;
     assert!(letters.len() >= 10, "only {} dead letters", letters.len());
     assert!(letters.len() <= accepted, "{} > {accepted}", letters.len());
