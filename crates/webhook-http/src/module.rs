@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri};
 use http_body_util::Full;
+use webhook_core::config::timeout_seconds;
 use webhook_core::{
     BuildContext, BuildError, DataType, Delivery, Module, ModuleError, NoConnection,
 };
@@ -38,12 +39,7 @@ impl Module for HttpWebhook {
     fn validate(config: &HttpConfig, _: &BuildContext) -> Result<(), BuildError> {
         target_uri(&config.url)?;
         configured_headers(config)?;
-        if !(0.001..=3600.0).contains(&config.timeout) {
-            return Err(BuildError::key(
-                "timeout",
-                "must be between 0.001 and 3600 seconds",
-            ));
-        }
+        timeout_seconds(config.timeout).map_err(|m| BuildError::key("timeout", m))?;
         Ok(())
     }
 
@@ -59,7 +55,7 @@ impl Module for HttpWebhook {
             method: config.method.as_method(),
             headers: configured_headers(&config)?,
             forward_headers: config.forward_headers,
-            timeout: Duration::from_secs_f64(config.timeout),
+            timeout: timeout_seconds(config.timeout).map_err(|m| BuildError::key("timeout", m))?,
         })
     }
 

@@ -5,6 +5,7 @@ use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use rusty_s3::actions::{HeadBucket, PutObject, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
+use webhook_core::config::timeout_seconds;
 use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError, is_sensitive_header};
 use webhook_http::HttpClient;
 
@@ -44,12 +45,7 @@ impl Module for S3 {
                 "must be a bucket name (1 to 255 characters, no `/`)",
             ));
         }
-        if !(0.001..=3600.0).contains(&config.timeout) {
-            return Err(BuildError::key(
-                "timeout",
-                "must be between 0.001 and 3600 seconds",
-            ));
-        }
+        timeout_seconds(config.timeout).map_err(|m| BuildError::key("timeout", m))?;
         Ok(())
     }
 
@@ -79,7 +75,7 @@ impl Module for S3 {
             layout: KeyLayout::parse(&config.prefix, &config.filename_pattern)?,
             include_headers: config.include_headers,
             content_type: content_type(&config.content_type)?,
-            timeout: Duration::from_secs_f64(config.timeout),
+            timeout: timeout_seconds(config.timeout).map_err(|m| BuildError::key("timeout", m))?,
         })
     }
 

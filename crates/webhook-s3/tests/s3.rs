@@ -208,3 +208,30 @@ async fn a_missing_bucket_fails_the_health_check_and_a_down_store_gives_503() {
     let r = server.post("ok", &[], "{}").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
 }
+
+#[tokio::test]
+async fn bad_configs_name_the_key() {
+    for (module_config, key) in [
+        (r#"{"bucket": "a/b"}"#, "bucket"),
+        (r#"{"bucket": ""}"#, "bucket"),
+        (r#"{"bucket": "hooks", "timeout": 0}"#, "timeout"),
+        (r#"{"bucket": "hooks", "timeout": 7200}"#, "timeout"),
+    ] {
+        let mut registry = registry_with_recorder();
+        webhook_s3::register(&mut registry);
+        let err = TestServer::builder(&format!(
+            r#"{{"s": {{"module": "s3", "connection": "store", "module-config": {module_config}}}}}"#
+        ))
+        .connections(&connections("http://127.0.0.1:1", SECRET_KEY))
+        .registry(registry)
+        .try_start()
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{module_config} was accepted"))
+        .to_string();
+        assert!(
+            err.contains(&format!("webhooks.json: s.module-config.{key}")),
+            "{module_config}: {err}"
+        );
+    }
+}

@@ -78,6 +78,11 @@ fn errors_name_file_webhook_and_key() {
         "between",
     );
     assert_error(
+        r#"{"w": {"module": "log", "chain-config": {"timeout": 0}}}"#,
+        "webhooks.json: w.chain-config.timeout: ",
+        "between 0.001 and 3600 seconds",
+    );
+    assert_error(
         r#"{"w": {"module": "log", "data_type": "xml"}}"#,
         "webhooks.json: w.data_type: ",
         "xml",

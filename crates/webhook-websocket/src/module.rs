@@ -5,6 +5,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
+use webhook_core::config::timeout_seconds;
 use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError, NoConnection};
 
 use crate::config::{FrameFormat, WebSocketConfig};
@@ -34,12 +35,7 @@ impl Module for WebSocket {
     fn validate(config: &WebSocketConfig, _: &BuildContext) -> Result<(), BuildError> {
         scheme_is_tls(&config.url)?;
         handshake_headers(config)?;
-        if !(0.001..=3600.0).contains(&config.timeout) {
-            return Err(BuildError::key(
-                "timeout",
-                "must be between 0.001 and 3600 seconds",
-            ));
-        }
+        timeout_seconds(config.timeout).map_err(|m| BuildError::key("timeout", m))?;
         Ok(())
     }
 
@@ -56,7 +52,7 @@ impl Module for WebSocket {
         } else {
             None
         };
-        let timeout = Duration::from_secs_f64(config.timeout);
+        let timeout = timeout_seconds(config.timeout).map_err(|m| BuildError::key("timeout", m))?;
         let target = Target {
             url: config.url.clone(),
             headers: handshake_headers(&config)?,

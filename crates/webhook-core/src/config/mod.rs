@@ -14,6 +14,7 @@ mod secret;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -541,11 +542,8 @@ fn parse_webhook(
     let ack = take::<AckMode>(&mut map, "ack", ctx);
     let chain = map.remove("chain");
     let chain_config = take::<ChainConfig>(&mut map, "chain-config", ctx).unwrap_or_default();
-    if !(0.001..=3600.0).contains(&chain_config.timeout) {
-        ctx.error(
-            "chain-config.timeout",
-            "must be between 0.001 and 3600 seconds",
-        );
+    if let Err(message) = timeout_seconds(chain_config.timeout) {
+        ctx.error("chain-config.timeout", message);
     }
     let top_level: Vec<(&'static str, Value)> = TOP_LEVEL_FALLBACK_KEYS
         .iter()
@@ -784,5 +782,19 @@ fn prepare_destination(
             ));
             None
         }
+    }
+}
+
+/// A configured timeout in seconds as a [`Duration`]: between 1 ms and one hour.
+///
+/// # Errors
+///
+/// The message to report under the timeout's key when `seconds` is outside that range
+/// (or not a number).
+pub fn timeout_seconds(seconds: f64) -> Result<Duration, &'static str> {
+    if (0.001..=3600.0).contains(&seconds) {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err("must be between 0.001 and 3600 seconds")
     }
 }
