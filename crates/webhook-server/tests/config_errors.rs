@@ -353,6 +353,16 @@ fn connection_errors_name_connections_json() {
         e.contains("webhooks.json: q.connection: no connection named `nope`"),
         "{e}"
     );
+    for (connections, expected) in [
+        (
+            "[1]",
+            "connections.json: must be a JSON object mapping connection names",
+        ),
+        ("{", "connections.json: not valid JSON"),
+    ] {
+        let e = err(r#"{"l": {"module": "log"}}"#, connections);
+        assert!(e.contains(expected), "{e}");
+    }
     let e = err(r#"{"q": {"module": "queue", "queue_name": "j"}}"#, "{}");
     assert!(e.contains("webhooks.json: q.connection: missing"), "{e}");
     let e = err(

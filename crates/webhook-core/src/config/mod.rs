@@ -295,26 +295,8 @@ pub fn parse(
     let mut errors = Vec::new();
     let connections = Connections::parse(connections, env, &mut errors);
 
-    let root = match serde_json::from_str::<Value>(&webhooks.text) {
-        Ok(Value::Object(root)) => root,
-        Ok(_) => {
-            errors.push(ConfigError::new(
-                &webhooks.name,
-                None,
-                "",
-                "must be a JSON object mapping webhook ids to webhooks",
-            ));
-            return Err(ConfigErrors(errors));
-        }
-        Err(err) => {
-            errors.push(ConfigError::new(
-                &webhooks.name,
-                None,
-                "",
-                format!("not valid JSON: {err}"),
-            ));
-            return Err(ConfigErrors(errors));
-        }
+    let Some(root) = json_object(webhooks, "webhook ids to webhooks", &mut errors) else {
+        return Err(ConfigErrors(errors));
     };
 
     let mut plans = Vec::with_capacity(root.len());
@@ -394,27 +376,8 @@ impl Connections {
                 entries,
             };
         };
-        let root = match serde_json::from_str::<Value>(&source.text) {
-            Ok(Value::Object(root)) => root,
-            Ok(_) => {
-                errors.push(ConfigError::new(
-                    &source.name,
-                    None,
-                    "",
-                    "must be a JSON object mapping connection names to connections",
-                ));
-                Map::new()
-            }
-            Err(err) => {
-                errors.push(ConfigError::new(
-                    &source.name,
-                    None,
-                    "",
-                    format!("not valid JSON: {err}"),
-                ));
-                Map::new()
-            }
-        };
+        let root =
+            json_object(source, "connection names to connections", errors).unwrap_or_default();
         for (name, mut entry) in root {
             let mut substitution_errors = Vec::new();
             env::substitute(
@@ -783,6 +746,22 @@ fn prepare_destination(
             None
         }
     }
+}
+
+/// The top-level JSON object of a config file (`mapping` says what it maps), or `None`
+/// with the error recorded.
+fn json_object(
+    source: &ConfigSource,
+    mapping: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Map<String, Value>> {
+    let message = match serde_json::from_str::<Value>(&source.text) {
+        Ok(Value::Object(root)) => return Some(root),
+        Ok(_) => format!("must be a JSON object mapping {mapping}"),
+        Err(err) => format!("not valid JSON: {err}"),
+    };
+    errors.push(ConfigError::new(&source.name, None, "", message));
+    None
 }
 
 /// A configured timeout in seconds as a [`Duration`]: between 1 ms and one hour.
