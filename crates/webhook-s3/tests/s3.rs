@@ -224,11 +224,7 @@ async fn bad_configs_name_the_key() {
         ))
         .connections(&connections("http://127.0.0.1:1", SECRET_KEY))
         .registry(registry)
-        .try_start()
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("{module_config} was accepted"))
-        .to_string();
+        .config_error().await;
         assert!(
             err.contains(&format!("webhooks.json: s.module-config.{key}")),
             "{module_config}: {err}"

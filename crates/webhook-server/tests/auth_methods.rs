@@ -188,11 +188,8 @@ async fn jwt_config_errors() {
         (r#"{"secret": ""}"#, "w.jwt.secret"),
     ] {
         let err = TestServer::builder(&webhook("cfg", &format!(r#""jwt": {jwt}"#)))
-            .try_start()
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("{jwt} accepted"))
-            .to_string();
+            .config_error()
+            .await;
         assert!(err.contains(key), "{jwt}: {err}");
     }
 }
@@ -234,11 +231,8 @@ async fn json_schema_answers_422_on_mismatch() {
         "cfg",
         r#""json_schema": {"type": "no-such-type"}"#,
     ))
-    .try_start()
-    .await
-    .err()
-    .unwrap()
-    .to_string();
+    .config_error()
+    .await;
     assert!(
         err.contains("w.json_schema") && err.contains("not a valid JSON Schema"),
         "{err}"

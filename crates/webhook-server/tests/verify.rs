@@ -534,11 +534,8 @@ async fn config_errors_name_the_key() {
         ),
     ] {
         let err = TestServer::builder(&webhook("cfg", verify))
-            .try_start()
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("{verify} was accepted"))
-            .to_string();
+            .config_error()
+            .await;
         assert!(err.contains(expected), "{verify}: {err}");
         assert!(
             !err.contains("whsec_!!") || expected.contains("secret"),
@@ -742,21 +739,15 @@ async fn stripe_dedup_by_event_id_in_the_body() {
         "cfg",
         r#"{"provider": "stripe", "secret": "s", "dedup": {"window": 10}}"#,
     ))
-    .try_start()
-    .await
-    .err()
-    .unwrap()
-    .to_string();
+    .config_error()
+    .await;
     assert!(err.contains("w.verify.dedup.window"), "{err}");
     let err = TestServer::builder(&webhook(
         "cfg",
         r#"{"provider": "zoom", "secret": "s", "dedup": true}"#,
     ))
-    .try_start()
-    .await
-    .err()
-    .unwrap()
-    .to_string();
+    .config_error()
+    .await;
     assert!(err.contains("w.verify.dedup"), "{err}");
 }
 

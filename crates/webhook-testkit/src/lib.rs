@@ -83,6 +83,16 @@ impl TestServerBuilder {
         self
     }
 
+    /// The config errors of a config that must not start, as text; panics (naming the
+    /// webhooks config) when it starts.
+    pub async fn config_error(self) -> String {
+        let webhooks = self.webhooks.clone();
+        match self.try_start().await {
+            Ok(_) => panic!("this config was accepted: {webhooks}"),
+            Err(errors) => errors.to_string(),
+        }
+    }
+
     /// Parse, build and serve; config errors are returned, not panicked on.
     pub async fn try_start(self) -> Result<TestServer, ConfigErrors> {
         let registry = self

@@ -295,11 +295,8 @@ async fn bad_configs_name_the_key() {
             r#"{{"w": {{"module": "websocket", "module-config": {{{config}}}}}}}"#
         ))
         .registry(registry)
-        .try_start()
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("{config} was accepted"))
-        .to_string();
+        .config_error()
+        .await;
         assert!(
             err.contains(&format!("w.module-config.{key}")),
             "{config}: {err}"
