@@ -125,7 +125,9 @@ impl HttpWebhook {
                 }));
             headers.insert(header::CONTENT_TYPE, content_type);
         }
-        if let Ok(id) = HeaderValue::from_str(&delivery.request_id.to_string()) {
+        let mut id = [0u8; 36];
+        let id = delivery.request_id.as_hyphenated().encode_lower(&mut id);
+        if let Ok(id) = HeaderValue::from_str(id) {
             headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), id);
         }
         for (name, value) in &self.headers {
