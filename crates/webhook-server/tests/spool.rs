@@ -41,21 +41,34 @@ async fn start(webhooks: &str, dir: &Path, max_bytes: u64) -> TestServer {
         .await
 }
 
-fn auth() -> [(&'static str, String); 1] {
-    [("Authorization", format!("Bearer {TOKEN}"))]
+/// `method path` with the ops token.
+async fn admin(client: &TestClient, method: &str, path: &str) -> TestResponse {
+    let bearer = format!("Bearer {TOKEN}");
+    client
+        .request(method, path, &[("Authorization", bearer.as_str())], "")
+        .await
 }
 
 async fn dead_letters(client: &TestClient) -> Vec<serde_json::Value> {
-    let headers = auth();
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let r = client
-        .request("GET", "/admin/dead-letters", &headers, "")
-        .await;
+    let r = admin(client, "GET", "/admin/dead-letters").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     r.json()["dead_letters"]
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// The dead letters once there are `count` of them (polling up to 2 s; then as they are).
+async fn dead_letters_when(client: &TestClient, count: usize) -> Vec<serde_json::Value> {
+    let mut letters = Vec::new();
+    for _ in 0..100 {
+        letters = dead_letters(client).await;
+        if letters.len() == count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    letters
 }
 
 /// Wait until `check` holds (up to `limit`), polling.
@@ -167,14 +180,7 @@ async fn retries_follow_the_backoff_and_end_in_dead_letters_that_replay() {
         target.received().len() >= 4
     })
     .await;
-    let mut letters = Vec::new();
-    for _ in 0..100 {
-        letters = dead_letters(&server).await;
-        if !letters.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let letters = dead_letters_when(&server, 1).await;
     let received = target.received();
     assert_eq!(received.len(), 4, "max_attempts = 4");
     // Full jitter: each wait is at most initial · 2^(n-1), capped at max_delay (+ slack).
@@ -207,14 +213,7 @@ async fn retries_follow_the_backoff_and_end_in_dead_letters_that_replay() {
         target.received().len() >= 5
     })
     .await;
-    let mut letters = Vec::new();
-    for _ in 0..100 {
-        letters = dead_letters(&server).await;
-        if letters.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let letters = dead_letters_when(&server, 2).await;
     assert_eq!(letters.len(), 2, "{letters:?}");
     let bad = letters
         .iter()
@@ -226,17 +225,15 @@ async fn retries_follow_the_backoff_and_end_in_dead_letters_that_replay() {
 
     // Replay: the target works again; both letters are delivered with their ids.
     target.respond(StatusCode::OK, &[]);
-    let headers = auth();
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     for letter in &letters {
         let path = format!(
             "/admin/dead-letters/{}/replay",
             letter["id"].as_str().unwrap()
         );
-        let r = server.request("POST", &path, &headers, "").await;
+        let r = admin(&server, "POST", &path).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         // replaying it twice: it is gone
-        let again = server.request("POST", &path, &headers, "").await;
+        let again = admin(&server, "POST", &path).await;
         assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text());
     }
     eventually(Duration::from_secs(5), "replayed deliveries", || {
@@ -497,18 +494,9 @@ async fn spool_and_dead_letter_metrics_are_exported() {
         server.post("metered", &[], "{}").await.status,
         StatusCode::OK
     );
-    let mut letters = Vec::new();
-    for _ in 0..100 {
-        letters = dead_letters(&server).await;
-        if !letters.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let letters = dead_letters_when(&server, 1).await;
     assert_eq!(letters.len(), 1);
-    let headers = auth();
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let text = server.request("GET", "/metrics", &headers, "").await.text();
+    let text = admin(&server, "GET", "/metrics").await.text();
     let dead = text
         .lines()
         .find(|l| {
@@ -537,8 +525,6 @@ async fn dead_letters_count_against_the_quota_and_can_be_replayed_or_deleted() {
         target.url("/d")
     );
     let server = start(&webhooks, dir.path(), 96 << 10).await;
-    let headers = auth();
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let body = "d".repeat(4000);
     // After each, wait until it is a dead letter, so the space it holds is the dead letter's.
     let (accepted, _) = fill_spool(&server, &body, async |accepted| {
@@ -563,14 +549,12 @@ async fn dead_letters_count_against_the_quota_and_can_be_replayed_or_deleted() {
     target.respond(StatusCode::OK, &[]);
     let before = target.received().len();
     let first = letters[0]["id"].as_str().unwrap().to_owned();
-    let r = server
-        .request(
-            "POST",
-            &format!("/admin/dead-letters/{first}/replay"),
-            &headers,
-            "",
-        )
-        .await;
+    let r = admin(
+        &server,
+        "POST",
+        &format!("/admin/dead-letters/{first}/replay"),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     eventually(Duration::from_secs(5), "the replayed delivery", || {
         target.received().len() > before
@@ -584,16 +568,14 @@ async fn dead_letters_count_against_the_quota_and_can_be_replayed_or_deleted() {
     // DELETE drops the others; unknown (or already deleted) ids are 404.
     for letter in &letters[1..] {
         let path = format!("/admin/dead-letters/{}", letter["id"].as_str().unwrap());
-        let r = server.request("DELETE", &path, &headers, "").await;
+        let r = admin(&server, "DELETE", &path).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         assert_eq!(r.json()["message"], "deleted");
         assert_eq!(r.json()["dead_letter"]["id"], letter["id"]);
-        let again = server.request("DELETE", &path, &headers, "").await;
+        let again = admin(&server, "DELETE", &path).await;
         assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text());
     }
-    let r = server
-        .request("DELETE", "/admin/dead-letters/..%2Fspool", &headers, "")
-        .await;
+    let r = admin(&server, "DELETE", "/admin/dead-letters/..%2Fspool").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(dead_letters(&server).await.is_empty());
     let r = server
