@@ -24,6 +24,8 @@
 //! # let _ = pipeline; Ok(()) }
 //! ```
 
+#![warn(missing_docs)] // every public item of the crate other services embed is documented
+
 pub mod config;
 mod delivery;
 mod engine;
