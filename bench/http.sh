@@ -6,6 +6,8 @@
 # back in every round on one server. wrk over loopback; the target shares the 2 cores.
 #
 #   bash bench/http.sh      # ROUNDS=5 DURATION=10 CONNECTIONS=32 (the foundation's load)
+#   PIN=1 bash bench/http.sh  # the gateway alone on CPU 0, wrk and the target on CPU 1
+#                             # (taskset): the target's CPU no longer taken from the gateway
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,12 @@ TARGET_PORT=${TARGET_PORT:-9108}
 source bench/common.sh
 source bench/payload.sh
 
+gateway_cpu=() other_cpu=()
+if [ -n "${PIN:-}" ]; then
+  gateway_cpu=(taskset -c 0) other_cpu=(taskset -c 1)
+  export WRK_CPU=1
+fi
+
 hmac="\"hmac\": {\"secret\": \"$SECRET\", \"header\": \"X-Hub-Signature-256\", \"algorithm\": \"sha256\"}"
 cat > "$work/webhooks.json" <<JSON
 {"log": {"data_type": "json", "module": "log", "ack": "delivered", $hmac},
@@ -30,8 +38,9 @@ JSON
 results="$work/results"
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
-  ./target/release/bare-hyper "$TARGET_PORT" - & target=$!; pids+=("$target")
-  RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} ./target/release/webhook-server --host 127.0.0.1 \
+  "${other_cpu[@]}" ./target/release/bare-hyper "$TARGET_PORT" - & target=$!; pids+=("$target")
+  RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} "${gateway_cpu[@]}" \
+    ./target/release/webhook-server --host 127.0.0.1 \
     --port "$GATEWAY_PORT" --webhooks-config "$work/webhooks.json" --data-dir "$work" \
     --spool-dir "$work/spool" >/dev/null 2>&1 & gw=$!; pids+=("$gw")
   wait_port "$TARGET_PORT"; wait_port "$GATEWAY_PORT"
@@ -42,14 +51,15 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "round $round done" >&2
 done
 
-python3 - "$results" "$ROUNDS" "$DURATION" "$CONNECTIONS" <<'PY'
+python3 - "$results" "$ROUNDS" "$DURATION" "$CONNECTIONS" "${PIN:-}" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 def ms(v):
     for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
         if v.endswith(unit): return float(v[: -len(unit)]) * f
     return float(v)
-print(f"wrk -t1 -c{sys.argv[4]}, {sys.argv[3]} s x {sys.argv[2]} rounds (medians), 2.2 KB JSON, HMAC-SHA256, ack: delivered")
+print(f"wrk -t1 -c{sys.argv[4]}, {sys.argv[3]} s x {sys.argv[2]} rounds (medians), 2.2 KB JSON, HMAC-SHA256, ack: delivered"
+      + (", gateway on CPU 0, wrk and target on CPU 1" if sys.argv[5] else ""))
 print("| destination | req/s | p50 ms | p99 ms |")
 print("|---|---:|---:|---:|")
 for key, name in (("log", "log (the foundation's webhook)"), ("http", "http_webhook to a local keep-alive target")):

@@ -44,12 +44,14 @@ wait_port() {
   echo "port $1 did not open" >&2; return 1
 }
 
-# measure NAME PORT PID -> "rps p50 p99 rss_kb"
+# measure NAME PORT PATH PID -> "rps p50 p99 rss_kb" (wrk pinned to $WRK_CPU when set)
 measure() {
   local url="http://127.0.0.1:$2$3"
-  wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$work/post.lua" "$url" >/dev/null
+  # shellcheck disable=SC2086 # WRK_CPU: wrk on these CPUs (taskset), when set
+  ${WRK_CPU:+taskset -c $WRK_CPU} wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$work/post.lua" "$url" >/dev/null
   local out
-  out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/post.lua" "$url")
+  # shellcheck disable=SC2086
+  out=$(${WRK_CPU:+taskset -c $WRK_CPU} wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/post.lua" "$url")
   if grep -q "Non-2xx" <<<"$out"; then
     echo "$1 answered errors:" >&2; echo "$out" >&2; exit 1
   fi
