@@ -52,10 +52,12 @@ impl Peer {
         self.server = Self::spawn(self.server.port, &self.out, self.mode);
     }
 
-    /// Every frame received so far.
+    /// Every frame received so far: the complete lines (a large frame's line may be
+    /// half-written when we read).
     fn frames(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
