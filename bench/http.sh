@@ -7,7 +7,7 @@
 #
 # The gateway runs alone on CPU 0 and wrk and the target share CPU 1 (taskset), so the
 # target's CPU is not charged to the gateway — in production the target is another machine.
-# The `log` figure is the same either way (BENCHMARKS.md); PIN=0 lets all three share both
+# The `log` figure moves little either way (BENCHMARKS.md); PIN=0 lets all three share both
 # cores (the earlier sessions' set-up, where the target's own cost bounds the ratio).
 #
 #   bash bench/http.sh      # ROUNDS=5 DURATION=10 CONNECTIONS=32 (the foundation's load)
