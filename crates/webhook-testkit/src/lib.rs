@@ -38,6 +38,20 @@ pub fn delivered_options() -> PipelineOptions {
     }
 }
 
+/// Waits, when the wall clock is less than `margin` before the next full minute, until that
+/// minute has begun: `/stats` counts the `minute` window per calendar minute, so a test that
+/// expects its webhooks in the current minute must not straddle a minute boundary.
+pub async fn clear_of_minute_boundary(margin: std::time::Duration) {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let into_minute = std::time::Duration::from_millis((since_epoch.as_millis() % 60_000) as u64);
+    let left = std::time::Duration::from_secs(60).saturating_sub(into_minute);
+    if left < margin {
+        tokio::time::sleep(left + std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// How to start a [`TestServer`].
 pub struct TestServerBuilder {
     webhooks: String,
