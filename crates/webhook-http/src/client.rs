@@ -5,6 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as _;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -75,11 +76,16 @@ impl HttpClient {
                 }
             })?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BODY)
-                .collect()
-                .await
-                .map(|collected| collected.to_bytes())
-                .unwrap_or_default();
+            // Most targets answer without a body: nothing to read then.
+            let body = if body.is_end_stream() {
+                Bytes::new()
+            } else {
+                Limited::new(body, MAX_RESPONSE_BODY)
+                    .collect()
+                    .await
+                    .map(|collected| collected.to_bytes())
+                    .unwrap_or_default()
+            };
             Ok(Response::from_parts(parts, body))
         };
         tokio::time::timeout(timeout, exchange)

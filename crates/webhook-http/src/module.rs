@@ -25,6 +25,9 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct HttpWebhook {
     client: HttpClient,
     url: Uri,
+    /// The `Host` header of every request, computed once (the client would format it per
+    /// request otherwise).
+    host: HeaderValue,
     method: http::Method,
     headers: HeaderMap,
     forward_headers: bool,
@@ -49,9 +52,11 @@ impl Module for HttpWebhook {
         context: &BuildContext,
     ) -> Result<Self, BuildError> {
         let client = HttpClient::for_pipeline(context).await?;
+        let url = target_uri(&config.url)?;
         Ok(Self {
             client,
-            url: target_uri(&config.url)?,
+            host: host_header(&url)?,
+            url,
             method: config.method.as_method(),
             headers: configured_headers(&config)?,
             forward_headers: config.forward_headers,
@@ -104,7 +109,13 @@ impl Module for HttpWebhook {
 impl HttpWebhook {
     /// Forwarded (or just the content type), then the request id, then configured headers.
     fn outgoing_headers(&self, delivery: &Delivery) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(delivery.headers.len() + self.headers.len() + 2);
+        let forwarded = if self.forward_headers {
+            delivery.headers.len()
+        } else {
+            1
+        };
+        let mut headers = HeaderMap::with_capacity(forwarded + self.headers.len() + 2);
+        headers.insert(header::HOST, self.host.clone());
         if self.forward_headers {
             let listed = connection_listed(&delivery.headers);
             for (name, value) in delivery.headers.iter() {
@@ -182,6 +193,26 @@ fn target_uri(url: &str) -> Result<Uri, BuildError> {
     }
 }
 
+/// `host[:port]` of the target, as the client would send it (the port only when it is not
+/// the scheme's default).
+fn host_header(url: &Uri) -> Result<HeaderValue, BuildError> {
+    let host = url.host().unwrap_or_default();
+    let default_port = match url.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let value = match url.port_u16() {
+        Some(port) if port != default_port => HeaderValue::from_str(&format!("{host}:{port}")),
+        _ => HeaderValue::from_str(host),
+    };
+    value.map_err(|_| {
+        BuildError::key(
+            "url",
+            format!("`{url}` has a host that is not valid in a Host header"),
+        )
+    })
+}
+
 fn configured_headers(config: &HttpConfig) -> Result<HeaderMap, BuildError> {
     parse_headers(&config.headers, is_hop_by_hop)
 }
@@ -240,5 +271,15 @@ mod tests {
         for bad in ["/relative", "ftp://host/x", "not a url", "http://"] {
             assert_eq!(target_uri(bad).unwrap_err().key, "url", "{bad}");
         }
+    }
+
+    #[test]
+    fn host_header_carries_the_port_only_when_it_is_not_the_default() {
+        let host = |url: &str| host_header(&target_uri(url).unwrap()).unwrap();
+        assert_eq!(host("http://127.0.0.1:8080/x"), "127.0.0.1:8080");
+        assert_eq!(host("http://example.com:80/x"), "example.com");
+        assert_eq!(host("https://example.com/x"), "example.com");
+        assert_eq!(host("https://example.com:8443"), "example.com:8443");
+        assert_eq!(host("http://[::1]:9000/"), "[::1]:9000");
     }
 }
