@@ -7,7 +7,8 @@
 # "where the time goes" paragraphs; use it to A/B two binaries (BIN=...) in alternation.
 #
 #   MODE=log|http|persisted|bare bash bench/profile.sh
-#   (CONNECTIONS=32 DURATION=8, BIN=target/release/webhook-server, SPOOL=dir, EXTRA="--flags")
+#   (CONNECTIONS=32 DURATION=8, BIN=target/release/webhook-server, SPOOL=dir, EXTRA="--flags",
+#    PIN=1: the gateway alone on CPU 0, wrk and the target on CPU 1, as bench/http.sh runs)
 #
 # MODE: `log` — HMAC + log, ack: delivered (the foundation's webhook); `http` — the same
 # forwarding to a local keep-alive target (`bare-hyper PORT -`); `persisted` — HMAC + log,
@@ -35,17 +36,21 @@ cat > "$work/webhooks.json" <<JSON
           "module-config": {"url": "http://127.0.0.1:$TARGET_PORT/hook"}}}
 JSON
 
+gateway_cpu=() other_cpu=()
+if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  gateway_cpu=(taskset -c 0) other_cpu=(taskset -c 1)
+fi
 target=
 if [ "$MODE" = http ]; then
-  ./target/release/bare-hyper "$TARGET_PORT" - & target=$!; pids+=("$target")
+  "${other_cpu[@]}" ./target/release/bare-hyper "$TARGET_PORT" - & target=$!; pids+=("$target")
   wait_port "$TARGET_PORT"
 fi
 if [ "$MODE" = bare ]; then
-  ./target/release/bare-hyper "$GATEWAY_PORT" "$SECRET" & gw=$!
+  "${gateway_cpu[@]}" ./target/release/bare-hyper "$GATEWAY_PORT" "$SECRET" & gw=$!
   path=/webhook/bench
 else
   # shellcheck disable=SC2086 # EXTRA is a list of flags
-  RUST_LOG=info,webhook::request=off "$BIN" --host 127.0.0.1 --port "$GATEWAY_PORT" \
+  RUST_LOG=info,webhook::request=off "${gateway_cpu[@]}" "$BIN" --host 127.0.0.1 --port "$GATEWAY_PORT" \
     --webhooks-config "$work/webhooks.json" --data-dir "$work" \
     --spool-dir "${SPOOL:-$work/spool}" ${EXTRA:-} >/dev/null 2>&1 & gw=$!
   path=/webhook/$MODE
@@ -53,7 +58,7 @@ fi
 pids+=("$gw")
 wait_port "$GATEWAY_PORT"
 url="http://127.0.0.1:$GATEWAY_PORT$path"
-wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$work/post.lua" "$url" >/dev/null
+"${other_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$work/post.lua" "$url" >/dev/null
 
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
@@ -64,7 +69,7 @@ if [ -n "${SYSCALLS:-}" ]; then
   perf stat -e 'syscalls:sys_enter_*' -p "$gw" -o "$work/syscalls" -- sleep "$DURATION" \
     >/dev/null 2>&1 & perf=$!
 fi
-out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/post.lua" "$url")
+out=$("${other_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/post.lua" "$url")
 if [ -n "${SYSCALLS:-}" ]; then wait "$perf"; fi
 after="$(ticks "$gw") $( [ -n "$target" ] && ticks "$target" || echo 0 0) $(switches "$gw") $(segments)"
 if grep -q "Non-2xx" <<<"$out"; then
