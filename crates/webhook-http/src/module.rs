@@ -25,9 +25,10 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct HttpWebhook {
     client: HttpClient,
     url: Uri,
-    /// The `Host` header of every request, computed once (the client would format it per
-    /// request otherwise).
-    host: HeaderValue,
+    /// The `Host` header of every request to an `http://` target, computed once (the client
+    /// would format it per request otherwise). `https://` targets may speak HTTP/2, where
+    /// the client sends `:authority` instead: left to the client.
+    host: Option<HeaderValue>,
     method: http::Method,
     headers: HeaderMap,
     forward_headers: bool,
@@ -55,7 +56,10 @@ impl Module for HttpWebhook {
         let url = target_uri(&config.url)?;
         Ok(Self {
             client,
-            host: host_header(&url)?,
+            host: match url.scheme_str() {
+                Some("http") => Some(host_header(&url)?),
+                _ => None,
+            },
             url,
             method: config.method.as_method(),
             headers: configured_headers(&config)?,
@@ -115,7 +119,9 @@ impl HttpWebhook {
             1
         };
         let mut headers = HeaderMap::with_capacity(forwarded + self.headers.len() + 2);
-        headers.insert(header::HOST, self.host.clone());
+        if let Some(host) = &self.host {
+            headers.insert(header::HOST, host.clone());
+        }
         if self.forward_headers {
             let listed = connection_listed(&delivery.headers);
             for (name, value) in delivery.headers.iter() {
