@@ -56,10 +56,7 @@ impl Module for HttpWebhook {
         let url = target_uri(&config.url)?;
         Ok(Self {
             client,
-            host: match url.scheme_str() {
-                Some("http") => Some(host_header(&url)?),
-                _ => None,
-            },
+            host: host_header(&url)?,
             url,
             method: config.method.as_method(),
             headers: configured_headers(&config)?,
@@ -199,19 +196,19 @@ fn target_uri(url: &str) -> Result<Uri, BuildError> {
     }
 }
 
-/// `host[:port]` of the target, as the client would send it (the port only when it is not
-/// the scheme's default).
-fn host_header(url: &Uri) -> Result<HeaderValue, BuildError> {
+/// For an `http://` target, `host[:port]` as the client would send it (the port only when
+/// it is not 80); `None` for `https://`, whose `Host` stays the client's (HTTP/2 sends
+/// `:authority` instead).
+fn host_header(url: &Uri) -> Result<Option<HeaderValue>, BuildError> {
+    if url.scheme_str() != Some("http") {
+        return Ok(None);
+    }
     let host = url.host().unwrap_or_default();
-    let default_port = match url.scheme_str() {
-        Some("https") => 443,
-        _ => 80,
-    };
     let value = match url.port_u16() {
-        Some(port) if port != default_port => HeaderValue::from_str(&format!("{host}:{port}")),
+        Some(port) if port != 80 => HeaderValue::from_str(&format!("{host}:{port}")),
         _ => HeaderValue::from_str(host),
     };
-    value.map_err(|_| {
+    value.map(Some).map_err(|_| {
         BuildError::key(
             "url",
             format!("`{url}` has a host that is not valid in a Host header"),
@@ -282,10 +279,9 @@ mod tests {
     #[test]
     fn host_header_carries_the_port_only_when_it_is_not_the_default() {
         let host = |url: &str| host_header(&target_uri(url).unwrap()).unwrap();
-        assert_eq!(host("http://127.0.0.1:8080/x"), "127.0.0.1:8080");
-        assert_eq!(host("http://example.com:80/x"), "example.com");
-        assert_eq!(host("https://example.com/x"), "example.com");
-        assert_eq!(host("https://example.com:8443"), "example.com:8443");
-        assert_eq!(host("http://[::1]:9000/"), "[::1]:9000");
+        assert_eq!(host("http://127.0.0.1:8080/x").unwrap(), "127.0.0.1:8080");
+        assert_eq!(host("http://example.com:80/x").unwrap(), "example.com");
+        assert_eq!(host("http://[::1]:9000/").unwrap(), "[::1]:9000");
+        assert_eq!(host("https://example.com:8443"), None, "left to the client");
     }
 }
