@@ -26,9 +26,9 @@
 
 #![warn(missing_docs)] // every public item of the crate other services embed is documented
 
+mod attempt;
 pub mod config;
 mod delivery;
-mod engine;
 mod error;
 mod json;
 mod metrics;
@@ -37,6 +37,7 @@ mod outbox;
 mod pipeline;
 mod registry;
 mod response;
+mod retry;
 mod shared;
 pub mod spool;
 pub mod stats;
@@ -45,7 +46,7 @@ mod validator;
 pub use delivery::{DataType, Delivery, is_sensitive_header};
 pub use error::{BuildError, ErrorClass, ModuleError, Rejection, RejectionKind};
 pub use module::{BuildContext, DynModule, Module, NoConnection};
-pub use pipeline::{Health, Pipeline, PipelineOptions, ResponseBody};
+pub use pipeline::{Handled, Health, Pipeline, PipelineOptions, ResponseBody};
 pub use registry::Registry;
 pub use shared::SharedClients;
 pub use spool::{DeadLetter, Spool, SpoolError, SpoolOptions};

@@ -164,19 +164,19 @@ pub async fn route(
     let path = request.uri().path();
     if let Some(id) = path.strip_prefix("/webhook/") {
         let id = id.to_owned();
-        let started = std::time::Instant::now();
-        let response = pipeline.handle_webhook(&id, request, peer).await;
+        let handled = pipeline.handle(&id, request, peer).await;
         // Few, cheap fields: this line is written for every webhook request.
         if tracing::enabled!(target: "webhook::request", tracing::Level::INFO) {
             tracing::info!(
                 target: "webhook::request",
                 webhook = id.as_str(),
-                request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
-                status = response.status().as_u16(),
-                latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                request_id = %handled.request_id,
+                status = handled.response.status().as_u16(),
+                latency_us = u64::try_from(handled.latency.as_micros()).unwrap_or(u64::MAX),
                 "request"
             );
         }
+        let response = handled.response;
         return response;
     }
     let method = request.method();

@@ -113,7 +113,8 @@ pub struct ChainConfig {
     /// Sequential chains: go on to the next destination after one failed (default true).
     /// The sender is still answered with a failure, so nothing is lost.
     pub continue_on_error: bool,
-    /// Seconds the whole delivery (all destinations, all attempts) may take (default 30).
+    /// Seconds one attempt of one destination may take (default 30); with `ack: delivered`
+    /// also the longest the sender waits for the whole delivery, retries included.
     #[serde(deserialize_with = "de::number")]
     pub timeout: f64,
 }
@@ -128,12 +129,13 @@ impl Default for ChainConfig {
     }
 }
 
-/// `retry`: how often a retryable delivery failure is retried before the sender is answered.
+/// `retry`: how often a retryable delivery failure is retried, in every ack mode.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
-    /// Retries are off unless enabled (default false).
-    pub enabled: bool,
+    /// Whether failed attempts are retried. Not set: on for `persisted`/`accepted`, off for
+    /// `delivered` (where the sender retries).
+    pub enabled: Option<bool>,
     /// Attempts in all, the first included (default 3).
     #[serde(deserialize_with = "de::number")]
     pub max_attempts: u32,
@@ -151,7 +153,7 @@ pub struct RetryConfig {
 impl Default for RetryConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: None,
             max_attempts: 3,
             initial_delay: 1.0,
             max_delay: 60.0,
@@ -161,22 +163,6 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    /// Attempts to make in all (1 when retries are off).
-    pub fn attempts(&self) -> u32 {
-        if self.enabled {
-            self.max_attempts.max(1)
-        } else {
-            1
-        }
-    }
-
-    /// The delay before retry number `retry` (1-based).
-    pub fn delay(&self, retry: u32) -> std::time::Duration {
-        let exp = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
-        let secs = (self.initial_delay * self.backoff_multiplier.powi(exp)).min(self.max_delay);
-        std::time::Duration::from_secs_f64(secs.max(0.0))
-    }
-
     fn check(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
         if !(1..=100).contains(&self.max_attempts) {

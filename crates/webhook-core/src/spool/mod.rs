@@ -28,13 +28,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-use uuid::Uuid;
 
-use crate::DataType;
+use crate::Delivery;
 use record::{EntryRecord, Record};
 
 /// Where the spool lives and how big it may grow.
@@ -495,28 +492,17 @@ impl Spool {
 
     /// Write a request durably (returns after the group's `fdatasync`). `targets` has bit i
     /// set for each destination index that is to receive it.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn append(
         &self,
-        request_id: Uuid,
-        webhook_id: Arc<str>,
-        received_at: SystemTime,
-        data_type: DataType,
+        delivery: Delivery,
         targets: u32,
-        headers: Arc<HeaderMap>,
-        body: Bytes,
     ) -> Result<Arc<EntryRecord>, SpoolError> {
         let entry = EntryRecord {
             seq: 0,
-            request_id,
-            received_at,
-            data_type,
             targets,
             done: 0,
             attempts: Vec::new(),
-            webhook_id,
-            headers,
-            body,
+            delivery,
         };
         self.write_entry(entry, true).await
     }
@@ -648,18 +634,18 @@ impl Spool {
         attempts: u32,
         error: &str,
     ) -> Result<DeadLetter, SpoolError> {
-        let id = format!("{}-{destination}", entry.request_id.hyphenated());
+        let id = format!("{}-{destination}", entry.delivery.request_id.hyphenated());
         let letter = DeadLetter {
             id: id.clone(),
-            webhook: entry.webhook_id.to_string(),
-            request_id: entry.request_id.hyphenated().to_string(),
+            webhook: entry.delivery.webhook_id.to_string(),
+            request_id: entry.delivery.request_id.hyphenated().to_string(),
             destination,
             module: module.to_owned(),
             attempts,
             error: error.to_owned(),
-            received_at: rfc3339(entry.received_at),
+            received_at: rfc3339(entry.delivery.received_at),
             dead_at: rfc3339(SystemTime::now()),
-            body_bytes: entry.body.len(),
+            body_bytes: entry.delivery.body.len(),
         };
         let mut single = entry.clone();
         single.targets = 1 << destination;

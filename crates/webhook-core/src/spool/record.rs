@@ -17,13 +17,13 @@
 //! * `4` padding: zeros, skipped (fills a group up to the block size of direct writes).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use uuid::Uuid;
 
-use crate::DataType;
+use crate::{DataType, Delivery};
 
 /// Frame header: length and checksum.
 pub(crate) const FRAME_HEADER: usize = 8;
@@ -40,18 +40,14 @@ pub(crate) const MAX_DESTINATIONS: usize = 32;
 #[derive(Debug, Clone)]
 pub(crate) struct EntryRecord {
     pub(crate) seq: u64,
-    pub(crate) request_id: Uuid,
-    pub(crate) received_at: SystemTime,
-    pub(crate) data_type: DataType,
     /// Bit i set: destination i of the webhook is to receive this entry.
     pub(crate) targets: u32,
     /// Bit i set: destination i confirmed (or its failure was dead-lettered).
     pub(crate) done: u32,
     /// Failed attempts per destination index.
     pub(crate) attempts: Vec<u32>,
-    pub(crate) webhook_id: Arc<str>,
-    pub(crate) headers: Arc<HeaderMap>,
-    pub(crate) body: Bytes,
+    /// The request, whole, as it was accepted.
+    pub(crate) delivery: Delivery,
 }
 
 /// A decoded record.
@@ -101,21 +97,22 @@ fn seal(mut frame: Vec<u8>) -> Vec<u8> {
 
 /// The framed bytes of an entry record.
 pub(crate) fn encode_entry(entry: &EntryRecord) -> Vec<u8> {
-    let headers_len: usize = entry
+    let d = &entry.delivery;
+    let headers_len: usize = d
         .headers
         .iter()
         .map(|(n, v)| 6 + n.as_str().len() + v.len())
         .sum();
-    let mut p = open_frame(64 + entry.webhook_id.len() + headers_len + entry.body.len());
+    let mut p = open_frame(64 + d.webhook_id.len() + headers_len + d.body.len());
     p.push(ENTRY);
     p.extend_from_slice(&entry.seq.to_le_bytes());
-    p.extend_from_slice(entry.request_id.as_bytes());
-    let millis = entry
+    p.extend_from_slice(d.request_id.as_bytes());
+    let millis = d
         .received_at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     p.extend_from_slice(&millis.to_le_bytes());
-    p.push(match entry.data_type {
+    p.push(match d.data_type {
         DataType::Json => 0,
         DataType::Blob => 1,
     });
@@ -126,21 +123,21 @@ pub(crate) fn encode_entry(entry: &EntryRecord) -> Vec<u8> {
     for a in attempts {
         p.extend_from_slice(&a.to_le_bytes());
     }
-    let id = entry.webhook_id.as_bytes();
+    let id = d.webhook_id.as_bytes();
     let id = &id[..id.len().min(255)];
     p.push(id.len() as u8);
     p.extend_from_slice(id);
-    let count = u16::try_from(entry.headers.len()).unwrap_or(u16::MAX);
+    let count = u16::try_from(d.headers.len()).unwrap_or(u16::MAX);
     p.extend_from_slice(&count.to_le_bytes());
-    for (name, value) in entry.headers.iter().take(usize::from(count)) {
+    for (name, value) in d.headers.iter().take(usize::from(count)) {
         let name = name.as_str().as_bytes();
         p.extend_from_slice(&u16::try_from(name.len()).unwrap_or(0).to_le_bytes());
         p.extend_from_slice(name);
         p.extend_from_slice(&u32::try_from(value.len()).unwrap_or(0).to_le_bytes());
         p.extend_from_slice(value.as_bytes());
     }
-    p.extend_from_slice(&u32::try_from(entry.body.len()).unwrap_or(0).to_le_bytes());
-    p.extend_from_slice(&entry.body);
+    p.extend_from_slice(&u32::try_from(d.body.len()).unwrap_or(0).to_le_bytes());
+    p.extend_from_slice(&d.body);
     seal(p)
 }
 
@@ -292,15 +289,17 @@ fn decode_payload(payload: &[u8]) -> Option<Record> {
             let body = Bytes::copy_from_slice(r.take(body_len)?);
             Some(Record::Entry(EntryRecord {
                 seq,
-                request_id,
-                received_at,
-                data_type,
                 targets,
                 done,
                 attempts,
-                webhook_id,
-                headers: Arc::new(headers),
-                body,
+                delivery: Delivery {
+                    webhook_id,
+                    request_id,
+                    headers: Arc::new(headers),
+                    body,
+                    received_at,
+                    data_type,
+                },
             }))
         }
         DONE => Some(Record::Done {
@@ -328,15 +327,17 @@ mod tests {
         headers.append("x-multi", HeaderValue::from_static("b"));
         EntryRecord {
             seq: 42,
-            request_id: Uuid::now_v7(),
-            received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
-            data_type: DataType::Blob,
             targets: 0b111,
             done: 0b010,
             attempts: vec![2, 0, 5],
-            webhook_id: Arc::from("github"),
-            headers: Arc::new(headers),
-            body: Bytes::from_static(b"\x00\xffbody bytes"),
+            delivery: Delivery {
+                webhook_id: Arc::from("github"),
+                request_id: Uuid::now_v7(),
+                headers: Arc::new(headers),
+                body: Bytes::from_static(b"\x00\xffbody bytes"),
+                received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+                data_type: DataType::Blob,
+            },
         }
     }
 
@@ -372,11 +373,12 @@ mod tests {
         };
         assert_eq!(used, bytes.len());
         assert_eq!(d.seq, e.seq);
+        assert_eq!((d.targets, d.done), (e.targets, e.done));
+        assert_eq!(d.attempts, e.attempts);
+        let (d, e) = (d.delivery, e.delivery);
         assert_eq!(d.request_id, e.request_id);
         assert_eq!(d.received_at, e.received_at);
         assert_eq!(d.data_type, e.data_type);
-        assert_eq!((d.targets, d.done), (e.targets, e.done));
-        assert_eq!(d.attempts, e.attempts);
         assert_eq!(d.webhook_id, e.webhook_id);
         assert_eq!(d.headers, e.headers);
         assert_eq!(d.body, e.body);

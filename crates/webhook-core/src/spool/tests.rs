@@ -1,6 +1,11 @@
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::HeaderMap;
+use uuid::Uuid;
+
 use super::*;
+use crate::DataType;
 
 fn options(dir: &Path) -> SpoolOptions {
     options_in(dir, true)
@@ -34,17 +39,15 @@ async fn append(
     targets: u32,
     headers: HeaderMap,
 ) -> Result<Arc<EntryRecord>, SpoolError> {
-    spool
-        .append(
-            Uuid::now_v7(),
-            Arc::from("hook"),
-            SystemTime::now(),
-            DataType::Blob,
-            targets,
-            Arc::new(headers),
-            Bytes::copy_from_slice(body.as_bytes()),
-        )
-        .await
+    let delivery = Delivery {
+        webhook_id: Arc::from("hook"),
+        request_id: Uuid::now_v7(),
+        headers: Arc::new(headers),
+        body: Bytes::copy_from_slice(body.as_bytes()),
+        received_at: SystemTime::now(),
+        data_type: DataType::Blob,
+    };
+    spool.append(delivery, targets).await
 }
 
 /// Append `body` (also in an `x-test` header) for `targets`.
@@ -90,7 +93,7 @@ fn bodies(spool: &Spool) -> Vec<String> {
     spool
         .pending()
         .iter()
-        .map(|p| String::from_utf8(p.entry.body.to_vec()).unwrap())
+        .map(|p| String::from_utf8(p.entry.delivery.body.to_vec()).unwrap())
         .collect()
 }
 
@@ -109,14 +112,17 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept_in(direct: bool) 
     let spool = Spool::open(options_in(dir.path(), direct)).unwrap();
     let mut ids = Vec::new();
     for body in ["one", "two", "three"] {
-        ids.push(put(&spool, body, 1).await.request_id);
+        ids.push(put(&spool, body, 1).await.delivery.request_id);
     }
     drop(spool);
     let spool = reopen(&options_in(dir.path(), direct));
     assert_eq!(bodies(&spool), ["one", "two", "three"]);
     let pending = spool.pending();
-    assert_eq!(pending[1].entry.request_id, ids[1]);
-    assert_eq!(pending[1].entry.headers.get("x-test").unwrap(), "two");
+    assert_eq!(pending[1].entry.delivery.request_id, ids[1]);
+    assert_eq!(
+        pending[1].entry.delivery.headers.get("x-test").unwrap(),
+        "two"
+    );
     drop(spool);
 
     // The recovered entries were rewritten into one segment: cut its last record short,
@@ -168,10 +174,13 @@ async fn progress_per_destination_survives_a_restart() {
     let spool = reopen(&options(dir.path()));
     let pending = spool.pending();
     assert_eq!(pending.len(), 2);
-    assert_eq!(pending[0].entry.request_id, a.request_id);
+    assert_eq!(pending[0].entry.delivery.request_id, a.delivery.request_id);
     assert_eq!(pending[0].done, 0b01);
     assert_eq!(pending[0].attempts, [0, 3]);
-    assert_eq!(String::from_utf8_lossy(&pending[1].entry.body), "sync");
+    assert_eq!(
+        String::from_utf8_lossy(&pending[1].entry.delivery.body),
+        "sync"
+    );
 }
 
 #[tokio::test]
@@ -208,18 +217,7 @@ async fn full_spool_refuses_and_recovers_when_entries_finish_in(direct: bool) {
     let full = loop {
         let mut headers = HeaderMap::new();
         headers.insert("x-n", taken.len().to_string().parse().unwrap());
-        match spool
-            .append(
-                Uuid::now_v7(),
-                Arc::from("hook"),
-                SystemTime::now(),
-                DataType::Blob,
-                1,
-                Arc::new(headers),
-                Bytes::from(body.clone()),
-            )
-            .await
-        {
+        match append(&spool, &body, 1, headers).await {
             Ok(entry) => taken.push(entry),
             Err(err) => break err,
         }
@@ -283,7 +281,10 @@ async fn a_stuck_entry_is_carried_forward_so_old_segments_go_in(direct: bool) {
     let spool = reopen(&opts);
     let pending = spool.pending();
     assert_eq!(bodies(&spool), ["stuck", "sync"]);
-    assert_eq!(pending[0].entry.request_id, stuck.request_id);
+    assert_eq!(
+        pending[0].entry.delivery.request_id,
+        stuck.delivery.request_id
+    );
 }
 
 #[tokio::test]
@@ -318,7 +319,10 @@ async fn a_recycled_segment_never_revives_its_old_records_in(direct: bool) {
         ["last"],
         "only the one pending entry comes back"
     );
-    assert_eq!(spool.pending()[0].entry.request_id, last.request_id);
+    assert_eq!(
+        spool.pending()[0].entry.delivery.request_id,
+        last.delivery.request_id
+    );
 }
 
 #[tokio::test]
@@ -387,8 +391,8 @@ async fn a_replay_is_spooled_even_when_the_quota_is_used_up() {
     }
     let (_, dead) = spool.read_dead_letter(&letter.id).unwrap();
     let respooled = spool.respool(dead).await.unwrap();
-    assert_eq!(respooled.request_id, entry.request_id);
-    assert_eq!(respooled.body, entry.body);
+    assert_eq!(respooled.delivery.request_id, entry.delivery.request_id);
+    assert_eq!(respooled.delivery.body, entry.delivery.body);
     assert!(respooled.seq > entry.seq);
     assert_eq!((respooled.done, respooled.targets), (0, 1));
 }

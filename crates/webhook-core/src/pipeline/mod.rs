@@ -1,0 +1,123 @@
+//! The pipeline: a built configuration serving requests. Its rooms: `build.rs` builds and
+//! rebuilds it from a [`Config`] (reusing unchanged destinations on reload), `request.rs` is
+//! the request path of `POST /webhook/{id}`, `ops.rs` the operations around it (health,
+//! `/stats`, dead letters, shutdown).
+
+mod build;
+mod ops;
+mod request;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use ipnet::IpNet;
+
+use crate::DataType;
+use crate::attempt::Route;
+use crate::config::AckMode;
+use crate::metrics::WebhookMetrics;
+use crate::outbox::Outbox;
+use crate::spool::SpoolOptions;
+use crate::stats::{StatsStore, StatsWindows};
+use crate::validator::DynValidator;
+
+pub use ops::Health;
+pub use request::Handled;
+
+/// The body type of every response the pipeline gives.
+pub type ResponseBody = Full<Bytes>;
+
+/// Limits and network settings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Largest accepted body in bytes (default 10 MiB). Enforced while the body streams in,
+    /// and at once when `Content-Length` announces more.
+    pub max_body_bytes: usize,
+    /// Deepest accepted nesting of a JSON body (default 50).
+    pub max_json_depth: usize,
+    /// Peers whose `X-Forwarded-For` is believed (default none: the socket peer is the
+    /// client).
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long a destination's health check may take (default 5 s).
+    pub health_timeout: Duration,
+    /// The directory that relative paths in destination configs resolve against and may
+    /// not leave (default: the working directory).
+    pub data_dir: PathBuf,
+    /// A shared store for `/stats` (default none: counts are kept in memory only).
+    pub stats_store: Option<Arc<dyn StatsStore>>,
+    /// The acknowledgement mode of webhooks without an `ack` key (default
+    /// [`AckMode::Persisted`]).
+    pub default_ack: AckMode,
+    /// Where and how big the spool is (opened when a webhook uses `persisted` or
+    /// `accepted`).
+    pub spool: SpoolOptions,
+    /// Most background deliveries in flight per destination (default 64).
+    pub destination_concurrency: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_json_depth: 50,
+            trusted_proxies: Vec::new(),
+            health_timeout: Duration::from_secs(5),
+            data_dir: PathBuf::from("."),
+            stats_store: None,
+            default_ack: AckMode::Persisted,
+            spool: SpoolOptions::default(),
+            destination_concurrency: 64,
+        }
+    }
+}
+
+struct Webhook {
+    id: Arc<str>,
+    data_type: DataType,
+    validators: Vec<Arc<dyn DynValidator>>,
+    route: Arc<Route>,
+    ack: AckMode,
+    stats: Arc<Mutex<StatsWindows>>,
+    metrics: WebhookMetrics,
+}
+
+/// The validation pipeline and delivery engine for a set of webhooks.
+///
+/// Build it once from a [`Config`], share it (`Arc<Pipeline>`) between connections and call
+/// [`Pipeline::handle_webhook`] for each `POST /webhook/{id}`.
+pub struct Pipeline {
+    webhooks: HashMap<Arc<str>, Webhook>,
+    options: PipelineOptions,
+    outbox: Option<Arc<Outbox>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("webhooks", &self.webhook_ids())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// The options this pipeline runs with.
+    pub fn options(&self) -> &PipelineOptions {
+        &self.options
+    }
+
+    /// The configured webhook ids, sorted.
+    pub fn webhook_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.webhooks.keys().map(|id| &**id).collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,395 @@
+//! The request path of `POST /webhook/{id}`: bounded body read, lookup, method, validators,
+//! data type, then the ack mode's way of delivering, and the answer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use ipnet::IpNet;
+use uuid::Uuid;
+
+use super::{Pipeline, ResponseBody, Webhook, unix_secs};
+use crate::attempt;
+use crate::config::AckMode;
+use crate::response::{self, json, json_bytes, set_retry_after};
+use crate::validator::{Check, RequestView};
+use crate::{DataType, Delivery, ErrorClass, ModuleError, Rejection, RejectionKind};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// One handled webhook request: the answer and what an access log wants to know of it.
+#[derive(Debug)]
+pub struct Handled {
+    /// The answer (with `X-Request-Id`).
+    pub response: Response<ResponseBody>,
+    /// The id given to this request (also in `X-Request-Id` and on every delivery).
+    pub request_id: Uuid,
+    /// How long the request took, from its arrival to the answer.
+    pub latency: Duration,
+}
+
+impl Pipeline {
+    /// Handle one request for webhook `webhook_id` (the `{id}` of `POST /webhook/{id}`).
+    ///
+    /// Reads the body up to the configured cap, runs the validators, checks the data type,
+    /// delivers or spools as the webhook's `ack` says and answers: 200 only once the request
+    /// is safe, 502/503 (with a JSON body) when it is not, so the sender retries. Never
+    /// panics on input.
+    pub async fn handle_webhook<B>(
+        &self,
+        webhook_id: &str,
+        request: Request<B>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.handle(webhook_id, request, peer).await.response
+    }
+
+    /// [`Pipeline::handle_webhook`], also returning the request id and the latency.
+    pub async fn handle<B>(
+        &self,
+        webhook_id: &str,
+        request: Request<B>,
+        peer: SocketAddr,
+    ) -> Handled
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let received_at = SystemTime::now();
+        let started = Instant::now();
+        let request_id = Uuid::now_v7();
+        let mut response = match self.webhooks.get(webhook_id) {
+            Some(webhook) => {
+                self.handle_known(webhook, request, peer, received_at, request_id)
+                    .await
+            }
+            None => json(StatusCode::NOT_FOUND, response::NOT_FOUND),
+        };
+        let latency = started.elapsed();
+        if let Some(webhook) = self.webhooks.get(webhook_id) {
+            webhook.metrics.duration.record(latency.as_secs_f64());
+        }
+        let mut id_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id_text = request_id.hyphenated().encode_lower(&mut id_text);
+        if let Ok(value) = HeaderValue::from_str(id_text) {
+            response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+        }
+        Handled {
+            response,
+            request_id,
+            latency,
+        }
+    }
+
+    async fn handle_known<B>(
+        &self,
+        webhook: &Webhook,
+        request: Request<B>,
+        peer: SocketAddr,
+        received_at: SystemTime,
+        request_id: Uuid,
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let webhook_id = &*webhook.id;
+        webhook.metrics.received.increment(1);
+        if request.method() != Method::POST {
+            webhook.metrics.rejected("method_not_allowed");
+            let mut response = json(StatusCode::METHOD_NOT_ALLOWED, response::METHOD_NOT_ALLOWED);
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+        let (parts, body) = request.into_parts();
+        let body = match read_body(body, &parts.headers, self.options.max_body_bytes).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                webhook.metrics.rejected("body_too_large");
+                tracing::info!(webhook = webhook_id, %request_id, limit = self.options.max_body_bytes, "body over the size cap");
+                return json(StatusCode::PAYLOAD_TOO_LARGE, response::TOO_LARGE);
+            }
+            Err(BodyError::Read(err)) => {
+                webhook.metrics.rejected("body_unreadable");
+                tracing::info!(webhook = webhook_id, %request_id, error = %err, "could not read the body");
+                return json(StatusCode::BAD_REQUEST, response::BAD_BODY);
+            }
+        };
+
+        // The request is one value from here on: validators see it, destinations get it.
+        let delivery = Delivery {
+            webhook_id: Arc::clone(&webhook.id),
+            request_id,
+            headers: Arc::new(parts.headers),
+            body,
+            received_at,
+            data_type: webhook.data_type,
+        };
+        let client_ip = client_ip(peer, &delivery.headers, &self.options.trusted_proxies);
+        let view = RequestView {
+            webhook_id,
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &delivery.headers,
+            peer,
+            client_ip,
+            body: &delivery.body,
+            received_at,
+        };
+        if let Some(answer) = self.validate(webhook, &view, request_id).await {
+            return answer;
+        }
+
+        if webhook.data_type == DataType::Json
+            && let Err(err) = crate::json::check(&delivery.body, self.options.max_json_depth)
+        {
+            webhook.metrics.rejected("malformed_json");
+            tracing::info!(webhook = webhook_id, %request_id, error = %err, "malformed JSON body");
+            return json(StatusCode::BAD_REQUEST, response::MALFORMED_JSON);
+        }
+
+        if let Ok(mut stats) = webhook.stats.lock() {
+            stats.record(unix_secs(received_at));
+        }
+        if let Some(store) = &self.options.stats_store {
+            store.record(webhook_id, unix_secs(received_at));
+        }
+
+        let safe = match webhook.ack {
+            AckMode::Delivered => attempt::deliver_waiting(&webhook.route, &delivery)
+                .await
+                .map_err(|err| delivery_failed(&err)),
+            AckMode::Persisted | AckMode::Accepted => {
+                self.accept_in_background(webhook, delivery.clone()).await
+            }
+        };
+        if let Err(response) = safe {
+            webhook.metrics.failed.increment(1);
+            return response;
+        }
+        for validator in webhook.validators.iter().filter(|v| v.wants_delivered()) {
+            validator.delivered(&view).await;
+        }
+        webhook.metrics.accepted.increment(1);
+        json(StatusCode::OK, response::OK)
+    }
+
+    /// Run the webhook's validators in order: `Some` answer when one of them rejected or
+    /// answered the request itself (a handshake, a duplicate).
+    async fn validate(
+        &self,
+        webhook: &Webhook,
+        view: &RequestView<'_>,
+        request_id: Uuid,
+    ) -> Option<Response<ResponseBody>> {
+        for validator in &webhook.validators {
+            let verdict = match validator.check(view) {
+                Check::Pass => Ok(None),
+                Check::Reject(rejection) => Err(rejection),
+                Check::Answer(answer) => Ok(Some(answer)),
+                Check::Pending(future) => future.await,
+            };
+            match verdict {
+                Ok(None) => {}
+                Ok(Some(answer)) => {
+                    if answer.duplicate {
+                        webhook.metrics.duplicate.increment(1);
+                        if let Ok(mut stats) = webhook.stats.lock() {
+                            stats.record_duplicate();
+                        }
+                    } else {
+                        webhook.metrics.accepted.increment(1);
+                    }
+                    tracing::info!(
+                        webhook = view.webhook_id,
+                        %request_id,
+                        validator = validator.key(),
+                        reason = answer.reason,
+                        "answered without delivery"
+                    );
+                    return Some(json_bytes(answer.status, answer.body));
+                }
+                Err(rejection) => {
+                    webhook.metrics.rejected(rejection.reason);
+                    tracing::info!(
+                        webhook = view.webhook_id,
+                        %request_id,
+                        client = %view.client_ip,
+                        validator = validator.key(),
+                        reason = rejection.reason,
+                        "request rejected"
+                    );
+                    return Some(reject(&rejection));
+                }
+            }
+        }
+        None
+    }
+
+    /// `persisted`/`accepted`: hand the request to the outbox (spooled first when
+    /// `persisted`); the error is the 503 to answer.
+    async fn accept_in_background(
+        &self,
+        webhook: &Webhook,
+        delivery: Delivery,
+    ) -> Result<(), Response<ResponseBody>> {
+        let unavailable = || {
+            let mut response = json(StatusCode::SERVICE_UNAVAILABLE, response::SPOOL_FULL);
+            set_retry_after(&mut response, Duration::from_secs(5));
+            response
+        };
+        let Some(outbox) = &self.outbox else {
+            return Err(unavailable());
+        };
+        let request_id = delivery.request_id;
+        let durable = webhook.ack == AckMode::Persisted;
+        outbox
+            .accept(&webhook.route, delivery, durable)
+            .await
+            .map_err(|err| {
+                tracing::warn!(webhook = %webhook.id, %request_id, error = %err, "spool cannot take the request");
+                unavailable()
+            })
+    }
+}
+
+/// The answer to a delivery that did not succeed while the sender waited.
+fn delivery_failed(err: &ModuleError) -> Response<ResponseBody> {
+    match err.class() {
+        ErrorClass::Unavailable => {
+            let mut response = json(StatusCode::SERVICE_UNAVAILABLE, response::UNAVAILABLE);
+            set_retry_after(
+                &mut response,
+                err.retry_after().unwrap_or(Duration::from_secs(5)),
+            );
+            response
+        }
+        ErrorClass::Retryable => {
+            let mut response = json(StatusCode::BAD_GATEWAY, response::DELIVERY_FAILED);
+            if let Some(delay) = err.retry_after() {
+                set_retry_after(&mut response, delay);
+            }
+            response
+        }
+        ErrorClass::Permanent => json(StatusCode::BAD_GATEWAY, response::DELIVERY_REJECTED),
+    }
+}
+
+fn reject(rejection: &Rejection) -> Response<ResponseBody> {
+    let body = match rejection.kind {
+        RejectionKind::BadRequest => response::BAD_REQUEST,
+        RejectionKind::Unauthorized => response::UNAUTHORIZED,
+        RejectionKind::Forbidden => response::FORBIDDEN,
+        RejectionKind::UnprocessableEntity => response::UNPROCESSABLE,
+        RejectionKind::TooManyRequests => response::TOO_MANY,
+    };
+    let mut response = json(rejection.kind.status(), body);
+    if let Some(delay) = rejection.retry_after {
+        set_retry_after(&mut response, delay);
+    }
+    response
+}
+
+enum BodyError {
+    TooLarge,
+    Read(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Read the whole body, refusing (without buffering) anything past `limit` bytes.
+async fn read_body<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) || body.size_hint().lower() > limit as u64 {
+        return Err(BodyError::TooLarge);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(err) => Err(BodyError::Read(err)),
+    }
+}
+
+/// The client address: the peer, unless the peer is a trusted proxy, in which case the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer.ip().to_canonical();
+    if !is_trusted(&client) {
+        return client;
+    }
+    for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let Ok(text) = value.to_str() else {
+            return client;
+        };
+        for part in text.rsplit(',') {
+            let Ok(ip) = part.trim().parse::<IpAddr>() else {
+                return client;
+            };
+            client = ip.to_canonical();
+            if !is_trusted(&client) {
+                return client;
+            }
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append(&X_FORWARDED_FOR, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_peers() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let proxy: SocketAddr = "10.1.1.1:4000".parse().unwrap();
+        let stranger: SocketAddr = "203.0.113.9:4000".parse().unwrap();
+        let h = headers(&["198.51.100.7, 10.2.2.2"]);
+        assert_eq!(client_ip(stranger, &h, &trusted), stranger.ip());
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        // spoofed left-most entries are ignored: the right-most untrusted one counts
+        let h = headers(&["1.1.1.1", "198.51.100.7"]);
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        // garbage stops the walk at the last trusted hop
+        let h = headers(&["nonsense"]);
+        assert_eq!(client_ip(proxy, &h, &trusted), proxy.ip());
+        // no trusted proxies: the header means nothing
+        assert_eq!(client_ip(proxy, &headers(&["1.2.3.4"]), &[]), proxy.ip());
+        // v4-mapped v6 peers are seen as v4
+        let mapped: SocketAddr = "[::ffff:10.1.1.1]:80".parse().unwrap();
+        assert_eq!(
+            client_ip(mapped, &headers(&["1.2.3.4"]), &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+    }
+}
