@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -19,6 +19,7 @@ pub struct Sink {
     received: Mutex<Vec<Delivery>>,
     failures_left: Mutex<u32>,
     attempts: Mutex<u32>,
+    attempt_times: Mutex<Vec<Instant>>,
 }
 
 impl Sink {
@@ -52,6 +53,11 @@ impl Sink {
     pub fn attempts(&self) -> u32 {
         *self.attempts.lock().unwrap()
     }
+
+    /// When each attempt started, in order.
+    pub fn attempt_times(&self) -> Vec<Instant> {
+        self.attempt_times.lock().unwrap().clone()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +70,9 @@ pub struct RecorderConfig {
     /// Milliseconds each delivery takes.
     #[serde(default)]
     pub delay_ms: u64,
+    /// Failures carry this `Retry-After` (milliseconds).
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -71,6 +80,7 @@ pub struct Recorder {
     sink: Arc<Sink>,
     fail_as: String,
     delay: Duration,
+    retry_after: Option<Duration>,
 }
 
 impl Module for Recorder {
@@ -87,11 +97,13 @@ impl Module for Recorder {
             sink: Sink::named(&config.sink),
             fail_as: config.fail_as.unwrap_or_else(|| "retryable".to_owned()),
             delay: Duration::from_millis(config.delay_ms),
+            retry_after: config.retry_after_ms.map(Duration::from_millis),
         })
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), ModuleError> {
         *self.sink.attempts.lock().unwrap() += 1;
+        self.sink.attempt_times.lock().unwrap().push(Instant::now());
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -99,10 +111,14 @@ impl Module for Recorder {
             let mut left = self.sink.failures_left.lock().unwrap();
             if *left > 0 {
                 *left -= 1;
-                return Err(match self.fail_as.as_str() {
+                let err = match self.fail_as.as_str() {
                     "unavailable" => ModuleError::unavailable("test: told to be unavailable"),
                     "permanent" => ModuleError::permanent("test: told to refuse"),
                     _ => ModuleError::retryable("test: told to fail"),
+                };
+                return Err(match self.retry_after {
+                    Some(after) => err.with_retry_after(after),
+                    None => err,
                 });
             }
         }
