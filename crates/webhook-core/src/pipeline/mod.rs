@@ -55,7 +55,7 @@ pub struct PipelineOptions {
     /// Where and how big the spool is (opened when a webhook uses `persisted` or
     /// `accepted`).
     pub spool: SpoolOptions,
-    /// Most background deliveries in flight per destination (default 64).
+    /// Most deliveries in flight per destination, in every ack mode (default 64).
     pub destination_concurrency: usize,
 }
 

@@ -6,6 +6,10 @@ use uuid::Uuid;
 
 use super::*;
 use crate::DataType;
+use record::Record;
+use std::fs;
+use std::time::SystemTime;
+use writer::BLOCK;
 
 fn options(dir: &Path) -> SpoolOptions {
     options_in(dir, true)

@@ -1,0 +1,194 @@
+//! Dead letters: deliveries given up, one file each under `dead/` (a metadata frame and the
+//! entry frame, written atomically and synced), until an operator replays or deletes them.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::record::{self, EntryRecord, Record};
+use super::*;
+
+/// What is known about a dead letter (listed by `GET /admin/dead-letters`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// `<request id>-<destination index>`.
+    pub id: String,
+    /// The webhook id.
+    pub webhook: String,
+    /// The request id (`X-Request-Id`, `X-Webhook-Request-Id`).
+    pub request_id: String,
+    /// Index of the destination in the webhook's chain (0 without a chain).
+    pub destination: u8,
+    /// The destination kind, e.g. `http_webhook`.
+    pub module: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+    /// When the request was received (RFC 3339).
+    pub received_at: String,
+    /// When it was given up (RFC 3339).
+    pub dead_at: String,
+    /// Body size in bytes.
+    pub body_bytes: usize,
+}
+
+impl Spool {
+    fn dead_dir(&self) -> PathBuf {
+        self.dir.join("dead")
+    }
+
+    /// Keep `entry` for destination `destination` as a dead letter (written atomically and
+    /// synced). Blocking.
+    pub(crate) fn write_dead_letter(
+        &self,
+        entry: &EntryRecord,
+        destination: u8,
+        module: &str,
+        attempts: u32,
+        error: &str,
+    ) -> Result<DeadLetter, SpoolError> {
+        let id = format!("{}-{destination}", entry.delivery.request_id.hyphenated());
+        let letter = DeadLetter {
+            id: id.clone(),
+            webhook: entry.delivery.webhook_id.to_string(),
+            request_id: entry.delivery.request_id.hyphenated().to_string(),
+            destination,
+            module: module.to_owned(),
+            attempts,
+            error: error.to_owned(),
+            received_at: rfc3339(entry.delivery.received_at),
+            dead_at: rfc3339(SystemTime::now()),
+            body_bytes: entry.delivery.body.len(),
+        };
+        let mut single = entry.clone();
+        single.targets = 1 << destination;
+        single.done = 0;
+        single.attempts = vec![0; usize::from(destination) + 1];
+        let meta = serde_json::to_vec(&letter).map_err(io::Error::other)?;
+        let mut bytes = record::encode_raw(&meta);
+        bytes.extend_from_slice(&record::encode_entry(&single));
+        record::stamp(&mut bytes, 0);
+        let dead = self.dead_dir();
+        let tmp = dead.join(format!(".{id}.tmp"));
+        let mut file = File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        let path = dead.join(format!("{id}.dead"));
+        // A dead letter written again for the same id (a replay that failed again)
+        // replaces the earlier file: count only the difference.
+        let replaced = fs::metadata(&path).map_or(0, |m| m.len());
+        fs::rename(&tmp, &path)?;
+        sync_dir(&dead)?;
+        // Counted even past the quota: the entry it comes from frees its own space in the
+        // segments, and a dead letter is never dropped for want of room.
+        let len = bytes.len() as u64;
+        self.used.fetch_add(len, Ordering::AcqRel);
+        self.dead_bytes.fetch_add(len, Ordering::AcqRel);
+        release(&self.used, replaced);
+        release(&self.dead_bytes, replaced);
+        self.report_bytes();
+        Ok(letter)
+    }
+
+    /// The dead letters, oldest first. Blocking.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, SpoolError> {
+        let mut list = Vec::new();
+        for dirent in fs::read_dir(self.dead_dir())? {
+            let path = dirent?.path();
+            if path.extension().is_none_or(|e| e != "dead") {
+                continue;
+            }
+            if let Ok((letter, _)) = read_dead_letter(&path) {
+                list.push(letter);
+            }
+        }
+        list.sort_by(|a, b| (&a.dead_at, &a.id).cmp(&(&b.dead_at, &b.id)));
+        Ok(list)
+    }
+
+    /// Read dead letter `id` for a replay. Blocking.
+    pub(crate) fn read_dead_letter(
+        &self,
+        id: &str,
+    ) -> Result<(DeadLetter, EntryRecord), SpoolError> {
+        read_dead_letter(&self.dead_letter_path(id)?)
+    }
+
+    /// The file of dead letter `id`; `NoDeadLetter` when there is none (or the id is not
+    /// one we make, so no path outside the directory can be named).
+    fn dead_letter_path(&self, id: &str) -> Result<PathBuf, SpoolError> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(SpoolError::NoDeadLetter(id.to_owned()));
+        }
+        let path = self.dead_dir().join(format!("{id}.dead"));
+        if !path.exists() {
+            return Err(SpoolError::NoDeadLetter(id.to_owned()));
+        }
+        Ok(path)
+    }
+
+    /// Delete dead letter `id` (after it was re-spooled, or for good): its bytes leave the
+    /// quota. Blocking.
+    pub(crate) fn remove_dead_letter(&self, id: &str) -> Result<(), SpoolError> {
+        self.remove_dead_letter_file(&self.dead_letter_path(id)?)
+    }
+
+    fn remove_dead_letter_file(&self, path: &Path) -> Result<(), SpoolError> {
+        let len = fs::metadata(path)?.len();
+        fs::remove_file(path)?;
+        release(&self.used, len);
+        release(&self.dead_bytes, len);
+        self.report_bytes();
+        Ok(())
+    }
+
+    /// `webhook_spool_bytes` now (the writer sets it after each group).
+    fn report_bytes(&self) {
+        metrics::gauge!("webhook_spool_bytes").set(self.used.load(Ordering::Relaxed) as f64);
+    }
+
+    /// Drop dead letter `id` without delivering it; returns what it was. Blocking.
+    pub fn delete_dead_letter(&self, id: &str) -> Result<DeadLetter, SpoolError> {
+        let path = self.dead_letter_path(id)?;
+        let (letter, _) = read_dead_letter(&path)?;
+        self.remove_dead_letter_file(&path)?;
+        tracing::warn!(id, webhook = %letter.webhook, request_id = %letter.request_id, "dead letter deleted");
+        Ok(letter)
+    }
+}
+
+/// Bytes the dead letters in `dead` take (what a restart finds).
+pub(super) fn dead_letter_bytes(dead: &Path) -> io::Result<u64> {
+    let mut total = 0;
+    for dirent in fs::read_dir(dead)? {
+        let dirent = dirent?;
+        if dirent.path().extension().is_some_and(|e| e == "dead") {
+            total += dirent.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+fn read_dead_letter(path: &Path) -> Result<(DeadLetter, EntryRecord), SpoolError> {
+    let bytes = fs::read(path)?;
+    let broken = || SpoolError::Io(io::Error::other(format!("{} is damaged", path.display())));
+    let (meta, used) = record::decode_frame(&bytes, 0).map_err(|_| broken())?;
+    let letter: DeadLetter = serde_json::from_slice(meta).map_err(|_| broken())?;
+    let rest = bytes.get(used..).ok_or_else(broken)?;
+    match record::decode(rest, 0) {
+        Ok((Record::Entry(entry), _)) => Ok((letter, entry)),
+        _ => Err(broken()),
+    }
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    let millis = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    jiff::Timestamp::from_millisecond(millis).map_or_else(|_| millis.to_string(), |t| t.to_string())
+}
