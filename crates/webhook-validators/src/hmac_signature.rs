@@ -1,10 +1,10 @@
-use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderName;
 use serde::Deserialize;
-use sha1::Sha1;
-use sha2::{Sha256, Sha512};
 use webhook_core::config::Secret;
-use webhook_core::{BuildError, Check, Rejection, RequestView, Validator};
+use webhook_core::{BuildError, Check, RequestView, Validator};
+
+use crate::verify::check::Verifier;
+use crate::verify::{KeyEncoding, SchemeConfig, SignatureEncoding, SignatureFormat};
 
 /// The hash of an HMAC signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -47,29 +47,22 @@ fn default_header() -> String {
     "X-HMAC-Signature".to_owned()
 }
 
-#[derive(Clone)]
-enum KeyedMac {
-    Sha1(Hmac<Sha1>),
-    Sha256(Hmac<Sha256>),
-    Sha512(Hmac<Sha512>),
-}
-
 /// `hmac`: the configured header must hold the HMAC of the raw body, as hex (either case),
 /// optionally prefixed with the algorithm name and `=` (`sha256=…`, as GitHub sends it).
-/// The comparison is constant time.
+/// The check is `verify`'s, with this one-signature scheme: constant time, over the raw
+/// bytes.
 #[derive(Clone)]
 pub struct HmacSignature {
-    header: HeaderName,
     algorithm: HmacAlgorithm,
-    keyed: KeyedMac,
+    verifier: Verifier,
 }
 
 impl std::fmt::Debug for HmacSignature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HmacSignature")
-            .field("header", &self.header)
             .field("algorithm", &self.algorithm)
-            .finish_non_exhaustive()
+            .field("verifier", &self.verifier)
+            .finish()
     }
 }
 
@@ -78,80 +71,47 @@ impl Validator for HmacSignature {
     type Config = HmacConfig;
 
     fn build(config: HmacConfig) -> Result<Self, BuildError> {
-        let key = config.secret.expose().as_bytes();
-        if key.is_empty() {
+        if config.secret.expose().is_empty() {
             return Err(BuildError::key("secret", "must not be empty"));
         }
-        let header = HeaderName::from_bytes(config.header.as_bytes()).map_err(|_| {
-            BuildError::key(
+        if HeaderName::from_bytes(config.header.as_bytes()).is_err() {
+            return Err(BuildError::key(
                 "header",
                 format!("`{}` is not a valid header name", config.header),
-            )
-        })?;
-        let invalid = |_| BuildError::key("secret", "cannot be used as an HMAC key");
-        let keyed = match config.algorithm {
-            HmacAlgorithm::Sha1 => KeyedMac::Sha1(Hmac::new_from_slice(key).map_err(invalid)?),
-            HmacAlgorithm::Sha256 => KeyedMac::Sha256(Hmac::new_from_slice(key).map_err(invalid)?),
-            HmacAlgorithm::Sha512 => KeyedMac::Sha512(Hmac::new_from_slice(key).map_err(invalid)?),
-        };
-        Ok(Self {
-            header,
+            ));
+        }
+        let scheme = SchemeConfig {
+            signature_header: config.header,
+            signature_format: SignatureFormat::Plain,
+            signature_prefix: format!("{}=", config.algorithm.name()),
+            signature_keys: Vec::new(),
+            pair_separator: String::new(),
+            timestamp_key: None,
+            timestamp_header: None,
+            id_header: None,
+            signed: "{body}".to_owned(),
             algorithm: config.algorithm,
-            keyed,
+            key_encoding: KeyEncoding::Utf8,
+            encoding: SignatureEncoding::Hex,
+            tolerance: None,
+        };
+        let verifier = Verifier::build(
+            "hmac",
+            scheme,
+            &[("secret".to_owned(), &config.secret)],
+            None,
+            None,
+        )?
+        .with_optional_prefix();
+        Ok(Self {
+            algorithm: config.algorithm,
+            verifier,
         })
     }
 
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
-        self.verify(
-            request.headers.get(&self.header).map(|v| v.as_bytes()),
-            request.body,
-        )
-        .into()
+        self.verifier.verify(request).map(|_| ()).into()
     }
-}
-
-impl HmacSignature {
-    fn verify(&self, header: Option<&[u8]>, body: &[u8]) -> Result<(), Rejection> {
-        let Some(value) = header else {
-            return Err(Rejection::unauthorized("signature_missing"));
-        };
-        let value = value.trim_ascii();
-        let hex_text = match value.iter().position(|&b| b == b'=') {
-            Some(eq) => {
-                if !value[..eq].eq_ignore_ascii_case(self.algorithm.name().as_bytes()) {
-                    return Err(Rejection::unauthorized("signature_wrong_algorithm"));
-                }
-                &value[eq + 1..]
-            }
-            None => value,
-        };
-        // Decode into a stack buffer (the longest digest, SHA-512, is 64 bytes).
-        let mut buffer = [0u8; 64];
-        let Some(signature) = buffer.get_mut(..hex_text.len() / 2) else {
-            return Err(Rejection::unauthorized("signature_mismatch"));
-        };
-        if hex_text.len() % 2 != 0 || hex::decode_to_slice(hex_text, signature).is_err() {
-            return Err(Rejection::unauthorized("signature_not_hex"));
-        }
-        let valid = match &self.keyed {
-            KeyedMac::Sha1(mac) => verify_with(mac, body, signature),
-            KeyedMac::Sha256(mac) => verify_with(mac, body, signature),
-            KeyedMac::Sha512(mac) => verify_with(mac, body, signature),
-        };
-        if valid {
-            Ok(())
-        } else {
-            Err(Rejection::unauthorized("signature_mismatch"))
-        }
-    }
-}
-
-/// Constant-time check of `signature` against the MAC of `body` (`verify_slice` also
-/// refuses a signature of the wrong length).
-fn verify_with<M: Mac + Clone>(keyed: &M, body: &[u8], signature: &[u8]) -> bool {
-    let mut mac = keyed.clone();
-    mac.update(body);
-    mac.verify_slice(signature).is_ok()
 }
 
 #[cfg(test)]
