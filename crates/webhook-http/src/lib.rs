@@ -1,6 +1,6 @@
 //! The `http_webhook` destination: forwards each webhook, body byte for byte, to an HTTP(S)
-//! endpoint over pooled keep-alive connections, and [`HttpClient`], the client it uses, for
-//! other destinations that speak HTTP (S3).
+//! endpoint over pooled keep-alive connections (the shared client of
+//! `webhook-http-client`).
 //!
 //! A 2xx answer is a delivery; anything else is a failure: 408, 429, 5xx, timeouts and
 //! connection errors are retryable (a target's `Retry-After` is carried to the retry layer
@@ -12,15 +12,11 @@
 //!     "headers": {"Authorization": "Bearer {$ORDERS_TOKEN}"}, "timeout": 10}}}
 //! ```
 
-mod client;
 mod config;
-mod error;
 mod module;
 
-pub use client::{HttpClient, tls_config};
 pub use config::{HttpConfig, HttpMethod};
-pub use error::HttpError;
-pub use module::{HttpWebhook, REQUEST_ID_HEADER, parse_headers};
+pub use module::{HttpWebhook, REQUEST_ID_HEADER};
 
 /// Add the `http_webhook` destination to `registry`.
 pub fn register(registry: &mut webhook_core::Registry) {

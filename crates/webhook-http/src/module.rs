@@ -9,9 +9,8 @@ use webhook_core::{
     BuildContext, BuildError, DataType, Delivery, Module, ModuleError, NoConnection,
 };
 
-use crate::client::HttpClient;
 use crate::config::HttpConfig;
-use crate::error::HttpError;
+use webhook_http_client::{HttpClient, HttpError, parse_headers};
 
 /// The header that carries the request id, stable across retries, so targets can
 /// de-duplicate.
@@ -218,27 +217,6 @@ fn host_header(url: &Uri) -> Result<Option<HeaderValue>, BuildError> {
 
 fn configured_headers(config: &HttpConfig) -> Result<HeaderMap, BuildError> {
     parse_headers(&config.headers, is_hop_by_hop)
-}
-
-/// The `headers` of a destination config as a [`HeaderMap`]; a name that is not valid, or
-/// that `reserved` refuses, is an error naming `headers.<name>`.
-pub fn parse_headers(
-    configured: &std::collections::BTreeMap<String, String>,
-    reserved: fn(&HeaderName) -> bool,
-) -> Result<HeaderMap, BuildError> {
-    let mut headers = HeaderMap::new();
-    for (name, value) in configured {
-        let key = format!("headers.{name}");
-        let parsed_name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| BuildError::key(key.clone(), "is not a valid header name"))?;
-        if reserved(&parsed_name) {
-            return Err(BuildError::key(key, "is set by the client itself"));
-        }
-        let parsed_value = HeaderValue::from_str(value)
-            .map_err(|_| BuildError::key(key, "has a value that is not a valid header value"))?;
-        headers.insert(parsed_name, parsed_value);
-    }
-    Ok(headers)
 }
 
 /// `Retry-After`: seconds, or an HTTP date.

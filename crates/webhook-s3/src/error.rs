@@ -1,6 +1,6 @@
 use http::StatusCode;
 use webhook_core::ModuleError;
-use webhook_http::HttpError;
+use webhook_http_client::HttpError;
 
 /// What can go wrong storing an object.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 //! `prefix/YYYY/MM/DD/HH/<filename>` (UTC, time of receipt).
 //!
 //! Requests are signed with AWS Signature V4 by `rusty-s3` and sent over the pipeline's
-//! pooled HTTP client ([`webhook_http::HttpClient`]). A refused request (wrong secret,
+//! pooled HTTP client ([`webhook_http_client::HttpClient`]). A refused request (wrong secret,
 //! missing bucket) is a permanent failure naming S3's error code; 5xx, `SlowDown` and
 //! network errors are retryable.
 //!

@@ -7,7 +7,7 @@ use rusty_s3::actions::{HeadBucket, PutObject, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 use webhook_core::config::timeout_seconds;
 use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError, is_sensitive_header};
-use webhook_http::HttpClient;
+use webhook_http_client::HttpClient;
 
 use crate::config::{S3Config, S3Connection};
 use crate::error::S3Error;

@@ -1,47 +1,65 @@
-//! The one list of what this build offers: every destination and validator, one line each.
+//! The one list of what this build offers: every validator, and every destination with its
+//! Cargo feature, its crate and the kinds it registers — one line each in [`destinations!`].
+//! That line feeds the registry, the "not in this build; rebuild with `--features x`"
+//! error, `--version` and the CLI test ([`DESTINATIONS`]).
 //!
-//! Adding a destination = a new crate + a feature line in Cargo.toml + one line here.
+//! Adding a destination = its crate + one line in the table below + the feature and
+//! dependency lines in this crate's Cargo.toml (ARCHITECTURE.md has the steps).
 
 use webhook_core::Registry;
 
-/// The registry of this build: validators in the order they run, then destinations.
+/// An optional destination crate of this server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestinationCrate {
+    /// The Cargo feature that compiles it in (`--features kafka`).
+    pub feature: &'static str,
+    /// The `module` names it registers.
+    pub kinds: &'static [&'static str],
+    /// Whether this build has it.
+    pub compiled: bool,
+}
+
+/// `"feature" => crate_name ["kind", …]`, one line per destination crate: registers the
+/// crate when its feature is on, else names its kinds as "not in this build".
+macro_rules! destinations {
+    ($($feature:literal => $krate:ident [$($kind:literal),+ $(,)?]),* $(,)?) => {
+        /// Every optional destination, in the order of the table.
+        pub const DESTINATIONS: &[DestinationCrate] = &[$(DestinationCrate {
+            feature: $feature,
+            kinds: &[$($kind),+],
+            compiled: cfg!(feature = $feature),
+        }),*];
+
+        fn register_destinations(registry: &mut Registry) {
+            $(
+                #[cfg(feature = $feature)]
+                $krate::register(registry);
+                #[cfg(not(feature = $feature))]
+                {
+                    $(registry.not_in_build($kind, $feature);)+
+                }
+            )*
+        }
+    };
+}
+
+destinations! {
+    "save_to_disk" => webhook_disk ["save_to_disk"],
+    "redis" => webhook_redis ["redis_rq", "redis_publish"],
+    "rabbitmq" => webhook_rabbitmq ["rabbitmq"],
+    "kafka" => webhook_kafka ["kafka"],
+    "http" => webhook_http ["http_webhook"],
+    "s3" => webhook_s3 ["s3"],
+    "websocket" => webhook_websocket ["websocket"],
+}
+
+/// The registry of this build: validators in the order they run, then destinations
+/// (`log` is always there).
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     webhook_validators::register(&mut registry);
-
     webhook_log::register(&mut registry);
-    #[cfg(feature = "save_to_disk")]
-    webhook_disk::register(&mut registry);
-    #[cfg(not(feature = "save_to_disk"))]
-    registry.not_in_build("save_to_disk", "save_to_disk");
-    #[cfg(feature = "redis")]
-    webhook_redis::register(&mut registry);
-    #[cfg(not(feature = "redis"))]
-    registry
-        .not_in_build("redis_rq", "redis")
-        .not_in_build("redis_publish", "redis");
-    #[cfg(feature = "rabbitmq")]
-    webhook_rabbitmq::register(&mut registry);
-    #[cfg(not(feature = "rabbitmq"))]
-    registry.not_in_build("rabbitmq", "rabbitmq");
-    #[cfg(feature = "kafka")]
-    webhook_kafka::register(&mut registry);
-    #[cfg(not(feature = "kafka"))]
-    registry.not_in_build("kafka", "kafka");
-
-    #[cfg(feature = "http")]
-    webhook_http::register(&mut registry);
-    #[cfg(not(feature = "http"))]
-    registry.not_in_build("http_webhook", "http");
-    #[cfg(feature = "s3")]
-    webhook_s3::register(&mut registry);
-    #[cfg(not(feature = "s3"))]
-    registry.not_in_build("s3", "s3");
-    #[cfg(feature = "websocket")]
-    webhook_websocket::register(&mut registry);
-    #[cfg(not(feature = "websocket"))]
-    registry.not_in_build("websocket", "websocket");
-
+    register_destinations(&mut registry);
     registry
 }
 

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use webhook_server::registry::DESTINATIONS;
 use webhook_testkit::TestClient;
 
 const BIN: &str = env!("CARGO_BIN_EXE_webhook-server");
@@ -22,17 +23,10 @@ fn version_lists_what_this_build_has() {
         .split(", ")
         .collect();
     let mut expected = vec!["log"];
-    for (kinds, compiled) in [
-        (&["save_to_disk"][..], cfg!(feature = "save_to_disk")),
-        (&["redis_rq", "redis_publish"][..], cfg!(feature = "redis")),
-        (&["rabbitmq"][..], cfg!(feature = "rabbitmq")),
-        (&["kafka"][..], cfg!(feature = "kafka")),
-        (&["http_webhook"][..], cfg!(feature = "http")),
-        (&["s3"][..], cfg!(feature = "s3")),
-        (&["websocket"][..], cfg!(feature = "websocket")),
-    ] {
-        if compiled {
-            expected.extend_from_slice(kinds);
+    // the kinds the table declares are exactly those its crates register
+    for destination in DESTINATIONS {
+        if destination.compiled {
+            expected.extend_from_slice(destination.kinds);
         }
     }
     expected.sort_unstable();
@@ -81,23 +75,29 @@ fn check_config_lists_every_error_and_fails() {
     );
 }
 
-#[cfg(not(feature = "save_to_disk"))]
 #[test]
-fn a_compiled_out_destination_names_its_feature() {
+fn every_compiled_out_destination_names_its_feature() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("webhooks.json");
-    std::fs::write(&path, r#"{"d": {"module": "save_to_disk"}}"#).unwrap();
-    let out = Command::new(BIN)
-        .args(["check-config", "--webhooks-config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("d.module: module `save_to_disk` is not in this build; rebuild with `--features save_to_disk`"),
-        "{stderr}"
-    );
+    for destination in DESTINATIONS.iter().filter(|d| !d.compiled) {
+        for kind in destination.kinds {
+            std::fs::write(&path, format!(r#"{{"d": {{"module": "{kind}"}}}}"#)).unwrap();
+            let out = Command::new(BIN)
+                .args(["check-config", "--webhooks-config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(!out.status.success());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let feature = destination.feature;
+            assert!(
+                stderr.contains(&format!(
+                    "d.module: module `{kind}` is not in this build; rebuild with `--features {feature}`"
+                )),
+                "{stderr}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

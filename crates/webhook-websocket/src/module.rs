@@ -48,7 +48,7 @@ impl Module for WebSocket {
             tracing::warn!(webhook = %context.webhook_id, "websocket max_retries has no effect: retries are the webhook's `retry` setting and reconnecting never stops");
         }
         let tls = if scheme_is_tls(&config.url)? {
-            Some(webhook_http::tls_config().map_err(|e| BuildError::other(e.to_string()))?)
+            Some(webhook_http_client::tls_config().map_err(|e| BuildError::other(e.to_string()))?)
         } else {
             None
         };
@@ -142,5 +142,5 @@ fn scheme_is_tls(url: &str) -> Result<bool, BuildError> {
 }
 
 fn handshake_headers(config: &WebSocketConfig) -> Result<HeaderMap, BuildError> {
-    webhook_http::parse_headers(&config.headers, |_| false)
+    webhook_http_client::parse_headers(&config.headers, |_| false)
 }
