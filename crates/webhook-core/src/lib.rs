@@ -36,7 +36,7 @@ mod module;
 mod outbox;
 mod pipeline;
 mod registry;
-mod response;
+pub mod response;
 mod retry;
 mod shared;
 pub mod spool;

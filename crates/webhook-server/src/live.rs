@@ -5,13 +5,13 @@
 //! drained. On any error the old configuration keeps serving and the errors are reported.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
-use webhook_core::config::{ConfigSource, Env};
+use webhook_core::config::{Config, ConfigErrors, ConfigSource, Env, parse};
 use webhook_core::{Pipeline, PipelineOptions, Registry};
 
 /// The files a reload reads again.
@@ -21,6 +21,57 @@ pub struct ConfigFiles {
     pub webhooks: PathBuf,
     /// connections.json, if any.
     pub connections: Option<PathBuf>,
+}
+
+/// A configuration as read from its files: parsed, plus the text of webhooks.json (for
+/// the OpenAPI document).
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The parsed configuration.
+    pub config: Config,
+    /// webhooks.json as read.
+    pub webhooks_text: String,
+}
+
+impl ConfigFiles {
+    /// The config files to use: `webhooks`/`connections` when given, else `webhooks.json`
+    /// and `connections.json` in the working directory when they exist; `None` when there
+    /// is no webhooks file (the embedded demo config is served then).
+    pub fn find(webhooks: Option<&Path>, connections: Option<&Path>) -> Option<Self> {
+        let webhooks = match webhooks {
+            Some(path) => path.to_path_buf(),
+            None if Path::new("webhooks.json").exists() => PathBuf::from("webhooks.json"),
+            None => return None,
+        };
+        let connections = match connections {
+            Some(path) => Some(path.to_path_buf()),
+            None if Path::new("connections.json").exists() => {
+                Some(PathBuf::from("connections.json"))
+            }
+            None => None,
+        };
+        Some(Self {
+            webhooks,
+            connections,
+        })
+    }
+
+    /// Read and parse the files with `registry`: what start-up and every reload do.
+    pub fn load(&self, registry: &Registry) -> Result<LoadedConfig, ConfigErrors> {
+        let read = |path: &Path| ConfigSource::read(path).map_err(|e| ConfigErrors(vec![e]));
+        let webhooks = read(&self.webhooks)?;
+        let connections = self.connections.as_deref().map(read).transpose()?;
+        tracing::info!(
+            webhooks = webhooks.name(),
+            connections = connections.as_ref().map(ConfigSource::name),
+            "loading configuration"
+        );
+        let config = parse(registry, &webhooks, connections.as_ref(), &Env::process())?;
+        Ok(LoadedConfig {
+            config,
+            webhooks_text: webhooks.text().to_owned(),
+        })
+    }
 }
 
 /// Why a reload was refused; the old configuration keeps serving.
@@ -119,30 +170,20 @@ impl LivePipeline {
     pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let (files, registry, options) = self.source.as_ref().ok_or(ReloadError::NoFiles)?;
-        let rejected = |errors: &webhook_core::config::ConfigErrors| {
+        let rejected = |errors: ConfigErrors| {
             ReloadError::Rejected(errors.0.iter().map(ToString::to_string).collect())
         };
-        let webhooks = ConfigSource::read(&files.webhooks)
-            .map_err(|e| ReloadError::Rejected(vec![e.to_string()]))?;
-        let connections = match &files.connections {
-            Some(path) => Some(
-                ConfigSource::read(path).map_err(|e| ReloadError::Rejected(vec![e.to_string()]))?,
-            ),
-            None => None,
-        };
-        let config =
-            webhook_core::config::parse(registry, &webhooks, connections.as_ref(), &Env::process())
-                .map_err(|e| rejected(&e))?;
+        let loaded = files.load(registry).map_err(rejected)?;
         let old = self.current.load_full();
         let new = Arc::new(
-            old.rebuild(config, options.clone())
+            old.rebuild(loaded.config, options.clone())
                 .await
-                .map_err(|e| rejected(&e))?,
+                .map_err(rejected)?,
         );
         self.current.store(Arc::clone(&new));
         if self.openapi.load().is_some() {
             self.set_openapi(Some(Bytes::from(
-                crate::openapi::document(webhooks.text()).to_string(),
+                crate::openapi::document(&loaded.webhooks_text).to_string(),
             )));
         }
         let report = ReloadReport {

@@ -1,7 +1,7 @@
 //! `webhook-server`: receive webhooks, verify them, deliver them.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -283,7 +283,7 @@ async fn serve(
     let ids: Vec<String> = config.webhook_ids().map(str::to_owned).collect();
     if !cli.no_metrics {
         // The pipeline registers its metric handles when it is built: recorder first.
-        let _ = webhook_server::metrics::handle();
+        let _ = webhook_server::metrics::install();
     }
     let mut options = options;
     if let Some(url) = &cli.stats_redis_url {
@@ -411,48 +411,24 @@ fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
 /// The config files in use: given, or found in the working directory; `None` when the
 /// embedded demo config is served.
 fn config_files(cli: &Cli) -> Option<ConfigFiles> {
-    let webhooks = match &cli.webhooks_config {
-        Some(path) => path.clone(),
-        None if Path::new("webhooks.json").exists() => PathBuf::from("webhooks.json"),
-        None => return None,
-    };
-    let connections = match &cli.connections_config {
-        Some(path) => Some(path.clone()),
-        None if Path::new("connections.json").exists() => Some(PathBuf::from("connections.json")),
-        None => None,
-    };
-    Some(ConfigFiles {
-        webhooks,
-        connections,
-    })
+    ConfigFiles::find(
+        cli.webhooks_config.as_deref(),
+        cli.connections_config.as_deref(),
+    )
 }
 
 fn load_config(cli: &Cli, registry: &Registry) -> Result<(Config, String)> {
-    let (webhooks, connections) = match config_files(cli) {
-        Some(files) => (
-            ConfigSource::read(&files.webhooks)?,
-            files
-                .connections
-                .as_deref()
-                .map(ConfigSource::read)
-                .transpose()?,
-        ),
-        None => {
-            tracing::warn!("no webhooks.json given or found: serving the embedded demo config");
-            (
-                ConfigSource::new("<embedded default webhooks.json>", DEFAULT_WEBHOOKS),
-                cli.connections_config
-                    .as_deref()
-                    .map(ConfigSource::read)
-                    .transpose()?,
-            )
-        }
-    };
-    tracing::info!(
-        webhooks = webhooks.name(),
-        connections = connections.as_ref().map(ConfigSource::name),
-        "loading configuration"
-    );
+    if let Some(files) = config_files(cli) {
+        let loaded = files.load(registry)?;
+        return Ok((loaded.config, loaded.webhooks_text));
+    }
+    tracing::warn!("no webhooks.json given or found: serving the embedded demo config");
+    let webhooks = ConfigSource::new("<embedded default webhooks.json>", DEFAULT_WEBHOOKS);
+    let connections = cli
+        .connections_config
+        .as_deref()
+        .map(ConfigSource::read)
+        .transpose()?;
     let config =
         webhook_core::config::parse(registry, &webhooks, connections.as_ref(), &Env::process())?;
     Ok((config, webhooks.text().to_owned()))

@@ -11,10 +11,18 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// The process-wide recorder's handle; `None` when another recorder was installed first
-/// (e.g. by a program embedding the server).
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The recorder's handle once [`install`] ran; `None` before, or when another recorder
+/// was installed first (e.g. by a program embedding the server).
 pub fn handle() -> Option<&'static PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE.get().and_then(Option::as_ref)
+}
+
+/// Install the process-wide recorder (the first call does; later calls return the same
+/// handle). Call it before building the pipeline: the pipeline registers its metric
+/// handles when it is built.
+pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let installed = PrometheusBuilder::new()

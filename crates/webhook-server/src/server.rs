@@ -18,6 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use webhook_core::response::{self, json, json_bytes};
 use webhook_core::{Pipeline, ResponseBody, SpoolError};
 
 use crate::live::{LivePipeline, ReloadError};
@@ -102,9 +103,6 @@ pub async fn serve(
         .max_headers(options.max_headers);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    if options.metrics {
-        let _ = crate::metrics::handle();
-    }
     if live.openapi().is_none() {
         live.set_openapi(options.openapi.clone());
     }
@@ -153,6 +151,76 @@ pub async fn serve(
     live.current().shutdown().await;
 }
 
+/// Where a request goes, parsed once from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    /// `/webhook/{id}`.
+    Webhook(&'a str),
+    /// `/`.
+    Root,
+    /// `/health`.
+    Health,
+    /// `/stats`.
+    Stats,
+    /// `/metrics`.
+    Metrics,
+    /// `/openapi.json`.
+    OpenApi,
+    /// `/admin/…`.
+    Admin(AdminRoute<'a>),
+    /// Anything else.
+    Unknown,
+}
+
+/// The routes under `/admin/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminRoute<'a> {
+    /// `/admin/reload`.
+    Reload,
+    /// `/admin/dead-letters`.
+    DeadLetters,
+    /// `/admin/dead-letters/{id}`.
+    DeadLetter(&'a str),
+    /// `/admin/dead-letters/{id}/replay`.
+    Replay(&'a str),
+    /// Any other path under `/admin/`.
+    Unknown,
+}
+
+impl<'a> Route<'a> {
+    fn parse(path: &'a str) -> Self {
+        if let Some(id) = path.strip_prefix("/webhook/") {
+            return Route::Webhook(id);
+        }
+        if let Some(admin) = path.strip_prefix("/admin/") {
+            return Route::Admin(match admin {
+                "reload" => AdminRoute::Reload,
+                "dead-letters" => AdminRoute::DeadLetters,
+                _ => match admin.strip_prefix("dead-letters/") {
+                    Some(rest) => match rest.strip_suffix("/replay") {
+                        Some(id) => AdminRoute::Replay(id),
+                        None => AdminRoute::DeadLetter(rest),
+                    },
+                    None => AdminRoute::Unknown,
+                },
+            });
+        }
+        match path {
+            "/" => Route::Root,
+            "/health" => Route::Health,
+            "/stats" => Route::Stats,
+            "/metrics" => Route::Metrics,
+            "/openapi.json" => Route::OpenApi,
+            _ => Route::Unknown,
+        }
+    }
+
+    /// Operators' routes: behind `--ops-allow` and `--ops-token`.
+    fn is_ops(self) -> bool {
+        matches!(self, Route::Admin(_) | Route::Metrics | Route::Stats)
+    }
+}
+
 /// Route one request.
 pub async fn route(
     live: &LivePipeline,
@@ -161,8 +229,8 @@ pub async fn route(
     peer: SocketAddr,
 ) -> Response<ResponseBody> {
     let pipeline: Arc<Pipeline> = live.current();
-    let path = request.uri().path();
-    if let Some(id) = path.strip_prefix("/webhook/") {
+    let route = Route::parse(request.uri().path());
+    if let Route::Webhook(id) = route {
         let id = id.to_owned();
         let handled = pipeline.handle(&id, request, peer).await;
         // Few, cheap fields: this line is written for every webhook request.
@@ -176,132 +244,118 @@ pub async fn route(
                 "request"
             );
         }
-        let response = handled.response;
-        return response;
+        return handled.response;
     }
-    let method = request.method();
-    let admin = path.starts_with("/admin/");
-    if admin && options.ops_token.is_none() {
-        return json(
-            StatusCode::NOT_FOUND,
-            Bytes::from_static(br#"{"detail":"Not Found (admin endpoints need --ops-token)"}"#),
-        );
+    if matches!(route, Route::Admin(_)) && options.ops_token.is_none() {
+        return json(StatusCode::NOT_FOUND, ADMIN_NEEDS_TOKEN);
     }
-    if (admin || matches!(path, "/metrics" | "/stats"))
+    if route.is_ops()
         && let Some(denied) = ops_denied(options, request.headers(), peer)
     {
         return denied;
     }
-    match path {
-        "/metrics" if method == Method::GET && options.metrics => metrics_text(),
-        "/" if method == Method::GET => json(
-            StatusCode::OK,
-            Bytes::from_static(br#"{"message":"200 OK"}"#),
-        ),
-        "/health" if method == Method::GET => {
+    let method = request.method();
+    let get = method == Method::GET;
+    match route {
+        Route::Metrics if get && options.metrics => metrics_text(),
+        Route::Root if get => json(StatusCode::OK, response::OK),
+        Route::Health if get => {
             let health = pipeline.health().await;
             let status = if health.healthy {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            json(status, Bytes::from(health.report.to_string()))
+            json_bytes(status, Bytes::from(health.report.to_string()))
         }
-        "/stats" if method == Method::GET => match pipeline.shared_stats().await {
-            Ok(stats) => json(StatusCode::OK, Bytes::from(stats.to_string())),
+        Route::Stats if get => match pipeline.shared_stats().await {
+            Ok(stats) => json_bytes(StatusCode::OK, Bytes::from(stats.to_string())),
             Err(err) => {
                 tracing::warn!(error = %err, "/stats: the stats store cannot be read");
-                json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Bytes::from_static(br#"{"detail":"Statistics store unavailable"}"#),
-                )
+                json(StatusCode::SERVICE_UNAVAILABLE, STATS_UNAVAILABLE)
             }
         },
-        "/openapi.json" if method == Method::GET && live.openapi().is_some() => json(
+        Route::OpenApi if get && live.openapi().is_some() => json_bytes(
             StatusCode::OK,
             live.openapi().map(|d| Bytes::clone(&d)).unwrap_or_default(),
         ),
-        "/admin/reload" if method == Method::POST => match live.reload().await {
-            Ok(report) => json(
-                StatusCode::OK,
-                Bytes::from(
-                    serde_json::json!({"message": "reloaded", "webhooks": report.webhooks})
-                        .to_string(),
-                ),
-            ),
-            Err(ReloadError::NoFiles) => json(
-                StatusCode::CONFLICT,
-                Bytes::from_static(br#"{"detail":"this server has no config files to reload"}"#),
-            ),
-            Err(ReloadError::Rejected(errors)) => {
-                tracing::error!(errors = ?errors, "reload refused; the old configuration keeps serving");
-                json(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    Bytes::from(
-                        serde_json::json!({"detail": "the new configuration was rejected; the old one keeps serving", "errors": errors})
-                            .to_string(),
-                    ),
-                )
-            }
-        },
-        "/admin/dead-letters" if method == Method::GET => match pipeline.dead_letters().await {
-            Ok(list) => json(
-                StatusCode::OK,
-                Bytes::from(serde_json::json!({ "dead_letters": list }).to_string()),
-            ),
-            Err(err) => json(
+        Route::Admin(AdminRoute::Reload) if method == Method::POST => reload(live).await,
+        Route::Admin(AdminRoute::DeadLetters) if get => match pipeline.dead_letters().await {
+            Ok(list) => json_value(StatusCode::OK, &serde_json::json!({ "dead_letters": list })),
+            Err(err) => json_value(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Bytes::from(serde_json::json!({ "detail": err.to_string() }).to_string()),
+                &serde_json::json!({ "detail": err.to_string() }),
             ),
         },
-        _ if (method == Method::POST && path.ends_with("/replay") || method == Method::DELETE)
-            && path.starts_with("/admin/dead-letters/") =>
-        {
-            let id = path.trim_start_matches("/admin/dead-letters/");
-            let (done, message) = if method == Method::DELETE {
-                (pipeline.delete_dead_letter(id).await, "deleted")
-            } else {
-                let id = id.trim_end_matches("/replay");
-                (pipeline.replay_dead_letter(id).await, "replayed")
-            };
-            match done {
-                Ok(letter) => json(
-                    StatusCode::OK,
-                    Bytes::from(
-                        serde_json::json!({ "message": message, "dead_letter": letter })
-                            .to_string(),
-                    ),
-                ),
-                Err(err @ SpoolError::NoDeadLetter(_)) => json(
-                    StatusCode::NOT_FOUND,
-                    Bytes::from(serde_json::json!({ "detail": err.to_string() }).to_string()),
-                ),
-                Err(err) => {
-                    let mut response = json(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        Bytes::from(serde_json::json!({ "detail": err.to_string() }).to_string()),
-                    );
-                    response
-                        .headers_mut()
-                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
-                    response
-                }
-            }
+        Route::Admin(AdminRoute::Replay(id)) if method == Method::POST => {
+            dead_letter_answer(pipeline.replay_dead_letter(id).await, "replayed")
         }
-        "/" | "/health" | "/stats" | "/metrics" if options.metrics || path != "/metrics" => {
-            let mut response = json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                Bytes::from_static(br#"{"detail":"Method Not Allowed"}"#),
-            );
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET"));
-            response
+        Route::Admin(AdminRoute::DeadLetter(id)) if method == Method::DELETE => {
+            dead_letter_answer(pipeline.delete_dead_letter(id).await, "deleted")
         }
-        _ => json(
-            StatusCode::NOT_FOUND,
-            Bytes::from_static(br#"{"detail":"Not Found"}"#),
+        Route::Root | Route::Health | Route::Stats => get_only(),
+        Route::Metrics if options.metrics => get_only(),
+        _ => json(StatusCode::NOT_FOUND, response::NO_ROUTE),
+    }
+}
+
+const ADMIN_NEEDS_TOKEN: &str = r#"{"detail":"Not Found (admin endpoints need --ops-token)"}"#;
+const STATS_UNAVAILABLE: &str = r#"{"detail":"Statistics store unavailable"}"#;
+const NO_FILES: &str = r#"{"detail":"this server has no config files to reload"}"#;
+
+/// `405` with `Allow: GET`.
+fn get_only() -> Response<ResponseBody> {
+    let mut response = json(StatusCode::METHOD_NOT_ALLOWED, response::METHOD_NOT_ALLOWED);
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET"));
+    response
+}
+
+fn json_value(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
+    json_bytes(status, Bytes::from(value.to_string()))
+}
+
+/// `POST /admin/reload`.
+async fn reload(live: &LivePipeline) -> Response<ResponseBody> {
+    match live.reload().await {
+        Ok(report) => json_value(
+            StatusCode::OK,
+            &serde_json::json!({"message": "reloaded", "webhooks": report.webhooks}),
         ),
+        Err(ReloadError::NoFiles) => json(StatusCode::CONFLICT, NO_FILES),
+        Err(ReloadError::Rejected(errors)) => {
+            tracing::error!(errors = ?errors, "reload refused; the old configuration keeps serving");
+            json_value(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({"detail": "the new configuration was rejected; the old one keeps serving", "errors": errors}),
+            )
+        }
+    }
+}
+
+/// The answer to a replay or delete of a dead letter.
+fn dead_letter_answer(
+    done: Result<webhook_core::DeadLetter, SpoolError>,
+    message: &str,
+) -> Response<ResponseBody> {
+    match done {
+        Ok(letter) => json_value(
+            StatusCode::OK,
+            &serde_json::json!({ "message": message, "dead_letter": letter }),
+        ),
+        Err(err @ SpoolError::NoDeadLetter(_)) => json_value(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({ "detail": err.to_string() }),
+        ),
+        Err(err) => {
+            let mut response = json_value(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({ "detail": err.to_string() }),
+            );
+            response::set_retry_after(&mut response, Duration::from_secs(5));
+            response
+        }
     }
 }
 
@@ -318,16 +372,12 @@ fn ops_denied(
             .iter()
             .any(|net| net.contains(&peer.ip().to_canonical()))
     {
-        return Some(json(
-            StatusCode::FORBIDDEN,
-            Bytes::from_static(br#"{"detail":"Forbidden"}"#),
-        ));
+        return Some(json(StatusCode::FORBIDDEN, response::FORBIDDEN));
     }
     match &options.ops_token {
-        Some(token) if !token.allows(headers) => Some(json(
-            StatusCode::UNAUTHORIZED,
-            Bytes::from_static(br#"{"detail":"Unauthorized"}"#),
-        )),
+        Some(token) if !token.allows(headers) => {
+            Some(json(StatusCode::UNAUTHORIZED, response::UNAUTHORIZED))
+        }
         _ => None,
     }
 }
@@ -342,10 +392,7 @@ fn metrics_text() -> Response<ResponseBody> {
             );
             response
         }
-        None => json(
-            StatusCode::NOT_FOUND,
-            Bytes::from_static(br#"{"detail":"Not Found"}"#),
-        ),
+        None => json(StatusCode::NOT_FOUND, response::NO_ROUTE),
     }
 }
 
@@ -366,10 +413,7 @@ pub async fn serve_metrics(listener: TcpListener, options: Arc<ServerOptions>) {
                 async move {
                     let response =
                         if request.uri().path() != "/metrics" || request.method() != Method::GET {
-                            json(
-                                StatusCode::NOT_FOUND,
-                                Bytes::from_static(br#"{"detail":"Not Found"}"#),
-                            )
+                            json(StatusCode::NOT_FOUND, response::NO_ROUTE)
                         } else if let Some(denied) = ops_denied(&options, request.headers(), peer) {
                             denied
                         } else {
@@ -383,13 +427,4 @@ pub async fn serve_metrics(listener: TcpListener, options: Arc<ServerOptions>) {
                 .await;
         });
     }
-}
-
-fn json(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }

@@ -130,7 +130,7 @@ impl TestServerBuilder {
         )?;
         if server_options.metrics {
             // Handles are registered when the pipeline is built: install the recorder first.
-            let _ = webhook_server::metrics::handle();
+            let _ = webhook_server::metrics::install();
         }
         let mut options = self.options;
         // Each server its own spool, removed with it (unless the test chose a directory).
