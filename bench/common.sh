@@ -9,3 +9,8 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
+
+# BEFORE=/path/to/an/older/webhook-server: every gateway row is measured with that binary
+# too, in the same round (rows named `before_<row>`), and the summary prints after/before.
+gateways=("|./target/release/webhook-server")
+if [ -n "${BEFORE:-}" ]; then gateways+=("before_|$BEFORE"); fi

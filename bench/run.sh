@@ -4,6 +4,7 @@
 # ceiling), measured in the same run with the same load: wrk over loopback, 2.2 KB JSON.
 #
 #   bash bench/run.sh            # ROUNDS=3 DURATION=10 CONNECTIONS=32 by default
+#   BEFORE=/tmp/old/webhook-server bash bench/run.sh   # also an older build, interleaved
 #
 # The gateway logs at `info` (the `log` destination's line per webhook) without the
 # per-request access line (GATEWAY_LOG=info to include it; it costs 10-15 % here, see
@@ -37,17 +38,17 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "bare $(measure bare "$BARE_PORT" /webhook/bench "$bare")" >>"$results"
   kill "$bare"; wait "$bare" 2>/dev/null || true
 
-  RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} ./target/release/webhook-server --host 127.0.0.1 --port "$GATEWAY_PORT" \
-    --webhooks-config "$work/webhooks.json" --data-dir "$work" --spool-dir "$work/spool" >/dev/null 2>&1 & gw=$!; pids+=("$gw")
-  wait_port "$GATEWAY_PORT"
-  echo "gateway $(measure gateway "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"
-  kill -TERM "$gw"; wait "$gw" 2>/dev/null || true
-
-  RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} ./target/release/webhook-server --host 127.0.0.1 --port "$GATEWAY_PORT" \
-    --webhooks-config "$work/webhooks.json" --data-dir "$work" --spool-dir "$work/spool" --no-metrics >/dev/null 2>&1 & gw=$!; pids+=("$gw")
-  wait_port "$GATEWAY_PORT"
-  echo "nometrics $(measure nometrics "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"
-  kill -TERM "$gw"; wait "$gw" 2>/dev/null || true
+  for gateway in "${gateways[@]}"; do
+    prefix=${gateway%%|*} bin=${gateway#*|}
+    for variant in gateway nometrics; do
+      flags=(); [ "$variant" = nometrics ] && flags=(--no-metrics)
+      RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} "$bin" --host 127.0.0.1 --port "$GATEWAY_PORT" \
+        --webhooks-config "$work/webhooks.json" --data-dir "$work" --spool-dir "$work/spool" "${flags[@]}" >/dev/null 2>&1 & gw=$!; pids+=("$gw")
+      wait_port "$GATEWAY_PORT"
+      echo "$prefix$variant $(measure "$prefix$variant" "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"
+      kill -TERM "$gw"; wait "$gw" 2>/dev/null || true
+    done
+  done
   echo "round $round done" >&2
 done
 
@@ -79,5 +80,10 @@ print(f"ratio gateway / ceiling: {gw[0] / bare[0]:.2%} (medians); per round "
       + ", ".join(f"{r:.1%}" for r in ceiling_ratios) + f", median {statistics.median(ceiling_ratios):.1%}")
 print(f"metrics on / off: {gw[0] / off[0]:.2%} (medians); per round "
       + ", ".join(f"{r:.1%}" for r in metrics_ratios) + f", median {statistics.median(metrics_ratios):.1%}")
+if any(x[0] == "before_gateway" for x in rows):
+    for a in ("gateway", "nometrics"):
+        r = per_round(a, "before_" + a)
+        print(f"{a} after / before: per round " + ", ".join(f"{x:.1%}" for x in r)
+              + f", median {statistics.median(r):.1%}")
 for r in rows: print("raw:", " ".join(r), file=sys.stderr)
 PY

@@ -7,6 +7,7 @@
 # ceiling) — all in the same run, paired per round. wrk over loopback, 2.2 KB JSON.
 #
 #   bash bench/spool.sh      # ROUNDS=3 DURATION=10 CONNECTIONS=64 by default
+#   BEFORE=/tmp/old/webhook-server bash bench/spool.sh   # also an older build, interleaved
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,16 +36,19 @@ for round in $(seq 1 "$ROUNDS"); do
   wait_port "$BARE_PORT"
   echo "bare $(measure bare "$BARE_PORT" /webhook/bench "$bare")" >>"$results"
   kill "$bare"; wait "$bare" 2>/dev/null || true
-  for mode in persisted persisted_fdatasync delivered; do
-    rm -rf "$work/spool"
-    config=${mode%_fdatasync}
-    sync=direct; [ "$mode" = persisted_fdatasync ] && sync=fdatasync
-    RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} ./target/release/webhook-server --host 127.0.0.1 \
-      --port "$GATEWAY_PORT" --webhooks-config "$work/$config.json" --data-dir "$work" \
-      --spool-dir "$work/spool" --spool-sync "$sync" >/dev/null 2>&1 & gw=$!; pids+=("$gw")
-    wait_port "$GATEWAY_PORT"
-    echo "$mode $(measure "$mode" "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"
-    kill -TERM "$gw"; wait "$gw" 2>/dev/null || true
+  for gateway in "${gateways[@]}"; do
+    prefix=${gateway%%|*} bin=${gateway#*|}
+    for mode in persisted persisted_fdatasync delivered; do
+      rm -rf "$work/spool"
+      config=${mode%_fdatasync}
+      sync=direct; [ "$mode" = persisted_fdatasync ] && sync=fdatasync
+      RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} "$bin" --host 127.0.0.1 \
+        --port "$GATEWAY_PORT" --webhooks-config "$work/$config.json" --data-dir "$work" \
+        --spool-dir "$work/spool" --spool-sync "$sync" >/dev/null 2>&1 & gw=$!; pids+=("$gw")
+      wait_port "$GATEWAY_PORT"
+      echo "$prefix$mode $(measure "$prefix$mode" "$GATEWAY_PORT" /webhook/bench "$gw")" >>"$results"
+      kill -TERM "$gw"; wait "$gw" 2>/dev/null || true
+    done
   done
   echo "round $round done" >&2
 done
@@ -76,5 +80,10 @@ for a, b in (("persisted", "bare"), ("persisted_fdatasync", "bare"), ("delivered
              ("persisted", "delivered"), ("persisted", "persisted_fdatasync")):
     r = per_round(a, b)
     print(f"{a} / {b}: per round " + ", ".join(f"{x:.1%}" for x in r) + f", median {statistics.median(r):.1%}")
+if any(x[0] == "before_persisted" for x in rows):
+    for a in ("persisted", "persisted_fdatasync", "delivered"):
+        r = per_round(a, "before_" + a)
+        print(f"{a} after / before: per round " + ", ".join(f"{x:.1%}" for x in r)
+              + f", median {statistics.median(r):.1%}")
 for r in rows: print("raw:", " ".join(r), file=sys.stderr)
 PY
