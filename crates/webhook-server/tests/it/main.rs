@@ -1,0 +1,16 @@
+//! webhook-server's integration tests: one test binary, one module per area (as svix-server
+//! lays them out), so a workspace test run links one binary per crate.
+
+mod auth_methods;
+mod cli;
+mod config_errors;
+mod delivery;
+mod metrics;
+mod openapi;
+mod reload;
+mod retry_schedule;
+mod spool;
+mod spool_crash;
+mod stats_redis;
+mod validation;
+mod verify;
