@@ -5,6 +5,7 @@
     missing_debug_implementations
 )]
 
+pub mod conformance;
 pub mod interop;
 pub mod proxy;
 pub mod recorder;
@@ -276,6 +277,30 @@ impl TestClient {
             headers: parts.headers,
             body,
         }
+    }
+
+    /// `POST /webhook/{id}`; `None` when no answer came (connection refused or closed).
+    pub async fn try_post(
+        &self,
+        id: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Option<TestResponse> {
+        let mut request = Request::builder()
+            .method("POST")
+            .uri(self.url(&format!("/webhook/{id}")));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body.into())).ok()?;
+        let response = self.client.request(request).await.ok()?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.ok()?.to_bytes();
+        Some(TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     /// `POST /webhook/{id}`.
