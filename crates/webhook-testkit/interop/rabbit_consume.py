@@ -1,6 +1,7 @@
 """Read COUNT messages from a RabbitMQ queue with pika and print each as a JSON line.
 
-usage: rabbit_consume.py URL QUEUE COUNT [SECONDS]
+usage: rabbit_consume.py URL QUEUE COUNT [SECONDS [keep]]
+(with `keep` the queue is left in place, for more reads)
 """
 import base64
 import json
@@ -37,5 +38,6 @@ while received < count and time.monotonic() < deadline:
 left = channel.queue_declare(queue=queue, passive=True).method.message_count
 print(json.dumps({"left": left}), flush=True)
 # Test queues are single-use: leave nothing behind in the broker.
-channel.queue_delete(queue=queue)
+if not (len(sys.argv) > 5 and sys.argv[5] == "keep"):
+    channel.queue_delete(queue=queue)
 connection.close()

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use webhook_core::Registry;
+use webhook_core::{PipelineOptions, Registry};
 
 use crate::TestServer;
 use crate::proxy::TcpProxy;
@@ -55,6 +55,11 @@ pub trait Subject: Sync {
         None
     }
 
+    /// The pipeline options to run with (e.g. a data directory of the test's own).
+    fn options(&self) -> PipelineOptions {
+        PipelineOptions::default()
+    }
+
     /// A destination part that the service refuses for good (a queue declared with other
     /// arguments, a bucket that does not exist, …); `None` when there is no such refusal.
     fn refused(&self, via: Option<SocketAddr>) -> Option<String>;
@@ -86,7 +91,9 @@ pub async fn check(subject: &impl Subject) {
         webhooks.push_str(&format!(r#", "refused": {{"ack": "delivered", {refused}}}"#));
     }
     webhooks.push('}');
-    let mut builder = TestServer::builder(&webhooks).registry(subject.registry());
+    let mut builder = TestServer::builder(&webhooks)
+        .registry(subject.registry())
+        .options(subject.options());
     if let Some(connections) = subject.connections(via) {
         builder = builder.connections(&connections);
     }

@@ -18,7 +18,7 @@ fn amqp_url() -> String {
 }
 
 /// (user, pass, host, port) of the test broker.
-fn amqp_parts() -> (String, String, String, u16) {
+pub(crate) fn amqp_parts() -> (String, String, String, u16) {
     let url = amqp_url();
     let rest = url.trim_start_matches("amqp://");
     let (userinfo, hostpart) = rest.split_once('@').unwrap_or(("guest:guest", rest));
@@ -33,13 +33,13 @@ fn amqp_parts() -> (String, String, String, u16) {
     )
 }
 
-fn connections(host: &str, port: u16) -> String {
+pub(crate) fn connections(host: &str, port: u16) -> String {
     let (user, pass, _, _) = amqp_parts();
     format!(r#"{{"rabbit": {{"type": "rabbitmq", "host": "{host}", "port": {port}, "user": "{user}", "pass": "{{$RABBIT_PASS}}"}}}}"#)
         .replace("{$RABBIT_PASS}", &pass)
 }
 
-fn registry() -> webhook_core::Registry {
+pub(crate) fn registry() -> webhook_core::Registry {
     let mut registry = registry_with_recorder();
     webhook_rabbitmq::register(&mut registry);
     registry
@@ -54,7 +54,7 @@ async fn start(webhooks: &str, host: &str, port: u16) -> TestServer {
 }
 
 /// Run a pika script of the testkit with the broker URL and `args`; its standard output.
-fn run_pika(script: &str, args: &[&str]) -> String {
+pub(crate) fn run_pika(script: &str, args: &[&str]) -> String {
     let output = Command::new(python())
         .arg(scripts_dir().join(script))
         .arg(amqp_url())
@@ -83,7 +83,7 @@ fn consume(queue: &str, count: usize, seconds: u32) -> (Vec<serde_json::Value>, 
     (messages, left)
 }
 
-fn body_of(message: &serde_json::Value) -> Vec<u8> {
+pub(crate) fn body_of(message: &serde_json::Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(message["body"].as_str().unwrap())
         .unwrap()
@@ -209,7 +209,7 @@ async fn a_dropped_connection_gives_503_then_recovers_without_loss() {
 }
 
 /// Declare `queue` with pika and `arguments` (JSON): "ok" or "refused CODE".
-fn declare_with_pika(queue: &str, arguments: &str) -> String {
+pub(crate) fn declare_with_pika(queue: &str, arguments: &str) -> String {
     run_pika("rabbit_declare.py", &[queue, arguments])
         .trim()
         .to_owned()
