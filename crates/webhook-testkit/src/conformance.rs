@@ -17,7 +17,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -40,18 +39,16 @@ pub trait Subject: Sync {
     /// The server's registry with this destination in it.
     fn registry(&self) -> Registry;
 
-    /// The address of the destination's service, for the suite's proxy to forward to;
-    /// `None` when it has none (a directory on disk).
-    fn service(&self) -> Option<SocketAddr>;
+    /// The [`TcpProxy`] in front of the destination's service, which the destination
+    /// reaches it through; `None` when it has no service (a directory on disk).
+    fn proxy(&self) -> Option<&TcpProxy>;
 
     /// The destination part of a webhooks.json entry (`"module": …, "module-config": …`,
-    /// without braces), reaching the service at `via` (the proxy's address; `None` when
-    /// there is no service).
-    fn destination(&self, via: Option<SocketAddr>) -> String;
+    /// without braces), reaching the service through [`Subject::proxy`].
+    fn destination(&self) -> String;
 
     /// connections.json for `destination`, if it needs one.
-    fn connections(&self, via: Option<SocketAddr>) -> Option<String> {
-        let _ = via;
+    fn connections(&self) -> Option<String> {
         None
     }
 
@@ -62,7 +59,7 @@ pub trait Subject: Sync {
 
     /// A destination part that the service refuses for good (a queue declared with other
     /// arguments, a bucket that does not exist, …); `None` when there is no such refusal.
-    fn refused(&self, via: Option<SocketAddr>) -> Option<String>;
+    fn refused(&self) -> Option<String>;
 
     /// Everything the service holds for `destination` so far, waiting (a few seconds at
     /// most) until there are at least `at_least` items.
@@ -78,23 +75,19 @@ const BODIES: [&str; 3] = [
 
 /// Run the whole suite against `subject`.
 pub async fn check(subject: &impl Subject) {
-    let proxy = match subject.service() {
-        Some(addr) => Some(TcpProxy::start(addr).await),
-        None => None,
-    };
-    let via = proxy.as_ref().map(|p| p.addr);
+    let proxy = subject.proxy();
     let mut webhooks = format!(
         r#"{{"conformance": {{"ack": "delivered", {}}}"#,
-        subject.destination(via)
+        subject.destination()
     );
-    if let Some(refused) = subject.refused(via) {
+    if let Some(refused) = subject.refused() {
         webhooks.push_str(&format!(r#", "refused": {{"ack": "delivered", {refused}}}"#));
     }
     webhooks.push('}');
     let mut builder = TestServer::builder(&webhooks)
         .registry(subject.registry())
         .options(subject.options());
-    if let Some(connections) = subject.connections(via) {
+    if let Some(connections) = subject.connections() {
         builder = builder.connections(&connections);
     }
     let server = builder.start().await;
@@ -117,7 +110,7 @@ pub async fn check(subject: &impl Subject) {
     );
 
     // 3. unreachable → retryable and unhealthy; back → reconnects
-    if let Some(proxy) = &proxy {
+    if let Some(proxy) = proxy {
         proxy.cut();
         let (status, body, _) = post(&server, r#"{"while":"down"}"#).await;
         let retryable = status == StatusCode::SERVICE_UNAVAILABLE
@@ -151,7 +144,7 @@ pub async fn check(subject: &impl Subject) {
     // sender was told to retry) is allowed by at-least-once; the suite does not count it.
 
     // 4. a refusal is permanent
-    if subject.refused(via).is_some() {
+    if subject.refused().is_some() {
         let r = server.post("refused", &[], r#"{"refused":true}"#).await;
         assert_eq!(r.status, StatusCode::BAD_GATEWAY, "refused: {}", r.text());
         assert_eq!(r.json()["retryable"], false, "refused: {}", r.text());

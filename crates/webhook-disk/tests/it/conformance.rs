@@ -3,11 +3,11 @@
 //! unavailable/reconnect and refusal steps do not apply.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use webhook_core::PipelineOptions;
 use webhook_testkit::conformance::{self, Received, Subject};
+use webhook_testkit::proxy::TcpProxy;
 
 struct Disk {
     data: tempfile::TempDir,
@@ -20,7 +20,7 @@ impl Subject for Disk {
         registry
     }
 
-    fn service(&self) -> Option<SocketAddr> {
+    fn proxy(&self) -> Option<&TcpProxy> {
         None
     }
 
@@ -31,11 +31,11 @@ impl Subject for Disk {
         }
     }
 
-    fn destination(&self, _via: Option<SocketAddr>) -> String {
+    fn destination(&self) -> String {
         r#""module": "save_to_disk", "module-config": {"path": "conformance"}"#.to_owned()
     }
 
-    fn refused(&self, _via: Option<SocketAddr>) -> Option<String> {
+    fn refused(&self) -> Option<String> {
         None
     }
 

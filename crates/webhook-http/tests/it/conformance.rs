@@ -2,15 +2,16 @@
 //! (the testkit's recording `HttpTarget`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use webhook_testkit::conformance::{self, Received, Subject};
+use webhook_testkit::proxy::TcpProxy;
 use webhook_testkit::target::HttpTarget;
 
 struct Http {
     target: HttpTarget,
+    proxy: TcpProxy,
     refusing: HttpTarget,
 }
 
@@ -21,18 +22,18 @@ impl Subject for Http {
         registry
     }
 
-    fn service(&self) -> Option<SocketAddr> {
-        Some(self.target.addr)
+    fn proxy(&self) -> Option<&TcpProxy> {
+        Some(&self.proxy)
     }
 
-    fn destination(&self, via: Option<SocketAddr>) -> String {
-        let via = via.unwrap();
+    fn destination(&self) -> String {
+        let via = self.proxy.addr;
         format!(
             r#""module": "http_webhook", "module-config": {{"url": "http://{via}/conformance", "timeout": 2}}"#
         )
     }
 
-    fn refused(&self, _via: Option<SocketAddr>) -> Option<String> {
+    fn refused(&self) -> Option<String> {
         Some(format!(
             r#""module": "http_webhook", "module-config": {{"url": "{}"}}"#,
             self.refusing.url("/refused")
@@ -65,8 +66,10 @@ impl Subject for Http {
 async fn http_webhook_conforms() {
     let refusing = HttpTarget::start().await;
     refusing.respond(StatusCode::UNPROCESSABLE_ENTITY, &[]);
+    let target = HttpTarget::start().await;
     let subject = Http {
-        target: HttpTarget::start().await,
+        proxy: TcpProxy::start(target.addr).await,
+        target,
         refusing,
     };
     conformance::check(&subject).await;

@@ -19,17 +19,17 @@ fn bootstrap() -> String {
     service_url("kafka", "127.0.0.1:9092")
 }
 
-fn registry() -> webhook_core::Registry {
+pub(crate) fn registry() -> webhook_core::Registry {
     let mut registry = registry_with_recorder();
     webhook_kafka::register(&mut registry);
     registry
 }
 
-fn connections(bootstrap: &str) -> String {
+pub(crate) fn connections(bootstrap: &str) -> String {
     format!(r#"{{"kafka": {{"type": "kafka", "bootstrap_servers": "{bootstrap}"}}}}"#)
 }
 
-async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+pub(crate) async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let client = ClientBuilder::new(vec![bootstrap.to_owned()])
         .build()
         .await
@@ -56,7 +56,7 @@ fn require_kafka() {
     require_tcp("kafka", host, port.parse().unwrap());
 }
 
-fn consume(bootstrap: &str, topic: &str, count: usize, seconds: u32) -> Vec<serde_json::Value> {
+pub(crate) fn consume(bootstrap: &str, topic: &str, count: usize, seconds: u32) -> Vec<serde_json::Value> {
     let output = Command::new(python())
         .arg(scripts_dir().join("kafka_consume.py"))
         .args([bootstrap, topic, &count.to_string(), &seconds.to_string()])
@@ -74,7 +74,7 @@ fn consume(bootstrap: &str, topic: &str, count: usize, seconds: u32) -> Vec<serd
         .collect()
 }
 
-fn decode(value: &serde_json::Value) -> Vec<u8> {
+pub(crate) fn decode(value: &serde_json::Value) -> Vec<u8> {
     BASE64.decode(value.as_str().unwrap()).unwrap()
 }
 
@@ -163,7 +163,7 @@ async fn a_missing_topic_is_a_clear_start_up_error() {
     );
 }
 
-fn tansu() -> String {
+pub(crate) fn tansu() -> String {
     std::env::var("WEBHOOK_TEST_TANSU").unwrap_or_else(|_| "tansu".to_owned())
 }
 

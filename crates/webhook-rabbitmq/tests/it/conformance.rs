@@ -7,10 +7,12 @@ use std::sync::Mutex;
 
 use webhook_testkit::conformance::{self, Received, Subject};
 use webhook_testkit::interop::{require_tcp, unique};
+use webhook_testkit::proxy::TcpProxy;
 
 use super::rabbitmq::{amqp_parts, body_of, connections, declare_with_pika, registry, run_pika};
 
 struct Rabbit {
+    proxy: TcpProxy,
     queue: String,
     mismatched: String,
     got: Mutex<Vec<Received>>,
@@ -21,24 +23,22 @@ impl Subject for Rabbit {
         registry()
     }
 
-    fn service(&self) -> Option<SocketAddr> {
-        let (_, _, host, port) = amqp_parts();
-        (host.as_str(), port).to_socket_addrs().unwrap().next()
+    fn proxy(&self) -> Option<&TcpProxy> {
+        Some(&self.proxy)
     }
 
-    fn destination(&self, _via: Option<SocketAddr>) -> String {
+    fn destination(&self) -> String {
         format!(
             r#""module": "rabbitmq", "connection": "rabbit", "module-config": {{"queue_name": "{}"}}"#,
             self.queue
         )
     }
 
-    fn connections(&self, via: Option<SocketAddr>) -> Option<String> {
-        let via = via.unwrap();
-        Some(connections("127.0.0.1", via.port()))
+    fn connections(&self) -> Option<String> {
+        Some(connections("127.0.0.1", self.proxy.addr.port()))
     }
 
-    fn refused(&self, _via: Option<SocketAddr>) -> Option<String> {
+    fn refused(&self) -> Option<String> {
         // declared by pika with other arguments than the gateway's: the broker refuses
         Some(format!(
             r#""module": "rabbitmq", "connection": "rabbit", "module-config": {{"queue_name": "{}"}}"#,
@@ -74,7 +74,9 @@ async fn rabbitmq_conforms() {
     require_tcp("rabbitmq", &host, port);
     let mismatched = unique("conformance_mismatch");
     assert_eq!(declare_with_pika(&mismatched, r#"{"x-queue-version": 2}"#), "ok");
+    let broker: SocketAddr = (host.as_str(), port).to_socket_addrs().unwrap().next().unwrap();
     let subject = Rabbit {
+        proxy: TcpProxy::start(broker).await,
         queue: unique("conformance"),
         mismatched,
         got: Mutex::new(Vec::new()),
