@@ -1,6 +1,6 @@
 """Subscribe to a Redis channel, print READY, then print each message base64-encoded.
 
-usage: redis_subscribe.py URL CHANNEL COUNT
+usage: redis_subscribe.py URL CHANNEL COUNT [SECONDS]
 """
 import base64
 import sys
@@ -11,7 +11,7 @@ import redis
 url, channel, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 pubsub = redis.Redis.from_url(url).pubsub()
 pubsub.subscribe(channel)
-deadline = time.monotonic() + 30
+deadline = time.monotonic() + (float(sys.argv[4]) if len(sys.argv) > 4 else 30)
 while True:
     message = pubsub.get_message(timeout=1)
     if message and message["type"] == "subscribe":

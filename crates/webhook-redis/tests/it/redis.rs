@@ -15,12 +15,12 @@ use webhook_testkit::interop::{
 };
 use webhook_testkit::recorder::registry_with_recorder;
 
-fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     service_url("redis", "redis://127.0.0.1:6379/0")
 }
 
 /// (host, port, db) of the test Redis.
-fn redis_parts() -> (String, u16, u8) {
+pub(crate) fn redis_parts() -> (String, u16, u8) {
     let url = redis_url();
     let rest = url.trim_start_matches("redis://");
     let (hostport, db) = rest.split_once('/').unwrap_or((rest, "0"));
@@ -32,13 +32,13 @@ fn redis_parts() -> (String, u16, u8) {
     )
 }
 
-fn connections(host: &str, port: u16, db: u8) -> String {
+pub(crate) fn connections(host: &str, port: u16, db: u8) -> String {
     format!(
         r#"{{"redis": {{"type": "redis-rq", "host": "{host}", "port": "{port}", "db": {db}}}}}"#
     )
 }
 
-fn registry() -> webhook_core::Registry {
+pub(crate) fn registry() -> webhook_core::Registry {
     let mut registry = registry_with_recorder();
     webhook_redis::register(&mut registry);
     registry
