@@ -9,17 +9,17 @@ use webhook_testkit::TestServer;
 use webhook_testkit::interop::{OwnServer, free_port, python, scripts_dir, tool};
 use webhook_testkit::recorder::registry_with_recorder;
 
-const ACCESS_KEY: &str = "test";
-const SECRET_KEY: &str = "testsecret";
+pub(crate) const ACCESS_KEY: &str = "test";
+pub(crate) const SECRET_KEY: &str = "testsecret";
 
 /// An s3s-fs of this test's own, with `bucket` created.
-struct Store {
-    server: OwnServer,
+pub(crate) struct Store {
+    pub(crate) server: OwnServer,
     dir: tempfile::TempDir,
 }
 
 impl Store {
-    fn start(bucket: &str) -> Self {
+    pub(crate) fn start(bucket: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join(bucket)).unwrap();
         let port = free_port();
@@ -41,12 +41,12 @@ impl Store {
         Self { server, dir }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.server.port)
     }
 
     /// Every object of `bucket`, read with boto3.
-    fn objects(&self, bucket: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn objects(&self, bucket: &str) -> Vec<serde_json::Value> {
         let output = Command::new(python())
             .arg(scripts_dir().join("s3_objects.py"))
             .args([&self.endpoint(), ACCESS_KEY, SECRET_KEY, bucket])
@@ -65,7 +65,7 @@ impl Store {
     }
 }
 
-fn connections(endpoint: &str, secret: &str) -> String {
+pub(crate) fn connections(endpoint: &str, secret: &str) -> String {
     format!(
         r#"{{"store": {{"type": "s3", "aws_access_key_id": "{ACCESS_KEY}", "aws_secret_access_key": "{secret}",
               "region": "us-east-1", "endpoint_url": "{endpoint}"}}}}"#
@@ -82,7 +82,7 @@ async fn start(webhooks: &str, connections: &str) -> TestServer {
         .await
 }
 
-fn decode(value: &serde_json::Value) -> Vec<u8> {
+pub(crate) fn decode(value: &serde_json::Value) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD
         .decode(value.as_str().unwrap())
