@@ -81,7 +81,9 @@ pub async fn check(subject: &impl Subject) {
         subject.destination()
     );
     if let Some(refused) = subject.refused() {
-        webhooks.push_str(&format!(r#", "refused": {{"ack": "delivered", {refused}}}"#));
+        webhooks.push_str(&format!(
+            r#", "refused": {{"ack": "delivered", {refused}}}"#
+        ));
     }
     webhooks.push('}');
     let mut builder = TestServer::builder(&webhooks)
@@ -91,6 +93,9 @@ pub async fn check(subject: &impl Subject) {
         builder = builder.connections(&connections);
     }
     let server = builder.start().await;
+
+    // (a destination that connects at start-up may still be connecting)
+    wait_for("healthy after start-up", || healthy(&server)).await;
 
     // 1. exact bytes, once each, with the request id
     let mut sent = Vec::new();
@@ -148,7 +153,11 @@ pub async fn check(subject: &impl Subject) {
             tokio::spawn(async move {
                 let body = format!(r#"{{"flush":{i}}}"#);
                 let answer = client
-                    .try_post("conformance", &[("content-type", "application/json")], body.clone())
+                    .try_post(
+                        "conformance",
+                        &[("content-type", "application/json")],
+                        body.clone(),
+                    )
                     .await;
                 match answer {
                     Some(r) => (r.status, body, r.header("x-request-id").map(str::to_owned)),

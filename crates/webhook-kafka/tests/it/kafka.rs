@@ -56,7 +56,12 @@ fn require_kafka() {
     require_tcp("kafka", host, port.parse().unwrap());
 }
 
-pub(crate) fn consume(bootstrap: &str, topic: &str, count: usize, seconds: u32) -> Vec<serde_json::Value> {
+pub(crate) fn consume(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    seconds: u32,
+) -> Vec<serde_json::Value> {
     let output = Command::new(python())
         .arg(scripts_dir().join("kafka_consume.py"))
         .args([bootstrap, topic, &count.to_string(), &seconds.to_string()])

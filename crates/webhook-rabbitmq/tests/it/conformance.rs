@@ -73,8 +73,15 @@ async fn rabbitmq_conforms() {
     let (_, _, host, port) = amqp_parts();
     require_tcp("rabbitmq", &host, port);
     let mismatched = unique("conformance_mismatch");
-    assert_eq!(declare_with_pika(&mismatched, r#"{"x-queue-version": 2}"#), "ok");
-    let broker: SocketAddr = (host.as_str(), port).to_socket_addrs().unwrap().next().unwrap();
+    assert_eq!(
+        declare_with_pika(&mismatched, r#"{"x-queue-version": 2}"#),
+        "ok"
+    );
+    let broker: SocketAddr = (host.as_str(), port)
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
     let subject = Rabbit {
         proxy: TcpProxy::start(broker).await,
         queue: unique("conformance"),

@@ -88,7 +88,12 @@ async fn redis_publish_conforms() {
     let channel = unique("conformance");
     let mut subscriber = Command::new(python())
         .arg(scripts_dir().join("redis_subscribe.py"))
-        .args([redis_url(), channel.clone(), "1000".to_owned(), "300".to_owned()])
+        .args([
+            redis_url(),
+            channel.clone(),
+            "1000".to_owned(),
+            "300".to_owned(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("python with redis-py (bash .ci/test installs it)");

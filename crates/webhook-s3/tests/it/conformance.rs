@@ -40,7 +40,10 @@ impl Subject for S3 {
 
     fn refused(&self) -> Option<String> {
         // a wrong secret: SignatureDoesNotMatch, which retrying cannot fix
-        Some(r#""module": "s3", "connection": "bad", "module-config": {"bucket": "conformance"}"#.to_owned())
+        Some(
+            r#""module": "s3", "connection": "bad", "module-config": {"bucket": "conformance"}"#
+                .to_owned(),
+        )
     }
 
     async fn received(&self, at_least: usize) -> Vec<Received> {

@@ -428,7 +428,10 @@ async fn shipped_example_configs_load_unchanged() {
     assert!(pipeline.health().await.healthy);
 
     // The embedded default config too.
-    let default = ConfigSource::new("default", include_str!("../../config/default-webhooks.json"));
+    let default = ConfigSource::new(
+        "default",
+        include_str!("../../config/default-webhooks.json"),
+    );
     config::parse(&registry, &default, None, &Env::empty()).unwrap_or_else(|e| panic!("{e}"));
 }
 

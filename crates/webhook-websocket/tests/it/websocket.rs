@@ -11,15 +11,15 @@ use webhook_testkit::TestServer;
 use webhook_testkit::interop::{OwnServer, free_port, python, scripts_dir};
 use webhook_testkit::recorder::registry_with_recorder;
 
-struct Peer {
-    server: OwnServer,
+pub(crate) struct Peer {
+    pub(crate) server: OwnServer,
     out: PathBuf,
     mode: &'static str,
     _dir: tempfile::TempDir,
 }
 
 impl Peer {
-    fn start(mode: &'static str) -> Self {
+    pub(crate) fn start(mode: &'static str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("frames.jsonl");
         let server = Self::spawn(free_port(), &out, mode);
@@ -65,7 +65,7 @@ impl Peer {
 
     /// Wait until at least `count` frames arrived (frames without an answer may still be
     /// on their way when the sender got its 200).
-    async fn wait_for(&self, count: usize) -> Vec<serde_json::Value> {
+    pub(crate) async fn wait_for(&self, count: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let frames = self.frames();
@@ -77,7 +77,7 @@ impl Peer {
     }
 }
 
-fn data(frame: &serde_json::Value) -> Vec<u8> {
+pub(crate) fn data(frame: &serde_json::Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(frame["data"].as_str().unwrap())
         .unwrap()
