@@ -1,0 +1,3 @@
+//! webhook-log's integration tests: one test binary, one module per area.
+
+mod conformance;
