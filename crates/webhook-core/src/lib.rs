@@ -10,8 +10,10 @@
 //! * [`config`] parses the `webhooks.json` / `connections.json` pair of the original Python
 //!   service, with `{$VAR}` substitution and errors that name the file, webhook id and key.
 //! * [`Pipeline`] runs one request: bounded body read → lookup → validators → `data_type`
-//!   check → deliver (awaited) → answer. It speaks plain [`http`] types, so it can be
-//!   embedded in any hyper, axum or tower server.
+//!   check → spool it (`ack: persisted`) or deliver it while the sender waits
+//!   (`delivered`) → answer. Every ack mode delivers through the same attempt loop and
+//!   retry policy. It speaks plain [`http`] types, so it can be embedded in any hyper, axum
+//!   or tower server.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
