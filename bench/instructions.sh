@@ -21,12 +21,7 @@ source bench/common.sh
 source bench/payload.sh
 command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 
-for mode in persisted delivered; do
-  cat > "$work/$mode.json" <<JSON
-{"bench": {"data_type": "json", "module": "log", "ack": "$mode",
-           "hmac": {"secret": "$SECRET", "header": "X-Hub-Signature-256", "algorithm": "sha256"}}}
-JSON
-done
+ack_configs persisted delivered
 
 # Send N signed posts over one keep-alive connection; fail on any non-200.
 cat > "$work/send.py" <<'PY'

@@ -63,3 +63,13 @@ measure() {
   echo "$rps $p50 $p99 $rss"
 }
 
+
+# ack_configs MODE...: $work/<MODE>.json, the HMAC + `log` webhook `bench` with `ack: MODE`.
+ack_configs() {
+  for mode in "$@"; do
+    cat > "$work/$mode.json" <<JSON
+{"bench": {"data_type": "json", "module": "log", "ack": "$mode",
+           "hmac": {"secret": "$SECRET", "header": "X-Hub-Signature-256", "algorithm": "sha256"}}}
+JSON
+  done
+}

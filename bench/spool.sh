@@ -22,12 +22,7 @@ GATEWAY_PORT=${GATEWAY_PORT:-9102}
 source bench/common.sh
 source bench/payload.sh
 
-for mode in persisted delivered; do
-  cat > "$work/$mode.json" <<JSON
-{"bench": {"data_type": "json", "module": "log", "ack": "$mode",
-           "hmac": {"secret": "$SECRET", "header": "X-Hub-Signature-256", "algorithm": "sha256"}}}
-JSON
-done
+ack_configs persisted delivered
 
 results="$work/results"
 : >"$results"

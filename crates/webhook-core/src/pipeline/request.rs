@@ -67,17 +67,20 @@ impl Pipeline {
         let received_at = SystemTime::now();
         let started = Instant::now();
         let request_id = Uuid::now_v7();
-        let mut response = match self.webhooks.get(webhook_id) {
+        let (mut response, latency) = match self.webhooks.get(webhook_id) {
             Some(webhook) => {
-                self.handle_known(webhook, request, peer, received_at, request_id)
-                    .await
+                let response = self
+                    .handle_known(webhook, request, peer, received_at, request_id)
+                    .await;
+                let latency = started.elapsed();
+                webhook.metrics.duration.record(latency.as_secs_f64());
+                (response, latency)
             }
-            None => json(StatusCode::NOT_FOUND, response::NOT_FOUND),
+            None => (
+                json(StatusCode::NOT_FOUND, response::NOT_FOUND),
+                started.elapsed(),
+            ),
         };
-        let latency = started.elapsed();
-        if let Some(webhook) = self.webhooks.get(webhook_id) {
-            webhook.metrics.duration.record(latency.as_secs_f64());
-        }
         let mut id_text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let id_text = request_id.hyphenated().encode_lower(&mut id_text);
         if let Ok(value) = HeaderValue::from_str(id_text) {
