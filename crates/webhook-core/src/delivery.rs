@@ -52,6 +52,16 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// About how many bytes this request takes in memory: its body and headers.
+    pub fn held_bytes(&self) -> u64 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 16)
+            .sum();
+        (self.body.len() + headers + 128) as u64
+    }
+
     /// The body as UTF-8 text, if it is valid UTF-8.
     pub fn body_str(&self) -> Option<&str> {
         std::str::from_utf8(&self.body).ok()

@@ -156,6 +156,8 @@ pub enum RejectionKind {
     UnprocessableEntity,
     /// 429: too many requests; `Retry-After` is sent.
     TooManyRequests,
+    /// 413: the body is larger than this check accepts.
+    PayloadTooLarge,
 }
 
 impl RejectionKind {
@@ -167,6 +169,7 @@ impl RejectionKind {
             RejectionKind::Forbidden => StatusCode::FORBIDDEN,
             RejectionKind::UnprocessableEntity => StatusCode::UNPROCESSABLE_ENTITY,
             RejectionKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            RejectionKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }
@@ -217,6 +220,15 @@ impl Rejection {
     pub fn unprocessable(reason: &'static str) -> Self {
         Self {
             kind: RejectionKind::UnprocessableEntity,
+            reason,
+            retry_after: None,
+        }
+    }
+
+    /// 413 with a log reason.
+    pub fn too_large(reason: &'static str) -> Self {
+        Self {
+            kind: RejectionKind::PayloadTooLarge,
             reason,
             retry_after: None,
         }

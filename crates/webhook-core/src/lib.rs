@@ -48,7 +48,7 @@ mod validator;
 pub use delivery::{DataType, Delivery, is_sensitive_header};
 pub use error::{BuildError, ErrorClass, ModuleError, Rejection, RejectionKind};
 pub use module::{BuildContext, DynModule, Module, NoConnection};
-pub use pipeline::{Handled, Health, Pipeline, PipelineOptions, ResponseBody};
+pub use pipeline::{BodyBudget, Handled, Health, Pipeline, PipelineOptions, ResponseBody};
 pub use registry::Registry;
 pub use shared::SharedClients;
 pub use spool::{DeadLetter, Spool, SpoolError, SpoolOptions};

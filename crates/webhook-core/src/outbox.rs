@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use crate::Delivery;
 use crate::attempt::{self, GiveUp, Job, Progress, Route, Routes};
 use crate::spool::record::EntryRecord;
-use crate::spool::{DeadLetter, Spool, SpoolError};
+use crate::spool::{DeadLetter, Reservation, Spool, SpoolError};
 
 /// Background delivery state shared by every pipeline built from one server's configs.
 pub(crate) struct Outbox {
@@ -139,7 +139,7 @@ impl Outbox {
             }
             for p in pending {
                 let pending = p.entry.targets & !p.done;
-                self.spawn(p.entry, pending, p.attempts, true);
+                self.spawn(p.entry, pending, p.attempts, true, None);
             }
         }
     }
@@ -153,18 +153,20 @@ impl Outbox {
         durable: bool,
     ) -> Result<(), SpoolError> {
         let targets = route.all_targets();
-        let entry = if durable {
-            self.spool.append(delivery, targets).await?
+        let (entry, hold) = if durable {
+            (self.spool.append(delivery, targets).await?, None)
         } else {
-            Arc::new(EntryRecord {
+            let hold = self.spool.reserve(delivery.held_bytes())?;
+            let entry = EntryRecord {
                 seq: 0,
                 targets,
                 done: 0,
                 attempts: Vec::new(),
                 delivery,
-            })
+            };
+            (Arc::new(entry), Some(hold))
         };
-        self.spawn(entry, targets, Vec::new(), durable);
+        self.spawn(entry, targets, Vec::new(), durable, hold);
         Ok(())
     }
 
@@ -183,17 +185,19 @@ impl Outbox {
             .map_err(|_| SpoolError::Closed)??;
         tracing::info!(id, webhook = %spooled.delivery.webhook_id, "dead letter replayed");
         let targets = spooled.targets;
-        self.spawn(spooled, targets, Vec::new(), true);
+        self.spawn(spooled, targets, Vec::new(), true, None);
         Ok(letter)
     }
 
-    /// Deliver `entry` to the destinations in `pending` in a task of its own.
+    /// Deliver `entry` to the destinations in `pending` in a task of its own (`hold`: the
+    /// quota an in-memory entry takes, given back when the task ends).
     fn spawn(
         self: &Arc<Self>,
         entry: Arc<EntryRecord>,
         pending: u32,
         attempts: Vec<u32>,
         spooled: bool,
+        hold: Option<Reservation>,
     ) {
         let outbox = Arc::clone(self);
         tokio::spawn(async move {
@@ -209,6 +213,7 @@ impl Outbox {
                 spooled,
             };
             attempt::run_chain(&*outbox, &job, &progress).await;
+            drop(hold);
         });
     }
 }

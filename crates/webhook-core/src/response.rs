@@ -41,6 +41,12 @@ pub const SPOOL_FULL: &str =
     r#"{"detail":"Cannot store the webhook durably right now","retryable":true}"#;
 /// `503`: a destination is unreachable.
 pub const UNAVAILABLE: &str = r#"{"detail":"Destination unavailable","retryable":true}"#;
+/// 431: too many request headers, or a header block over the size cap.
+pub const HEADERS_TOO_LARGE: &str = r#"{"detail":"Request header fields too large"}"#;
+/// 408: the body did not arrive in time (too slow, or stalled).
+pub const BODY_TIMEOUT: &str = r#"{"detail":"Request body not received in time"}"#;
+/// 503: the server holds as many request bodies as its memory budget allows.
+pub const BUSY: &str = r#"{"detail":"Server busy, retry later","retryable":true}"#;
 /// `404` for a path that is no route.
 pub const NO_ROUTE: &str = r#"{"detail":"Not Found"}"#;
 

@@ -106,6 +106,14 @@ pub trait Validator: Sized + Send + Sync + 'static {
     fn wants_delivered(&self) -> bool {
         false
     }
+
+    /// Whether [`Validator::check`] reads the body (default `true`). The validators at the
+    /// front of a webhook's list that do not (IP allow-list, credentials, JWT, a rate limit
+    /// with no signature check before it) run before the body is read, so a refused
+    /// client never makes the server buffer a body; their [`RequestView::body`] is empty.
+    fn needs_body(&self) -> bool {
+        true
+    }
 }
 
 /// The object-safe twin of [`Validator`], implemented for every `Validator`.
@@ -118,6 +126,8 @@ pub trait DynValidator: Send + Sync + 'static {
     fn delivered<'a>(&'a self, request: &'a RequestView<'a>) -> BoxFuture<'a, ()>;
     /// See [`Validator::wants_delivered`].
     fn wants_delivered(&self) -> bool;
+    /// See [`Validator::needs_body`].
+    fn needs_body(&self) -> bool;
 }
 
 impl<V: Validator> DynValidator for V {
@@ -135,5 +145,9 @@ impl<V: Validator> DynValidator for V {
 
     fn wants_delivered(&self) -> bool {
         Validator::wants_delivered(self)
+    }
+
+    fn needs_body(&self) -> bool {
+        Validator::needs_body(self)
     }
 }

@@ -5,6 +5,7 @@
 //! other programs can start the same server.
 
 pub mod admin_client;
+pub mod connection;
 pub mod live;
 pub mod logging;
 pub mod metrics;

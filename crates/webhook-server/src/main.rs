@@ -14,6 +14,7 @@ use webhook_core::{Pipeline, PipelineOptions, Registry};
 use webhook_server::live::{ConfigFiles, LivePipeline};
 use webhook_server::logging::{self, LogFormat};
 use webhook_server::registry;
+use webhook_server::connection::{self, ConnectionLimits};
 use webhook_server::server::{self, ServerOptions};
 
 /// mimalloc: per-thread free lists, so buffers freed on another thread than the one that
@@ -57,6 +58,38 @@ struct Cli {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024, global = true)]
     max_body_bytes: usize,
+
+    /// Most connections open at once; default: 80 % of the file-descriptor limit (raised to
+    /// its hard limit at start-up) less 64.
+    #[arg(long, env = "WEBHOOK_MAX_CONNECTIONS", global = true)]
+    max_connections: Option<usize>,
+
+    /// Seconds a connection may stay open without a request in flight (before its first
+    /// request, and between requests).
+    #[arg(long, env = "WEBHOOK_IDLE_TIMEOUT", default_value_t = 30, global = true)]
+    idle_timeout: u64,
+
+    /// Seconds a client may take to send its request headers.
+    #[arg(long, env = "WEBHOOK_HEADER_READ_TIMEOUT", default_value_t = 30, global = true)]
+    header_read_timeout: u64,
+
+    /// Largest request header block in bytes (HTTP/1 and HTTP/2); more is answered 431.
+    #[arg(long, env = "WEBHOOK_MAX_HEADER_BYTES", default_value_t = 32 * 1024, global = true)]
+    max_header_bytes: usize,
+
+    /// Seconds a body may take before the minimum rate applies; a body not complete within
+    /// this + bytes / --min-body-rate is answered 408.
+    #[arg(long, env = "WEBHOOK_BODY_READ_TIMEOUT", default_value_t = 30, global = true)]
+    body_read_timeout: u64,
+
+    /// Bytes per second a slow body must keep up after --body-read-timeout (0 = none).
+    #[arg(long, env = "WEBHOOK_MIN_BODY_RATE", default_value_t = 8 * 1024, global = true)]
+    min_body_rate: u64,
+
+    /// Request-body bytes held in memory across all requests; past it new bodies get 503 +
+    /// Retry-After.
+    #[arg(long, env = "WEBHOOK_MAX_INFLIGHT_BODY_BYTES", default_value_t = 256 << 20, global = true)]
+    max_inflight_body_bytes: u64,
 
     /// Proxies (IPs or CIDRs, comma separated) whose X-Forwarded-For is believed.
     #[arg(
@@ -303,7 +336,9 @@ async fn serve(
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, webhooks = ?ids, "listening");
     let ops_allow = parse_nets("--ops-allow", &cli.ops_allow)?;
+    let limits = connection_limits(cli);
     let options = ServerOptions {
+        limits,
         drain_timeout: Duration::from_secs(cli.drain_timeout),
         metrics: !cli.no_metrics && cli.metrics_listen.is_none(),
         ops_allow,
@@ -388,10 +423,39 @@ fn parse_nets(flag: &str, entries: &[String]) -> Result<Vec<IpNet>> {
     Ok(nets)
 }
 
+fn connection_limits(cli: &Cli) -> ConnectionLimits {
+    let (fd_limit, default_cap) = connection::default_max_connections();
+    let max_connections = cli.max_connections.unwrap_or(default_cap).max(1);
+    tracing::info!(
+        max_connections,
+        fd_limit,
+        idle_timeout_s = cli.idle_timeout,
+        "connection limits"
+    );
+    ConnectionLimits {
+        max_connections,
+        idle_timeout: Duration::from_secs(cli.idle_timeout.max(1)),
+        header_read_timeout: Duration::from_secs(cli.header_read_timeout.max(1)),
+        max_header_bytes: cli.max_header_bytes.max(1024),
+        ..ConnectionLimits::default()
+    }
+}
+
 fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
     let trusted_proxies = parse_nets("--trusted-proxies", &cli.trusted_proxies)?;
     if cli.max_body_bytes == 0 {
         bail!("--max-body-bytes must be at least 1");
+    }
+    // a spool frame stores lengths as u32
+    if cli.max_body_bytes as u64 > u64::from(u32::MAX) - (1 << 20) {
+        bail!("--max-body-bytes must be below 4 GiB");
+    }
+    if (cli.max_body_bytes as u64) > cli.max_inflight_body_bytes {
+        bail!(
+            "--max-inflight-body-bytes ({}) must be at least --max-body-bytes ({})",
+            cli.max_inflight_body_bytes,
+            cli.max_body_bytes
+        );
     }
     Ok(PipelineOptions {
         max_body_bytes: cli.max_body_bytes,
@@ -404,6 +468,9 @@ fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
             ..webhook_core::SpoolOptions::default()
         },
         destination_concurrency: cli.destination_concurrency.max(1),
+        body_read_timeout: Duration::from_secs(cli.body_read_timeout),
+        min_body_rate: cli.min_body_rate,
+        body_budget: webhook_core::BodyBudget::new(cli.max_inflight_body_bytes),
         ..PipelineOptions::default()
     })
 }

@@ -12,8 +12,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -21,6 +20,7 @@ use tokio::net::TcpListener;
 use webhook_core::response::{self, json, json_bytes};
 use webhook_core::{Pipeline, ResponseBody, SpoolError};
 
+use crate::connection::{self, ConnectionLimits, IdleTimeout, Slots};
 use crate::live::{LivePipeline, ReloadError};
 
 /// Settings of the HTTP front.
@@ -28,10 +28,8 @@ use crate::live::{LivePipeline, ReloadError};
 pub struct ServerOptions {
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub drain_timeout: Duration,
-    /// Most request headers accepted (default 100, like the original).
-    pub max_headers: usize,
-    /// How long a client may take to send its request headers (default 30 s).
-    pub header_read_timeout: Duration,
+    /// Connection cap, idle timeout and protocol limits.
+    pub limits: ConnectionLimits,
     /// Serve `GET /metrics` (default true).
     pub metrics: bool,
     /// When set, `/metrics` and `/stats` require `Authorization: Bearer <token>`.
@@ -77,8 +75,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             drain_timeout: Duration::from_secs(30),
-            max_headers: 100,
-            header_read_timeout: Duration::from_secs(30),
+            limits: ConnectionLimits::default(),
             metrics: true,
             ops_token: None,
             ops_allow: Vec::new(),
@@ -95,12 +92,8 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
-        .max_headers(options.max_headers);
+    let builder = connection::builder(&options.limits);
+    let slots = Slots::new(options.limits.max_connections);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     if live.openapi().is_none() {
@@ -109,6 +102,13 @@ pub async fn serve(
     let options = Arc::new(options);
 
     loop {
+        // A slot first: at the cap, stop accepting (the kernel's backlog holds the rest)
+        // and keep serving the connections already open.
+        let slot = tokio::select! {
+            slot = slots.acquire() => slot,
+            () = &mut shutdown => break,
+        };
+        let Some(slot) = slot else { break };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -121,12 +121,18 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let (stream, activity) = IdleTimeout::new(stream, options.limits.idle_timeout);
                 let live = Arc::clone(&live);
                 let options = Arc::clone(&options);
                 let service = service_fn(move |request| {
                     let live = Arc::clone(&live);
                     let options = Arc::clone(&options);
-                    async move { Ok::<_, Infallible>(route(&live, &options, request, peer).await) }
+                    let in_flight = activity.request();
+                    async move {
+                        let response = route(&live, &options, request, peer).await;
+                        drop(in_flight);
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
@@ -134,6 +140,7 @@ pub async fn serve(
                     if let Err(err) = connection.await {
                         tracing::debug!(%peer, error = %err, "connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             () = &mut shutdown => break,
@@ -228,6 +235,12 @@ pub async fn route(
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<ResponseBody> {
+    if !connection::headers_within(request.headers(), &options.limits) {
+        return json(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            response::HEADERS_TOO_LARGE,
+        );
+    }
     let pipeline: Arc<Pipeline> = live.current();
     let route = Route::parse(request.uri().path());
     if let Route::Webhook(id) = route {
@@ -399,32 +412,44 @@ fn metrics_text() -> Response<ResponseBody> {
 /// Serve only `GET /metrics` on a listener of its own (`--metrics-listen`), with the same
 /// token and allow-list checks, until the task is dropped.
 pub async fn serve_metrics(listener: TcpListener, options: Arc<ServerOptions>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = connection::builder(&options.limits);
+    let slots = Slots::new(options.limits.max_connections);
     loop {
+        let Some(slot) = slots.acquire().await else {
+            return;
+        };
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let (stream, activity) = IdleTimeout::new(stream, options.limits.idle_timeout);
         let options = Arc::clone(&options);
         let builder = builder.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
                 let options = Arc::clone(&options);
+                let in_flight = activity.request();
                 async move {
-                    let response =
-                        if request.uri().path() != "/metrics" || request.method() != Method::GET {
-                            json(StatusCode::NOT_FOUND, response::NO_ROUTE)
-                        } else if let Some(denied) = ops_denied(&options, request.headers(), peer) {
-                            denied
-                        } else {
-                            metrics_text()
-                        };
+                    let response = if !connection::headers_within(request.headers(), &options.limits) {
+                        json(
+                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            response::HEADERS_TOO_LARGE,
+                        )
+                    } else if request.uri().path() != "/metrics" || request.method() != Method::GET {
+                        json(StatusCode::NOT_FOUND, response::NO_ROUTE)
+                    } else if let Some(denied) = ops_denied(&options, request.headers(), peer) {
+                        denied
+                    } else {
+                        metrics_text()
+                    };
+                    drop(in_flight);
                     Ok::<_, Infallible>(response)
                 }
             });
             let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(slot);
         });
     }
 }

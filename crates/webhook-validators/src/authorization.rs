@@ -27,6 +27,10 @@ impl Validator for Authorization {
         })
     }
 
+    fn needs_body(&self) -> bool {
+        false
+    }
+
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
         let Some(given) = request.headers.get(AUTHORIZATION) else {
             return Check::Reject(Rejection::unauthorized("authorization_missing"));

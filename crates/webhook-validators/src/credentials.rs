@@ -61,6 +61,10 @@ impl Validator for BasicAuth {
         })
     }
 
+    fn needs_body(&self) -> bool {
+        false
+    }
+
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
         let Some(value) = request.headers.get(http::header::AUTHORIZATION) else {
             return Check::Reject(Rejection::unauthorized("basic_auth_missing"));
@@ -122,6 +126,10 @@ impl Validator for HeaderAuth {
         })
     }
 
+    fn needs_body(&self) -> bool {
+        false
+    }
+
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
         match request.headers.get(&self.header) {
             None => Check::Reject(Rejection::unauthorized("api_key_missing")),
@@ -166,6 +174,10 @@ impl Validator for QueryAuth {
             parameter: config.parameter_name,
             expected: digest(config.api_key.expose().as_bytes()),
         })
+    }
+
+    fn needs_body(&self) -> bool {
+        false
     }
 
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {

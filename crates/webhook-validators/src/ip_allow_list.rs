@@ -39,6 +39,10 @@ impl Validator for IpAllowList {
         Ok(Self { networks })
     }
 
+    fn needs_body(&self) -> bool {
+        false
+    }
+
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
         if self
             .networks

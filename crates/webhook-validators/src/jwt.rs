@@ -107,6 +107,10 @@ impl Validator for Jwt {
         Ok(Self { key, validation })
     }
 
+    fn needs_body(&self) -> bool {
+        false
+    }
+
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
         let token = request
             .headers

@@ -32,7 +32,7 @@ pub use credentials::{
 };
 pub use hmac_signature::{HmacAlgorithm, HmacConfig, HmacSignature};
 pub use ip_allow_list::IpAllowList;
-pub use json_schema::JsonSchema;
+pub use json_schema::{JsonSchema, MAX_SCHEMA_BODY_BYTES};
 pub use jwt::{Jwt, JwtConfig};
 pub use rate_limit::{RateLimit, RateLimitConfig};
 pub use verify::{

@@ -65,6 +65,10 @@ impl Validator for RateLimit {
         })
     }
 
+    fn needs_body(&self) -> bool {
+        false
+    }
+
     fn check<'a>(&'a self, _request: &'a RequestView<'a>) -> Check<'a> {
         self.admit(Instant::now()).into()
     }

@@ -110,6 +110,11 @@ impl Pipeline {
                     metrics: WebhookMetrics::new(&plan.id),
                     id: plan.id,
                     data_type: plan.data_type,
+                    head_validators: plan
+                        .validators
+                        .iter()
+                        .take_while(|v| !v.needs_body())
+                        .count(),
                     validators: plan.validators,
                     route: Arc::new(Route {
                         destinations,

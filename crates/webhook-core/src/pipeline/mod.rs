@@ -3,6 +3,7 @@
 //! the request path of `POST /webhook/{id}`, `ops.rs` the operations around it (health,
 //! `/stats`, dead letters, shutdown).
 
+mod body;
 mod build;
 mod ops;
 mod request;
@@ -25,6 +26,7 @@ use crate::spool::SpoolOptions;
 use crate::stats::{StatsStore, StatsWindows};
 use crate::validator::DynValidator;
 
+pub use body::BodyBudget;
 pub use ops::Health;
 pub use request::Handled;
 
@@ -57,6 +59,16 @@ pub struct PipelineOptions {
     pub spool: SpoolOptions,
     /// Most deliveries in flight per destination, in every ack mode (default 64).
     pub destination_concurrency: usize,
+    /// Time a body may take before the minimum rate applies (default 30 s): a body must be
+    /// complete within `body_read_timeout + bytes received / min_body_rate`, or the request
+    /// is answered 408.
+    pub body_read_timeout: Duration,
+    /// Bytes per second a slow body must keep up after `body_read_timeout` (default
+    /// 8 KiB/s; 0: none).
+    pub min_body_rate: u64,
+    /// Request-body bytes held in memory across all requests (default 256 MiB); past it new
+    /// bodies are answered 503 + `Retry-After`.
+    pub body_budget: BodyBudget,
 }
 
 impl Default for PipelineOptions {
@@ -71,6 +83,9 @@ impl Default for PipelineOptions {
             default_ack: AckMode::Persisted,
             spool: SpoolOptions::default(),
             destination_concurrency: 64,
+            body_read_timeout: Duration::from_secs(30),
+            min_body_rate: 8 * 1024,
+            body_budget: BodyBudget::new(256 << 20),
         }
     }
 }
@@ -79,6 +94,8 @@ struct Webhook {
     id: Arc<str>,
     data_type: DataType,
     validators: Vec<Arc<dyn DynValidator>>,
+    /// How many of `validators`, from the front, need no body (run before it is read).
+    head_validators: usize,
     route: Arc<Route>,
     ack: AckMode,
     stats: Arc<Mutex<StatsWindows>>,

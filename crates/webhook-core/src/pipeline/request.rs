@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_LENGTH, HeaderName, HeaderValue};
+use http::header::{ALLOW, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use ipnet::IpNet;
 use uuid::Uuid;
 
+use super::body::{BodyError, BodyLimits, ReadBody, read_body};
 use super::{Pipeline, ResponseBody, Webhook, unix_secs};
 use crate::attempt;
 use crate::config::AckMode;
 use crate::response::{self, json, json_bytes, set_retry_after};
-use crate::validator::{Check, RequestView};
+use crate::validator::{Check, DynValidator, RequestView};
 use crate::{DataType, Delivery, ErrorClass, ModuleError, Rejection, RejectionKind};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -116,12 +116,50 @@ impl Pipeline {
             return response;
         }
         let (parts, body) = request.into_parts();
-        let body = match read_body(body, &parts.headers, self.options.max_body_bytes).await {
+        let client_ip = client_ip(peer, &parts.headers, &self.options.trusted_proxies);
+
+        // The checks that need no body run before a byte of it is read.
+        let (head, rest) = webhook.validators.split_at(webhook.head_validators);
+        if !head.is_empty() {
+            let no_body = Bytes::new();
+            let view = RequestView {
+                webhook_id,
+                method: &parts.method,
+                uri: &parts.uri,
+                headers: &parts.headers,
+                peer,
+                client_ip,
+                body: &no_body,
+                received_at,
+            };
+            if let Some(answer) = self.validate(webhook, head, &view, request_id).await {
+                return answer;
+            }
+        }
+
+        let limits = BodyLimits {
+            max_bytes: self.options.max_body_bytes,
+            timeout: self.options.body_read_timeout,
+            min_rate: self.options.min_body_rate,
+        };
+        let body = match read_body(body, &parts.headers, limits, &self.options.body_budget).await {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
                 webhook.metrics.rejected("body_too_large");
                 tracing::info!(webhook = webhook_id, %request_id, limit = self.options.max_body_bytes, "body over the size cap");
                 return json(StatusCode::PAYLOAD_TOO_LARGE, response::TOO_LARGE);
+            }
+            Err(BodyError::TimedOut) => {
+                webhook.metrics.rejected("body_timeout");
+                tracing::info!(webhook = webhook_id, %request_id, client = %client_ip, "body not received in time");
+                return json(StatusCode::REQUEST_TIMEOUT, response::BODY_TIMEOUT);
+            }
+            Err(BodyError::Busy) => {
+                webhook.metrics.rejected("body_budget_exhausted");
+                tracing::warn!(webhook = webhook_id, %request_id, budget = self.options.body_budget.max(), "in-flight body budget exhausted: 503");
+                let mut response = json(StatusCode::SERVICE_UNAVAILABLE, response::BUSY);
+                set_retry_after(&mut response, Duration::from_secs(1));
+                return response;
             }
             Err(BodyError::Read(err)) => {
                 webhook.metrics.rejected("body_unreadable");
@@ -129,6 +167,7 @@ impl Pipeline {
                 return json(StatusCode::BAD_REQUEST, response::BAD_BODY);
             }
         };
+        let ReadBody { bytes: body, _hold: _budget_hold } = body;
 
         // The request is one value from here on: validators see it, destinations get it.
         let delivery = Delivery {
@@ -139,7 +178,6 @@ impl Pipeline {
             received_at,
             data_type: webhook.data_type,
         };
-        let client_ip = client_ip(peer, &delivery.headers, &self.options.trusted_proxies);
         let view = RequestView {
             webhook_id,
             method: &parts.method,
@@ -150,7 +188,7 @@ impl Pipeline {
             body: &delivery.body,
             received_at,
         };
-        if let Some(answer) = self.validate(webhook, &view, request_id).await {
+        if let Some(answer) = self.validate(webhook, rest, &view, request_id).await {
             return answer;
         }
 
@@ -193,10 +231,11 @@ impl Pipeline {
     async fn validate(
         &self,
         webhook: &Webhook,
+        validators: &[Arc<dyn DynValidator>],
         view: &RequestView<'_>,
         request_id: Uuid,
     ) -> Option<Response<ResponseBody>> {
-        for validator in &webhook.validators {
+        for validator in validators {
             let verdict = match validator.check(view) {
                 Check::Pass => Ok(None),
                 Check::Reject(rejection) => Err(rejection),
@@ -296,37 +335,13 @@ fn reject(rejection: &Rejection) -> Response<ResponseBody> {
         RejectionKind::Forbidden => response::FORBIDDEN,
         RejectionKind::UnprocessableEntity => response::UNPROCESSABLE,
         RejectionKind::TooManyRequests => response::TOO_MANY,
+        RejectionKind::PayloadTooLarge => response::TOO_LARGE,
     };
     let mut response = json(rejection.kind.status(), body);
     if let Some(delay) = rejection.retry_after {
         set_retry_after(&mut response, delay);
     }
     response
-}
-
-enum BodyError {
-    TooLarge,
-    Read(Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// Read the whole body, refusing (without buffering) anything past `limit` bytes.
-async fn read_body<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, BodyError>
-where
-    B: http_body::Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) || body.size_hint().lower() > limit as u64 {
-        return Err(BodyError::TooLarge);
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<LengthLimitError>() => Err(BodyError::TooLarge),
-        Err(err) => Err(BodyError::Read(err)),
-    }
 }
 
 /// The client address: the peer, unless the peer is a trusted proxy, in which case the

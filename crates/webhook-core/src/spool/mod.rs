@@ -139,6 +139,19 @@ enum Op {
     Reclaim,
 }
 
+/// Quota taken by a request held in memory (see [`Spool::reserve`]), given back on drop.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    used: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        release(&self.used, self.bytes);
+    }
+}
+
 /// The spool of one server (see the module docs). Cheap to share (`Arc<Spool>`); it lives
 /// across config reloads.
 pub struct Spool {
@@ -271,6 +284,22 @@ impl Spool {
             return Err(err);
         }
         Ok(entry)
+    }
+
+    /// Count `bytes` held only in memory (an `ack: accepted` request) against the quota
+    /// until the returned reservation is dropped: memory for requests not yet delivered is
+    /// bounded like the spool's disk.
+    pub(crate) fn reserve(&self, bytes: u64) -> Result<Reservation, SpoolError> {
+        let max = self.options.max_bytes;
+        let before = self.used.fetch_add(bytes, Ordering::AcqRel);
+        if before + bytes > max {
+            release(&self.used, bytes);
+            return Err(SpoolError::Full { used: before, max });
+        }
+        Ok(Reservation {
+            used: Arc::clone(&self.used),
+            bytes,
+        })
     }
 
     /// Destination `destination` of entry `seq` confirmed (or was dead-lettered).
