@@ -5,6 +5,7 @@ mod auth_methods;
 mod cli;
 mod config_errors;
 mod delivery;
+mod limits;
 mod metrics;
 mod openapi;
 mod reload;
