@@ -24,6 +24,7 @@
 mod dead_letters;
 pub(crate) mod record;
 mod recovery;
+mod scan;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +41,27 @@ use crate::Delivery;
 use record::EntryRecord;
 
 pub use dead_letters::DeadLetter;
+
+/// Hooks for the fuzz targets (`fuzz/`), not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::record;
+
+    /// A `done` record framed and stamped for segment `segment`.
+    pub fn done_frame(seq: u64, segment: u32) -> Vec<u8> {
+        let mut frame = record::encode_done(seq, 0);
+        record::stamp(&mut frame, segment);
+        frame
+    }
+
+    /// What recovery reads of segment `segment`'s bytes: `(offset, length)` of every frame
+    /// it keeps, the damaged ranges it skipped, and where a torn tail starts.
+    pub fn scan(bytes: &[u8], segment: u32) -> (Vec<(usize, usize)>, Vec<(usize, usize)>, Option<usize>) {
+        let mut frames = Vec::new();
+        let report = super::scan::scan_segment(bytes, segment, |_, at, len| frames.push((at, len)));
+        (frames, report.damaged, report.torn_from)
+    }
+}
 
 /// Where the spool lives and how big it may grow.
 #[derive(Debug, Clone)]
@@ -109,6 +131,9 @@ struct Segment {
     bytes: u64,
     live: usize,
     live_bytes: u64,
+    /// Recovery found damage inside it: when its entries are done it is moved to
+    /// `corrupt/`, never deleted or recycled.
+    damaged: bool,
 }
 
 struct Live {
@@ -185,6 +210,9 @@ const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A finished segment kept to become the next one (see [`Writer::rotate`]).
 const SPARE: &str = "spare.seg";
+
+/// Where segments with damage inside are moved once nothing in them is pending.
+const CORRUPT: &str = "corrupt";
 
 /// Give back `bytes` of `used` (never below zero).
 fn release(used: &AtomicU64, bytes: u64) {

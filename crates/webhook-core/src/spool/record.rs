@@ -203,6 +203,11 @@ pub(crate) fn decode(bytes: &[u8], segment: u32) -> Result<(Record, usize), Fram
     Ok((record, used))
 }
 
+/// Whether `byte` is the type of a record we write (a cheap test before a checksum).
+pub(crate) fn is_record_type(byte: u8) -> bool {
+    matches!(byte, ENTRY | DONE | ATTEMPT | PADDING)
+}
+
 /// Frame arbitrary bytes (used for dead-letter metadata).
 pub(crate) fn encode_raw(payload: &[u8]) -> Vec<u8> {
     let mut p = open_frame(payload.len());

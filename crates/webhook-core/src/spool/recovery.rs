@@ -1,6 +1,8 @@
-//! Opening a spool: take the directory's lock, read every segment back (a torn frame at a
-//! tail ends that segment's records), rewrite what is pending into a fresh segment, delete
-//! the old ones and start the writer.
+//! Opening a spool: take the directory's lock, read every segment back in place (a torn
+//! frame at a tail ends that segment's records; damage inside is skipped past, see
+//! `scan.rs`), start a fresh segment after them and the writer, which then reclaims the old
+//! segments whose entries are all done. Nothing is rewritten, so a spool on a full disk
+//! opens.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, OpenOptions};
@@ -10,8 +12,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use super::dead_letters::dead_letter_bytes;
-use super::record::{self, Record};
-use super::writer::{End, Writer, open_segment, write_frames};
+use super::record::Record;
+use super::writer::{End, Writer, open_segment};
+use super::scan;
 use super::*;
 
 impl Spool {
@@ -40,98 +43,120 @@ impl Spool {
             })
             .collect();
         ids.sort_unstable();
+        // Read every segment back, in place: nothing is rewritten, so opening needs no free
+        // space; what is done is reclaimed by the writer right after (oldest first).
         let mut recovered: BTreeMap<u64, Pending> = BTreeMap::new();
+        let mut located: HashMap<u64, (u64, u64)> = HashMap::new();
+        let mut segments: BTreeMap<u64, Segment> = BTreeMap::new();
         let mut max_seq = 0;
+        let mut corrupt_bytes = 0;
         for &id in &ids {
             let path = segment_path(&dir, id);
             let bytes = fs::read(&path)?;
-            let mut offset = 0;
-            while offset < bytes.len() {
-                match record::decode(&bytes[offset..], id as u32) {
-                    Ok((record, used)) => {
-                        offset += used;
-                        apply(&mut recovered, &mut max_seq, record);
-                    }
-                    Err(err) => {
-                        tracing::warn!(
-                            segment = %path.display(),
-                            offset,
-                            skipped_bytes = bytes.len() - offset,
-                            problem = ?err,
-                            "spool: incomplete or damaged record skipped (torn write)"
-                        );
-                        break;
-                    }
+            let report = scan::scan_segment(&bytes, id as u32, |record, _, len| {
+                if let Record::Entry(entry) = &record {
+                    // the latest copy of an entry is where it lives
+                    located.insert(entry.seq, (id, len as u64));
                 }
+                apply(&mut recovered, &mut max_seq, record);
+            });
+            if !report.damaged.is_empty() {
+                corrupt_bytes += report.damaged_bytes();
+                tracing::error!(
+                    segment = %path.display(),
+                    damaged = ?report.damaged,
+                    damaged_bytes = report.damaged_bytes(),
+                    "spool: damaged records inside a segment (not a torn write): every valid record after them is kept; the segment goes to corrupt/ once nothing in it is pending"
+                );
             }
+            if let Some(offset) = report.torn_from {
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset,
+                    skipped_bytes = bytes.len() - offset,
+                    "spool: incomplete record at the tail skipped (torn write)"
+                );
+            }
+            segments.insert(
+                id,
+                Segment {
+                    bytes: bytes.len() as u64,
+                    damaged: !report.damaged.is_empty(),
+                    ..Segment::default()
+                },
+            );
         }
         recovered.retain(|_, p| p.done & p.entry.targets != p.entry.targets);
 
-        // Rewrite what is pending into a fresh segment, then drop the old ones.
-        let active = ids.last().map_or(1, |last| last + 1);
-        let path = segment_path(&dir, active);
-        let spare = dir.join(SPARE);
-        let (file, direct) = open_segment(
-            &path,
-            spare.exists().then_some(spare.as_path()),
-            options.direct_io,
-        )?;
-        let mut state = State {
-            unwritten: Vec::new(),
-            active,
-            segments: BTreeMap::new(),
-            live: HashMap::with_capacity(recovered.len()),
-        };
-        let mut segment = Segment::default();
-        let mut buffer = Vec::new();
+        let mut live = HashMap::with_capacity(recovered.len());
         for (seq, pending) in recovered {
-            let mut entry = (*pending.entry).clone();
-            entry.done = pending.done;
-            entry.attempts.clone_from(&pending.attempts);
-            let bytes = record::encode_entry(&entry);
-            let len = bytes.len() as u64;
-            buffer.extend_from_slice(&bytes);
-            segment.live += 1;
-            segment.live_bytes += len;
-            segment.bytes += len;
-            state.live.insert(
+            let Some(&(segment, bytes)) = located.get(&seq) else {
+                continue;
+            };
+            if let Some(s) = segments.get_mut(&segment) {
+                s.live += 1;
+                s.live_bytes += bytes;
+            }
+            live.insert(
                 seq,
                 Live {
                     entry: pending.entry,
-                    segment: active,
-                    bytes: len,
+                    segment,
+                    bytes,
                     done: pending.done,
                     attempts: pending.attempts,
                 },
             );
         }
-        let mut scratch = Vec::new();
-        let mut end = End::default();
-        write_frames(
-            &file,
-            direct,
-            &mut scratch,
-            &mut end,
-            &mut buffer,
-            active,
-            true,
-        )?;
-        file.sync_all()?;
-        sync_dir(&dir)?;
-        for (i, &id) in ids.iter().enumerate() {
-            if i == 0 {
-                // the oldest becomes the spare file the next segment is made from
-                fs::rename(segment_path(&dir, id), dir.join(SPARE))?;
-            } else {
-                fs::remove_file(segment_path(&dir, id))?;
+
+        // Free what is done first, oldest first (a later segment may hold the `done`
+        // records of an older one's entries): no free space is needed to open.
+        let spare = dir.join(SPARE);
+        while let Some((&oldest, segment)) = segments.iter().next() {
+            if segment.live > 0 {
+                break;
             }
+            let path = segment_path(&dir, oldest);
+            if segment.damaged {
+                let corrupt = dir.join(CORRUPT);
+                fs::create_dir_all(&corrupt)?;
+                fs::rename(&path, corrupt.join(format!("{oldest:016x}.seg")))?;
+            } else if spare.exists() {
+                fs::remove_file(&path)?;
+            } else {
+                fs::rename(&path, &spare)?;
+            }
+            segments.remove(&oldest);
         }
+
+        // New records go to a fresh segment after the old ones (made from the spare file
+        // when there is one: no new space needed).
+        let active = ids.last().map_or(1, |last| last + 1);
+        let path = segment_path(&dir, active);
+        let (file, direct) = open_segment(
+            &path,
+            spare.exists().then_some(spare.as_path()),
+            options.direct_io,
+        )?;
         sync_dir(&dir)?;
+        segments.insert(active, Segment::default());
+        let segment_bytes: u64 = segments.values().map(|s| s.bytes).sum();
+        let state = State {
+            unwritten: Vec::new(),
+            active,
+            segments,
+            live,
+        };
+        let scratch = Vec::new();
+        let end = End::default();
         let dead_bytes = Arc::new(AtomicU64::new(dead_letter_bytes(&dir.join("dead"))?));
         let used = Arc::new(AtomicU64::new(
-            segment.bytes + dead_bytes.load(Ordering::Relaxed),
+            segment_bytes + dead_bytes.load(Ordering::Relaxed),
         ));
-        state.segments.insert(active, segment);
+        let corrupt_counter = metrics::counter!("webhook_spool_corrupt_bytes");
+        corrupt_counter.increment(corrupt_bytes);
+        metrics::gauge!("webhook_spool_entries").set(state.live.len() as f64);
+        metrics::gauge!("webhook_spool_bytes").set(used.load(Ordering::Relaxed) as f64);
         if !state.live.is_empty() {
             tracing::info!(
                 pending = state.live.len(),
@@ -167,6 +192,7 @@ impl Spool {
             segment_bytes: options.segment_bytes,
             max_bytes: options.max_bytes,
             _lock: lock_file,
+            starved: false,
             entries_gauge: metrics::gauge!("webhook_spool_entries"),
             bytes_gauge: metrics::gauge!("webhook_spool_bytes"),
         };

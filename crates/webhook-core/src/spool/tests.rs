@@ -129,10 +129,11 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept_in(direct: bool) 
     );
     drop(spool);
 
-    // The recovered entries were rewritten into one segment: cut its last record short,
-    // as a crash in the middle of a write would.
+    // The recovered entries stay where they were written (nothing is rewritten on open;
+    // the second file is the fresh, empty active segment): cut the last record short, as
+    // a crash in the middle of a write would.
     let files = segments(dir.path());
-    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files.len(), 2, "{files:?}");
     let (_, end) = valid_end(&files[0]);
     let bytes = fs::read(&files[0]).unwrap();
     fs::write(&files[0], &bytes[..end - 3]).unwrap();
@@ -142,22 +143,28 @@ async fn a_torn_tail_is_skipped_and_every_complete_record_kept_in(direct: bool) 
     put(&spool, "four", 1).await;
     drop(spool);
 
-    // Garbage after the last record (a torn frame header) and a flipped byte in a record:
-    let files = segments(dir.path());
-    assert_eq!(files.len(), 1);
-    let (_, end) = valid_end(&files[0]);
-    let mut bytes = fs::read(&files[0]).unwrap();
+    // Garbage after the last record (a torn frame header) and a flipped byte in a record,
+    // in the segment "four" went to (the last one with records):
+    let last_written = || {
+        segments(dir.path())
+            .into_iter()
+            .rfind(|f| valid_end(f).1 > 0)
+            .unwrap()
+    };
+    let file = last_written();
+    let (_, end) = valid_end(&file);
+    let mut bytes = fs::read(&file).unwrap();
     bytes.truncate(end);
     bytes.extend_from_slice(&[0xff, 0xff, 0, 0, 1]);
-    fs::write(&files[0], &bytes).unwrap();
+    fs::write(&file, &bytes).unwrap();
     let spool = reopen(&options_in(dir.path(), direct));
     assert_eq!(bodies(&spool), ["one", "two", "four"]);
     drop(spool);
-    let files = segments(dir.path());
-    let (_, end) = valid_end(&files[0]);
-    let mut bytes = fs::read(&files[0]).unwrap();
-    bytes[end - 1] ^= 0x55; // inside the body of "four"
-    fs::write(&files[0], &bytes).unwrap();
+    let file = last_written();
+    let (_, end) = valid_end(&file);
+    let mut bytes = fs::read(&file).unwrap();
+    bytes[end - 1] ^= 0x55; // inside the body of "four", the segment's last record
+    fs::write(&file, &bytes).unwrap();
     let spool = reopen(&options_in(dir.path(), direct));
     assert_eq!(bodies(&spool), ["one", "two"]);
 }
@@ -430,4 +437,46 @@ async fn direct_writes_are_block_padded_but_only_records_count() {
         let spool = reopen(&options_in(dir.path(), direct));
         assert_eq!(bodies(&spool).len(), 3, "direct: {direct}");
     }
+}
+
+#[tokio::test]
+async fn damage_inside_a_segment_keeps_every_valid_record_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SpoolOptions {
+        segment_bytes: 1 << 20,
+        ..options_in(dir.path(), false)
+    };
+    let spool = Spool::open(opts.clone()).unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..10 {
+        seqs.push(put(&spool, &format!("body-{i}-{}", "x".repeat(100)), 1).await.seq);
+    }
+    drop(spool);
+    // flip one byte inside the second entry's payload
+    let file = &segments(dir.path())[0];
+    let mut bytes = fs::read(file).unwrap();
+    let (_, first_len) = record::decode(&bytes, 1).unwrap();
+    bytes[first_len + 40] ^= 0x01;
+    fs::write(file, &bytes).unwrap();
+
+    let spool = reopen(&opts);
+    let kept = bodies(&spool);
+    assert_eq!(kept.len(), 9, "{kept:?}");
+    assert!(kept[0].starts_with("body-0-"));
+    assert!(kept[1].starts_with("body-2-"), "{kept:?}");
+    assert!(kept[8].starts_with("body-9-"));
+    // once they are all done the damaged segment is moved aside, not recycled
+    for p in spool.pending() {
+        spool.done(p.entry.seq, 0);
+    }
+    let corrupt = dir.path().join("corrupt").join("0000000000000001.seg");
+    for _ in 0..200 {
+        if corrupt.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(corrupt.exists(), "the damaged segment was not kept in corrupt/");
+    assert!(!dir.path().join("spare.seg").exists() || fs::read(dir.path().join("spare.seg")).unwrap() != bytes);
+    assert_eq!(spool.usage().0, 0);
 }

@@ -130,6 +130,9 @@ pub(super) struct Writer {
     pub(super) max_bytes: u64,
     /// Held until the last queued record is written: the directory stays ours till then.
     pub(super) _lock: File,
+    /// The last write failed for want of space: finished segments are deleted rather than
+    /// kept as the spare, and an active segment with nothing pending is closed so it can go.
+    pub(super) starved: bool,
     pub(super) entries_gauge: metrics::Gauge,
     pub(super) bytes_gauge: metrics::Gauge,
 }
@@ -219,12 +222,15 @@ impl Writer {
                 s.live_bytes += added_bytes;
             }
             // entries were counted in `used` when reserved; the rest is counted now
-            let used = self
-                .used
+            self.used
                 .fetch_add(buffer.len() as u64 - added_bytes, Ordering::AcqRel);
-            self.entries_gauge.set(state.live.len() as f64);
-            self.bytes_gauge.set(used as f64);
         }
+        self.starved = match &written {
+            Ok(()) => false,
+            Err(err) => {
+                matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) || self.starved
+            }
+        };
         for op in batch.iter_mut() {
             if let Op::Write { reply, .. } = op
                 && let Some(reply) = reply.take()
@@ -235,7 +241,7 @@ impl Writer {
                 });
             }
         }
-        if rotate || self.under_pressure() {
+        if rotate || self.under_pressure() || (self.starved && self.active_idle()) {
             if let Err(err) = self.rotate() {
                 tracing::error!(error = %err, "spool: cannot start a new segment");
             }
@@ -244,6 +250,18 @@ impl Writer {
         if reclaim && let Err(err) = self.reclaim() {
             tracing::error!(error = %err, "spool: cannot reclaim old segments");
         }
+        let state = lock(&self.state);
+        self.entries_gauge.set(state.live.len() as f64);
+        self.bytes_gauge.set(self.used.load(Ordering::Relaxed) as f64);
+    }
+
+    /// The active segment has bytes but nothing pending.
+    fn active_idle(&self) -> bool {
+        let state = lock(&self.state);
+        state
+            .segments
+            .get(&state.active)
+            .is_some_and(|s| s.live == 0 && s.bytes > 0)
     }
 
     /// Over half the quota used by segments and the active segment holds nothing pending: start a new
@@ -349,12 +367,28 @@ impl Writer {
                     s.live_bytes += live_bytes;
                 }
             }
-            let freed = state.segments.remove(&oldest).map_or(0, |s| s.bytes);
+            let (freed, damaged) = state
+                .segments
+                .remove(&oldest)
+                .map_or((0, false), |s| (s.bytes, s.damaged));
             release(&self.used, freed);
             drop(state);
             let path = segment_path(&self.dir, oldest);
             let spare = self.dir.join(SPARE);
-            if spare.exists() {
+            if damaged {
+                // evidence for the operator: never overwritten
+                let corrupt = self.dir.join(CORRUPT);
+                fs::create_dir_all(&corrupt)?;
+                let kept = corrupt.join(format!("{oldest:016x}.seg"));
+                fs::rename(&path, &kept)?;
+                tracing::error!(path = %kept.display(), "spool: damaged segment moved aside");
+            } else if self.starved {
+                // space first: nothing kept for later
+                fs::remove_file(&path)?;
+                if spare.exists() {
+                    fs::remove_file(&spare)?;
+                }
+            } else if spare.exists() {
                 let _ = self.janitor.send(path);
             } else {
                 // Keep it to be overwritten as a later segment: its blocks are allocated, so
