@@ -12,6 +12,7 @@ mod reload;
 mod retry_schedule;
 mod spool;
 mod spool_crash;
+mod spool_disk_full;
 mod stats_redis;
 mod validation;
 mod verify;

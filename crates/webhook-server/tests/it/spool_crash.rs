@@ -25,7 +25,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_webhook-server");
 
 /// Start the binary in `dir` (its spool is `dir/spool`) with `args` and wait for its
 /// address.
-fn start_server(dir: &Path, webhooks: &Path, args: &[&str]) -> (Child, SocketAddr) {
+pub(crate) fn start_server(dir: &Path, webhooks: &Path, args: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(BIN)
         .args(["--log-format", "json"])
         .args(args)
