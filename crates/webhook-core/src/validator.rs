@@ -114,6 +114,15 @@ pub trait Validator: Sized + Send + Sync + 'static {
     fn needs_body(&self) -> bool {
         true
     }
+
+    /// The request headers that carry this validator's credential (a bearer token, an API
+    /// key, a shared token), which would let whoever sees them call the gateway as the
+    /// sender. They are taken off the request before destinations get it, unless the
+    /// webhook sets `forward_credentials: true`. Signatures, which cover one body only,
+    /// are not credentials.
+    fn credential_headers(&self) -> Vec<http::HeaderName> {
+        Vec::new()
+    }
 }
 
 /// The object-safe twin of [`Validator`], implemented for every `Validator`.
@@ -128,6 +137,8 @@ pub trait DynValidator: Send + Sync + 'static {
     fn wants_delivered(&self) -> bool;
     /// See [`Validator::needs_body`].
     fn needs_body(&self) -> bool;
+    /// See [`Validator::credential_headers`].
+    fn credential_headers(&self) -> Vec<http::HeaderName>;
 }
 
 impl<V: Validator> DynValidator for V {
@@ -149,5 +160,9 @@ impl<V: Validator> DynValidator for V {
 
     fn needs_body(&self) -> bool {
         Validator::needs_body(self)
+    }
+
+    fn credential_headers(&self) -> Vec<http::HeaderName> {
+        Validator::credential_headers(self)
     }
 }

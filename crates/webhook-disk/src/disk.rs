@@ -1,4 +1,5 @@
 use std::fs::{self, File};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -23,7 +24,8 @@ impl Module for SaveToDisk {
     type Connection = NoConnection;
 
     fn validate(config: &DiskConfig, context: &BuildContext) -> Result<(), BuildError> {
-        resolve_inside(&context.data_dir, Path::new(&config.path)).map(|_| ())
+        let dir = resolve_inside(&context.data_dir, Path::new(&config.path))?;
+        real_path_inside(&context.data_dir, &dir, &config.path).map(|_| ())
     }
 
     async fn build(
@@ -32,29 +34,17 @@ impl Module for SaveToDisk {
         context: &BuildContext,
     ) -> Result<Self, BuildError> {
         let dir = resolve_inside(&context.data_dir, Path::new(&config.path))?;
-        fs::create_dir_all(&dir).map_err(|e| {
-            BuildError::key("path", format!("cannot create {}: {e}", dir.display()))
-        })?;
-        // Symlinks could still lead out: compare the real paths too.
-        let real_root = fs::canonicalize(&context.data_dir).map_err(|e| {
-            BuildError::other(format!(
-                "data directory {}: {e}",
-                context.data_dir.display()
-            ))
-        })?;
-        let real_dir = fs::canonicalize(&dir)
-            .map_err(|e| BuildError::key("path", format!("{}: {e}", dir.display())))?;
-        if !real_dir.starts_with(&real_root) {
-            return Err(BuildError::key(
-                "path",
-                format!(
-                    "{} leads (through a symlink) to {}, outside the data directory {}",
-                    config.path,
-                    real_dir.display(),
-                    real_root.display()
-                ),
-            ));
-        }
+        // Symlinks could lead out: check the real path of what exists before creating
+        // anything, and the whole real path after.
+        real_path_inside(&context.data_dir, &dir, &config.path)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| {
+                BuildError::key("path", format!("cannot create {}: {e}", dir.display()))
+            })?;
+        let real_dir = real_path_inside(&context.data_dir, &dir, &config.path)?;
         let extension = match context.data_type {
             DataType::Json => "json",
             DataType::Blob => "bin",
@@ -98,6 +88,31 @@ impl Module for SaveToDisk {
     }
 }
 
+/// The real path (symlinks resolved) of `dir`'s nearest existing ancestor, refused when it
+/// is outside the data directory's real path; `dir` itself when it exists.
+fn real_path_inside(data_dir: &Path, dir: &Path, configured: &str) -> Result<PathBuf, BuildError> {
+    let real_root = fs::canonicalize(data_dir).map_err(|e| {
+        BuildError::other(format!("data directory {}: {e}", data_dir.display()))
+    })?;
+    let existing = dir
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(data_dir);
+    let real = fs::canonicalize(existing)
+        .map_err(|e| BuildError::key("path", format!("{}: {e}", existing.display())))?;
+    if !real.starts_with(&real_root) {
+        return Err(BuildError::key(
+            "path",
+            format!(
+                "{configured} leads (through a symlink) to {}, outside the data directory {}",
+                real.display(),
+                real_root.display()
+            ),
+        ));
+    }
+    Ok(real)
+}
+
 /// Write `body` to `dir/name` so that the file appears whole or not at all, and stays.
 fn write_atomically(dir: &Path, name: &str, body: &[u8]) -> Result<(), DiskError> {
     let target = dir.join(name);
@@ -107,7 +122,14 @@ fn write_atomically(dir: &Path, name: &str, body: &[u8]) -> Result<(), DiskError
         move |source| DiskError::Write { path, source }
     };
     let result = (|| {
-        let mut file = File::create(&temp).map_err(err(&temp))?;
+        // readable by the server's user only: payloads carry customer data
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(err(&temp))?;
         file.write_all(body).map_err(err(&temp))?;
         file.sync_all().map_err(err(&temp))?;
         fs::rename(&temp, &target).map_err(err(&target))?;

@@ -31,6 +31,10 @@ impl Validator for Authorization {
         false
     }
 
+    fn credential_headers(&self) -> Vec<http::HeaderName> {
+        vec![http::header::AUTHORIZATION]
+    }
+
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
         let Some(given) = request.headers.get(AUTHORIZATION) else {
             return Check::Reject(Rejection::unauthorized("authorization_missing"));

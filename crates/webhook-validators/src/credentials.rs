@@ -65,6 +65,10 @@ impl Validator for BasicAuth {
         false
     }
 
+    fn credential_headers(&self) -> Vec<http::HeaderName> {
+        vec![http::header::AUTHORIZATION]
+    }
+
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
         let Some(value) = request.headers.get(http::header::AUTHORIZATION) else {
             return Check::Reject(Rejection::unauthorized("basic_auth_missing"));
@@ -128,6 +132,10 @@ impl Validator for HeaderAuth {
 
     fn needs_body(&self) -> bool {
         false
+    }
+
+    fn credential_headers(&self) -> Vec<http::HeaderName> {
+        vec![self.header.clone()]
     }
 
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {

@@ -111,6 +111,10 @@ impl Validator for Jwt {
         false
     }
 
+    fn credential_headers(&self) -> Vec<http::HeaderName> {
+        vec![http::header::AUTHORIZATION]
+    }
+
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
         let token = request
             .headers

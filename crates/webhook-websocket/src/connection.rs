@@ -67,7 +67,7 @@ pub(crate) async fn supervise(
     loop {
         match connect(&target).await {
             Ok(socket) => {
-                tracing::info!(url = %target.url, "websocket connected");
+                tracing::info!(url = %webhook_core::url_for_logs(&target.url), "websocket connected");
                 backoff = FIRST_BACKOFF;
                 connected.store(true, Ordering::SeqCst);
                 let ended = serve(socket, &mut commands, target.timeout).await;
@@ -75,12 +75,12 @@ pub(crate) async fn supervise(
                 match ended {
                     Ended::Shutdown => return,
                     Ended::Dropped(reason) => {
-                        tracing::warn!(url = %target.url, reason, "websocket connection lost; reconnecting");
+                        tracing::warn!(url = %webhook_core::url_for_logs(&target.url), reason, "websocket connection lost; reconnecting");
                     }
                 }
             }
             Err(reason) => {
-                tracing::warn!(url = %target.url, error = %reason, retry_in = ?backoff, "websocket connect failed");
+                tracing::warn!(url = %webhook_core::url_for_logs(&target.url), error = %reason, retry_in = ?backoff, "websocket connect failed");
             }
         }
         // Down: refuse frames at once (the sender retries) until the next attempt.

@@ -241,6 +241,9 @@ pub(crate) struct WebhookPlan {
     pub(crate) chain: ChainConfig,
     /// `ack`, when the webhook sets it (else the pipeline's default).
     pub(crate) ack: Option<AckMode>,
+    /// `forward_credentials`: pass the headers holding the gateway's own inbound
+    /// credentials on to destinations (default false: they are removed).
+    pub(crate) forward_credentials: bool,
 }
 
 pub(crate) struct DestinationPlan {

@@ -24,6 +24,7 @@ const CORE_KEYS: &[&str] = &[
     "chain",
     "chain-config",
     "ack",
+    "forward_credentials",
 ];
 
 /// Keys that older files put at the top level instead of in `module-config`.
@@ -174,6 +175,7 @@ fn parse_webhook(
         ctx.error(format!("retry.{key}"), message);
     }
     let ack = take::<AckMode>(&mut map, "ack", ctx);
+    let forward_credentials = take::<bool>(&mut map, "forward_credentials", ctx).unwrap_or(false);
     let chain = map.remove("chain");
     let chain_config = take::<ChainConfig>(&mut map, "chain-config", ctx).unwrap_or_default();
     if let Err(message) = timeout_seconds(chain_config.timeout) {
@@ -268,6 +270,7 @@ fn parse_webhook(
         destinations,
         chain: chain_config,
         ack,
+        forward_credentials,
     })
 }
 

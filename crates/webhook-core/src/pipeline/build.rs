@@ -110,6 +110,19 @@ impl Pipeline {
                     metrics: WebhookMetrics::new(&plan.id),
                     id: plan.id,
                     data_type: plan.data_type,
+                    strip_headers: if plan.forward_credentials {
+                        Vec::new()
+                    } else {
+                        let mut names: Vec<http::HeaderName> = plan
+                            .validators
+                            .iter()
+                            .flat_map(|v| v.credential_headers())
+                            .chain([http::header::PROXY_AUTHORIZATION])
+                            .collect();
+                        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                        names.dedup();
+                        names
+                    },
                     head_validators: plan
                         .validators
                         .iter()

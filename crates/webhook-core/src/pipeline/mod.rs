@@ -96,6 +96,8 @@ struct Webhook {
     validators: Vec<Arc<dyn DynValidator>>,
     /// How many of `validators`, from the front, need no body (run before it is read).
     head_validators: usize,
+    /// Headers holding the gateway's own inbound credentials, removed before delivery.
+    strip_headers: Vec<http::HeaderName>,
     route: Arc<Route>,
     ack: AckMode,
     stats: Arc<Mutex<StatsWindows>>,

@@ -207,6 +207,8 @@ impl Pipeline {
             store.record(webhook_id, unix_secs(received_at));
         }
 
+        // Destinations get the request without the gateway's own inbound credentials.
+        let delivery = without_credentials(delivery.clone(), &webhook.strip_headers);
         let safe = match webhook.ack {
             AckMode::Delivered => attempt::deliver_waiting(&webhook.route, &delivery)
                 .await
@@ -304,6 +306,17 @@ impl Pipeline {
                 unavailable()
             })
     }
+}
+
+/// `delivery` without the headers in `strip` (copied only when one of them is present).
+fn without_credentials(mut delivery: Delivery, strip: &[HeaderName]) -> Delivery {
+    if strip.iter().any(|name| delivery.headers.contains_key(name)) {
+        let headers = Arc::make_mut(&mut delivery.headers);
+        for name in strip {
+            headers.remove(name);
+        }
+    }
+    delivery
 }
 
 /// The answer to a delivery that did not succeed while the sender waited.

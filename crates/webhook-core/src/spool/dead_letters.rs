@@ -1,7 +1,7 @@
 //! Dead letters: deliveries given up, one file each under `dead/` (a metadata frame and the
 //! entry frame, written atomically and synced), until an operator replays or deletes them.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -75,7 +75,11 @@ impl Spool {
         record::stamp(&mut bytes, 0);
         let dead = self.dead_dir();
         let tmp = dead.join(format!(".{id}.tmp"));
-        let mut file = File::create(&tmp)?;
+        let mut file = private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         let path = dead.join(format!("{id}.dead"));

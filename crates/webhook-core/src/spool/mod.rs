@@ -28,7 +28,7 @@ mod scan;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -223,6 +223,23 @@ fn release(used: &AtomicU64, bytes: u64) {
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:016x}.seg"))
+}
+
+/// Create `dir` (and its parents) readable by the server's user only (`0700`, whatever
+/// the umask), and tighten it if it already existed: the spool holds every request's
+/// headers and body.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Options that create a file readable and writable by the server's user only (`0600`).
+fn private_file() -> fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = fs::OpenOptions::new();
+    options.mode(0o600);
+    options
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -5,7 +5,7 @@
 //! opens.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -25,8 +25,9 @@ impl Spool {
         let mut options = options;
         options.segment_bytes = options.segment_bytes.min(options.max_bytes / 8).max(4096);
         let dir = options.dir.clone();
-        fs::create_dir_all(dir.join("dead"))?;
-        let lock_file = OpenOptions::new()
+        private_dir(&dir)?;
+        private_dir(&dir.join("dead"))?;
+        let lock_file = private_file()
             .create(true)
             .truncate(false)
             .write(true)
@@ -53,6 +54,8 @@ impl Spool {
         for &id in &ids {
             let path = segment_path(&dir, id);
             let bytes = fs::read(&path)?;
+            // written by an older version with the umask's mode: tighten
+            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
             let report = scan::scan_segment(&bytes, id as u32, |record, _, len| {
                 if let Record::Entry(entry) = &record {
                     // the latest copy of an entry is where it lives
@@ -119,7 +122,7 @@ impl Spool {
             let path = segment_path(&dir, oldest);
             if segment.damaged {
                 let corrupt = dir.join(CORRUPT);
-                fs::create_dir_all(&corrupt)?;
+                private_dir(&corrupt)?;
                 fs::rename(&path, corrupt.join(format!("{oldest:016x}.seg")))?;
             } else if spare.exists() {
                 fs::remove_file(&path)?;

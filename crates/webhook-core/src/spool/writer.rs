@@ -2,7 +2,7 @@
 //! previous write ran as one group (one `O_DIRECT | O_DSYNC` write, or buffered +
 //! `fdatasync`), answers the group's waiters, rotates segments and reclaims finished ones.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ pub(super) fn open_segment(
     if let Some(spare) = spare {
         fs::rename(spare, path)?;
     }
-    let mut options = OpenOptions::new();
+    let mut options = private_file();
     options.create(true).truncate(false).read(true).write(true);
     if direct {
         let mut unbuffered = options.clone();
@@ -378,7 +378,7 @@ impl Writer {
             if damaged {
                 // evidence for the operator: never overwritten
                 let corrupt = self.dir.join(CORRUPT);
-                fs::create_dir_all(&corrupt)?;
+                private_dir(&corrupt)?;
                 let kept = corrupt.join(format!("{oldest:016x}.seg"));
                 fs::rename(&path, &kept)?;
                 tracing::error!(path = %kept.display(), "spool: damaged segment moved aside");

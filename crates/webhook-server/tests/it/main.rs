@@ -4,6 +4,7 @@
 mod auth_methods;
 mod cli;
 mod config_errors;
+mod credentials;
 mod delivery;
 mod limits;
 mod metrics;

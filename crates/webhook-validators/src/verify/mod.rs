@@ -104,6 +104,15 @@ impl Validator for Verify {
         Self::from_config(config)
     }
 
+    /// A token scheme's header holds the shared secret itself (GitLab's `X-Gitlab-Token`).
+    fn credential_headers(&self) -> Vec<http::HeaderName> {
+        if self.verifier.format == scheme::SignatureFormat::Token {
+            vec![self.verifier.signature_header.clone()]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
         let key = match self.verifier.verify(request) {
             Ok(key) => key,
