@@ -1,6 +1,6 @@
 use std::fs::{self, File};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -91,13 +91,9 @@ impl Module for SaveToDisk {
 /// The real path (symlinks resolved) of `dir`'s nearest existing ancestor, refused when it
 /// is outside the data directory's real path; `dir` itself when it exists.
 fn real_path_inside(data_dir: &Path, dir: &Path, configured: &str) -> Result<PathBuf, BuildError> {
-    let real_root = fs::canonicalize(data_dir).map_err(|e| {
-        BuildError::other(format!("data directory {}: {e}", data_dir.display()))
-    })?;
-    let existing = dir
-        .ancestors()
-        .find(|a| a.exists())
-        .unwrap_or(data_dir);
+    let real_root = fs::canonicalize(data_dir)
+        .map_err(|e| BuildError::other(format!("data directory {}: {e}", data_dir.display())))?;
+    let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(data_dir);
     let real = fs::canonicalize(existing)
         .map_err(|e| BuildError::key("path", format!("{}: {e}", existing.display())))?;
     if !real.starts_with(&real_root) {

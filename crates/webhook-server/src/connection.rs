@@ -62,7 +62,9 @@ pub fn default_max_connections() -> (u64, usize) {
             1024
         }
     };
-    let cap = (limit.saturating_mul(4) / 5).saturating_sub(RESERVED_FDS).max(16);
+    let cap = (limit.saturating_mul(4) / 5)
+        .saturating_sub(RESERVED_FDS)
+        .max(16);
     (limit, usize::try_from(cap).unwrap_or(usize::MAX))
 }
 
@@ -91,7 +93,9 @@ pub struct Slots(Arc<Semaphore>);
 impl Slots {
     /// `max` slots.
     pub fn new(max: usize) -> Self {
-        Self(Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))))
+        Self(Arc::new(Semaphore::new(
+            max.clamp(1, Semaphore::MAX_PERMITS),
+        )))
     }
 
     /// Wait for a free slot; held by the connection until it closes.

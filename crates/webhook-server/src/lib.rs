@@ -6,6 +6,7 @@
 
 pub mod admin_client;
 pub mod connection;
+pub mod health;
 pub mod live;
 pub mod logging;
 pub mod metrics;

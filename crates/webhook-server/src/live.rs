@@ -99,6 +99,7 @@ pub struct LivePipeline {
     source: Option<(ConfigFiles, Registry, PipelineOptions)>,
     reloading: tokio::sync::Mutex<()>,
     drain_timeout: Duration,
+    health: crate::health::HealthCache,
 }
 
 impl std::fmt::Debug for LivePipeline {
@@ -118,6 +119,7 @@ impl LivePipeline {
             source: None,
             reloading: tokio::sync::Mutex::new(()),
             drain_timeout: Duration::from_secs(30),
+            health: crate::health::HealthCache::default(),
         }
     }
 
@@ -140,6 +142,11 @@ impl LivePipeline {
     /// The pipeline to handle the next request with.
     pub fn current(&self) -> Arc<Pipeline> {
         self.current.load_full()
+    }
+
+    /// The cached `/health` result of the current configuration.
+    pub fn health(&self) -> &crate::health::HealthCache {
+        &self.health
     }
 
     /// The OpenAPI document of the current configuration, if it is served.
@@ -181,6 +188,7 @@ impl LivePipeline {
                 .map_err(rejected)?,
         );
         self.current.store(Arc::clone(&new));
+        self.health.clear();
         if self.openapi.load().is_some() {
             self.set_openapi(Some(Bytes::from(
                 crate::openapi::document(&loaded.webhooks_text).to_string(),

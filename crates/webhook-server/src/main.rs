@@ -11,10 +11,10 @@ use ipnet::IpNet;
 use tokio::net::TcpListener;
 use webhook_core::config::{Config, ConfigSource, Env};
 use webhook_core::{Pipeline, PipelineOptions, Registry};
+use webhook_server::connection::{self, ConnectionLimits};
 use webhook_server::live::{ConfigFiles, LivePipeline};
 use webhook_server::logging::{self, LogFormat};
 use webhook_server::registry;
-use webhook_server::connection::{self, ConnectionLimits};
 use webhook_server::server::{self, ServerOptions};
 
 /// mimalloc: per-thread free lists, so buffers freed on another thread than the one that
@@ -66,11 +66,21 @@ struct Cli {
 
     /// Seconds a connection may stay open without a request in flight (before its first
     /// request, and between requests).
-    #[arg(long, env = "WEBHOOK_IDLE_TIMEOUT", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "WEBHOOK_IDLE_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
     idle_timeout: u64,
 
     /// Seconds a client may take to send its request headers.
-    #[arg(long, env = "WEBHOOK_HEADER_READ_TIMEOUT", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "WEBHOOK_HEADER_READ_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
     header_read_timeout: u64,
 
     /// Largest request header block in bytes (HTTP/1 and HTTP/2); more is answered 431.
@@ -79,7 +89,12 @@ struct Cli {
 
     /// Seconds a body may take before the minimum rate applies; a body not complete within
     /// this + bytes / --min-body-rate is answered 408.
-    #[arg(long, env = "WEBHOOK_BODY_READ_TIMEOUT", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "WEBHOOK_BODY_READ_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
     body_read_timeout: u64,
 
     /// Bytes per second a slow body must keep up after --body-read-timeout (0 = none).
@@ -123,9 +138,29 @@ struct Cli {
     #[arg(long, env = "WEBHOOK_NO_METRICS", global = true)]
     no_metrics: bool,
 
-    /// Require `Authorization: Bearer <token>` on `/metrics` and `/stats`.
+    /// Require `Authorization: Bearer <token>` on `/metrics`, `/stats`, `/openapi.json`,
+    /// `/health`'s details and `/admin/*`. Prefer --ops-token-file: a flag is visible in
+    /// `ps`.
     #[arg(long, env = "WEBHOOK_OPS_TOKEN", global = true, hide_env_values = true)]
     ops_token: Option<String>,
+
+    /// Read the ops token from this file (its first line).
+    #[arg(
+        long,
+        env = "WEBHOOK_OPS_TOKEN_FILE",
+        global = true,
+        conflicts_with = "ops_token"
+    )]
+    ops_token_file: Option<PathBuf>,
+
+    /// Serve `/openapi.json` to anyone even with an ops token set.
+    #[arg(long, env = "WEBHOOK_PUBLIC_OPENAPI", global = true)]
+    public_openapi: bool,
+
+    /// Serve the embedded demo config (a `demo` webhook without authentication and
+    /// `demo-signed`, whose secret is public) even when config files exist.
+    #[arg(long, global = true)]
+    demo: bool,
 
     /// Check the config files every N seconds and reload when their contents changed
     /// (follows symlinks, so a Kubernetes ConfigMap update is seen); 0 = off.
@@ -342,7 +377,8 @@ async fn serve(
         drain_timeout: Duration::from_secs(cli.drain_timeout),
         metrics: !cli.no_metrics && cli.metrics_listen.is_none(),
         ops_allow,
-        ops_token: cli.ops_token.as_deref().and_then(server::OpsToken::new),
+        ops_token: ops_token(cli)?.as_deref().and_then(server::OpsToken::new),
+        public_openapi: cli.public_openapi,
         openapi: (!cli.no_openapi).then(|| bytes::Bytes::from(openapi.to_string())),
         ..ServerOptions::default()
     };
@@ -478,6 +514,9 @@ fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
 /// The config files in use: given, or found in the working directory; `None` when the
 /// embedded demo config is served.
 fn config_files(cli: &Cli) -> Option<ConfigFiles> {
+    if cli.demo {
+        return None;
+    }
     ConfigFiles::find(
         cli.webhooks_config.as_deref(),
         cli.connections_config.as_deref(),
@@ -489,7 +528,12 @@ fn load_config(cli: &Cli, registry: &Registry) -> Result<(Config, String)> {
         let loaded = files.load(registry)?;
         return Ok((loaded.config, loaded.webhooks_text));
     }
-    tracing::warn!("no webhooks.json given or found: serving the embedded demo config");
+    if !cli.demo {
+        tracing::error!(
+            "NO CONFIGURATION: no --webhooks-config given and no ./webhooks.json found, so the embedded DEMO config is served: \
+             `demo` has no authentication and `demo-signed`'s secret is public. Give a config, or pass --demo to mean it"
+        );
+    }
     let webhooks = ConfigSource::new("<embedded default webhooks.json>", DEFAULT_WEBHOOKS);
     let connections = cli
         .connections_config
@@ -499,6 +543,26 @@ fn load_config(cli: &Cli, registry: &Registry) -> Result<(Config, String)> {
     let config =
         webhook_core::config::parse(registry, &webhooks, connections.as_ref(), &Env::process())?;
     Ok((config, webhooks.text().to_owned()))
+}
+
+/// The ops token from --ops-token or --ops-token-file; an empty one is an error (it would
+/// silently mean "no token").
+fn ops_token(cli: &Cli) -> Result<Option<String>> {
+    let token = match (&cli.ops_token, &cli.ops_token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("--ops-token-file {}", file.display()))?;
+            Some(text.lines().next().unwrap_or("").trim().to_owned())
+        }
+        (None, None) => None,
+    };
+    if token.as_deref().is_some_and(str::is_empty) {
+        bail!(
+            "the ops token (--ops-token, WEBHOOK_OPS_TOKEN or --ops-token-file) is empty; leave it unset for no token"
+        );
+    }
+    Ok(token)
 }
 
 /// `dead-letters list|replay ID|delete ID`: ask the running server's admin API.
@@ -518,9 +582,9 @@ async fn dead_letters(cli: &Cli, command: &DeadLetterCommand) -> Result<()> {
             (http::Method::DELETE, format!("/admin/dead-letters/{id}"))
         }
     };
+    let token = ops_token(cli)?;
     let (status, body) =
-        webhook_server::admin_client::request(&base, method, &path, cli.ops_token.as_deref())
-            .await?;
+        webhook_server::admin_client::request(&base, method, &path, token.as_deref()).await?;
     let text = String::from_utf8_lossy(&body);
     match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(value) => println!(

@@ -40,6 +40,9 @@ pub struct ServerOptions {
     /// The document served at `GET /openapi.json` ([`crate::openapi::document`]); `None`
     /// turns the route off.
     pub openapi: Option<Bytes>,
+    /// Serve `/openapi.json` to anyone even when an ops token is set (default false: it
+    /// lists every webhook id and which ones have no authentication).
+    pub public_openapi: bool,
 }
 
 /// The token that protects `/metrics` and `/stats`, kept as a SHA-256 digest and compared
@@ -80,6 +83,7 @@ impl Default for ServerOptions {
             ops_token: None,
             ops_allow: Vec::new(),
             openapi: None,
+            public_openapi: false,
         }
     }
 }
@@ -223,8 +227,12 @@ impl<'a> Route<'a> {
     }
 
     /// Operators' routes: behind `--ops-allow` and `--ops-token`.
-    fn is_ops(self) -> bool {
-        matches!(self, Route::Admin(_) | Route::Metrics | Route::Stats)
+    fn is_ops(self, options: &ServerOptions) -> bool {
+        match self {
+            Route::Admin(_) | Route::Metrics | Route::Stats => true,
+            Route::OpenApi => !options.public_openapi,
+            _ => false,
+        }
     }
 }
 
@@ -262,10 +270,13 @@ pub async fn route(
     if matches!(route, Route::Admin(_)) && options.ops_token.is_none() {
         return json(StatusCode::NOT_FOUND, ADMIN_NEEDS_TOKEN);
     }
-    if route.is_ops()
+    if route.is_ops(options)
         && let Some(denied) = ops_denied(options, request.headers(), peer)
     {
         return denied;
+    }
+    if matches!(route, Route::Admin(_)) && is_cross_site(request.headers()) {
+        return json(StatusCode::FORBIDDEN, CROSS_SITE);
     }
     let method = request.method();
     let get = method == Method::GET;
@@ -273,13 +284,21 @@ pub async fn route(
         Route::Metrics if get && options.metrics => metrics_text(),
         Route::Root if get => json(StatusCode::OK, response::OK),
         Route::Health if get => {
-            let health = pipeline.health().await;
+            let health = live.health().get(live).await;
             let status = if health.healthy {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            json_bytes(status, Bytes::from(health.report.to_string()))
+            // the details (ids, destination kinds, errors) only for operators
+            if options.ops_token.is_some() && ops_denied(options, request.headers(), peer).is_none()
+            {
+                json_bytes(status, health.report.clone())
+            } else if health.healthy {
+                json(status, HEALTHY)
+            } else {
+                json(status, UNHEALTHY)
+            }
         }
         Route::Stats if get => match pipeline.shared_stats().await {
             Ok(stats) => json_bytes(StatusCode::OK, Bytes::from(stats.to_string())),
@@ -312,6 +331,9 @@ pub async fn route(
     }
 }
 
+const HEALTHY: &str = r#"{"status":"healthy"}"#;
+const UNHEALTHY: &str = r#"{"status":"unhealthy"}"#;
+const CROSS_SITE: &str = r#"{"detail":"Cross-site requests to the admin API are refused"}"#;
 const ADMIN_NEEDS_TOKEN: &str = r#"{"detail":"Not Found (admin endpoints need --ops-token)"}"#;
 const STATS_UNAVAILABLE: &str = r#"{"detail":"Statistics store unavailable"}"#;
 const NO_FILES: &str = r#"{"detail":"this server has no config files to reload"}"#;
@@ -395,6 +417,25 @@ fn ops_denied(
     }
 }
 
+/// A browser's request made from another site: `Sec-Fetch-Site` says so, or `Origin` names
+/// another host than `Host` (a page that got an operator's browser to call the admin API,
+/// or DNS rebinding). Tools such as curl send neither.
+fn is_cross_site(headers: &http::HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
+        return false;
+    };
+    let host = headers.get(http::header::HOST).map(HeaderValue::as_bytes);
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.as_bytes());
+    origin_host.is_none() || origin_host != host
+}
+
 fn metrics_text() -> Response<ResponseBody> {
     match crate::metrics::handle() {
         Some(handle) => {
@@ -430,18 +471,21 @@ pub async fn serve_metrics(listener: TcpListener, options: Arc<ServerOptions>) {
                 let options = Arc::clone(&options);
                 let in_flight = activity.request();
                 async move {
-                    let response = if !connection::headers_within(request.headers(), &options.limits) {
-                        json(
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            response::HEADERS_TOO_LARGE,
-                        )
-                    } else if request.uri().path() != "/metrics" || request.method() != Method::GET {
-                        json(StatusCode::NOT_FOUND, response::NO_ROUTE)
-                    } else if let Some(denied) = ops_denied(&options, request.headers(), peer) {
-                        denied
-                    } else {
-                        metrics_text()
-                    };
+                    let response =
+                        if !connection::headers_within(request.headers(), &options.limits) {
+                            json(
+                                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                response::HEADERS_TOO_LARGE,
+                            )
+                        } else if request.uri().path() != "/metrics"
+                            || request.method() != Method::GET
+                        {
+                            json(StatusCode::NOT_FOUND, response::NO_ROUTE)
+                        } else if let Some(denied) = ops_denied(&options, request.headers(), peer) {
+                            denied
+                        } else {
+                            metrics_text()
+                        };
                     drop(in_flight);
                     Ok::<_, Infallible>(response)
                 }

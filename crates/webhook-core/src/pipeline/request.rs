@@ -167,7 +167,10 @@ impl Pipeline {
                 return json(StatusCode::BAD_REQUEST, response::BAD_BODY);
             }
         };
-        let ReadBody { bytes: body, _hold: _budget_hold } = body;
+        let ReadBody {
+            bytes: body,
+            _hold: _budget_hold,
+        } = body;
 
         // The request is one value from here on: validators see it, destinations get it.
         let delivery = Delivery {

@@ -56,7 +56,10 @@ pub mod fuzzing {
 
     /// What recovery reads of segment `segment`'s bytes: `(offset, length)` of every frame
     /// it keeps, the damaged ranges it skipped, and where a torn tail starts.
-    pub fn scan(bytes: &[u8], segment: u32) -> (Vec<(usize, usize)>, Vec<(usize, usize)>, Option<usize>) {
+    pub fn scan(
+        bytes: &[u8],
+        segment: u32,
+    ) -> (Vec<(usize, usize)>, Vec<(usize, usize)>, Option<usize>) {
         let mut frames = Vec::new();
         let report = super::scan::scan_segment(bytes, segment, |_, at, len| frames.push((at, len)));
         (frames, report.damaged, report.torn_from)
@@ -230,7 +233,10 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 /// headers and body.
 fn private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 

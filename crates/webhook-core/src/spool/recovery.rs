@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use super::dead_letters::dead_letter_bytes;
 use super::record::Record;
-use super::writer::{End, Writer, open_segment};
 use super::scan;
+use super::writer::{End, Writer, open_segment};
 use super::*;
 
 impl Spool {

@@ -449,7 +449,11 @@ async fn damage_inside_a_segment_keeps_every_valid_record_after_it() {
     let spool = Spool::open(opts.clone()).unwrap();
     let mut seqs = Vec::new();
     for i in 0..10 {
-        seqs.push(put(&spool, &format!("body-{i}-{}", "x".repeat(100)), 1).await.seq);
+        seqs.push(
+            put(&spool, &format!("body-{i}-{}", "x".repeat(100)), 1)
+                .await
+                .seq,
+        );
     }
     drop(spool);
     // flip one byte inside the second entry's payload
@@ -476,7 +480,13 @@ async fn damage_inside_a_segment_keeps_every_valid_record_after_it() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(corrupt.exists(), "the damaged segment was not kept in corrupt/");
-    assert!(!dir.path().join("spare.seg").exists() || fs::read(dir.path().join("spare.seg")).unwrap() != bytes);
+    assert!(
+        corrupt.exists(),
+        "the damaged segment was not kept in corrupt/"
+    );
+    assert!(
+        !dir.path().join("spare.seg").exists()
+            || fs::read(dir.path().join("spare.seg")).unwrap() != bytes
+    );
     assert_eq!(spool.usage().0, 0);
 }

@@ -252,7 +252,8 @@ impl Writer {
         }
         let state = lock(&self.state);
         self.entries_gauge.set(state.live.len() as f64);
-        self.bytes_gauge.set(self.used.load(Ordering::Relaxed) as f64);
+        self.bytes_gauge
+            .set(self.used.load(Ordering::Relaxed) as f64);
     }
 
     /// The active segment has bytes but nothing pending.

@@ -44,10 +44,17 @@ async fn spool_dead_letters_and_written_files_are_private() {
     .await;
     webhook_testkit::recorder::Sink::named("credentials_private").fail_next(u32::MAX);
     let answer = server
-        .post("rejected", &[("Authorization", "Bearer tok123")], r#"{"x":1}"#)
+        .post(
+            "rejected",
+            &[("Authorization", "Bearer tok123")],
+            r#"{"x":1}"#,
+        )
         .await;
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(server.post("disk", &[], r#"{"y":2}"#).await.status, StatusCode::OK);
+    assert_eq!(
+        server.post("disk", &[], r#"{"y":2}"#).await.status,
+        StatusCode::OK
+    );
     // wait for the dead letter
     let dead = spool.join("dead");
     for _ in 0..100 {
@@ -60,21 +67,30 @@ async fn spool_dead_letters_and_written_files_are_private() {
     assert_eq!(mode(&spool), 0o700, "spool directory");
     assert_eq!(mode(&dead), 0o700, "dead/");
     let mut files = 0;
-    for entry in std::fs::read_dir(&spool).unwrap().chain(std::fs::read_dir(&dead).unwrap()) {
+    for entry in std::fs::read_dir(&spool)
+        .unwrap()
+        .chain(std::fs::read_dir(&dead).unwrap())
+    {
         let path = entry.unwrap().path();
         if path.is_file() {
             files += 1;
             assert_eq!(mode(&path), 0o600, "{}", path.display());
         }
     }
-    assert!(files >= 3, "segment, LOCK and a dead letter expected, found {files}");
+    assert!(
+        files >= 3,
+        "segment, LOCK and a dead letter expected, found {files}"
+    );
     assert_eq!(mode(&data.join("out")), 0o700);
     assert_eq!(mode(&data.join("out/sub")), 0o700);
     let written: Vec<_> = std::fs::read_dir(data.join("out/sub")).unwrap().collect();
     assert_eq!(written.len(), 1);
     assert_eq!(mode(&written[0].as_ref().unwrap().path()), 0o600);
     // the credential is not at rest either: it was taken off before spooling
-    for entry in std::fs::read_dir(&spool).unwrap().chain(std::fs::read_dir(&dead).unwrap()) {
+    for entry in std::fs::read_dir(&spool)
+        .unwrap()
+        .chain(std::fs::read_dir(&dead).unwrap())
+    {
         let path = entry.unwrap().path();
         if path.is_file() {
             let bytes = std::fs::read(&path).unwrap();
@@ -115,7 +131,11 @@ async fn inbound_credentials_stay_at_the_gateway_unless_asked_for() {
         assert_eq!(answer.status, StatusCode::OK, "{id}: {}", answer.text());
     }
     let answer = server
-        .post("asked", &[("Authorization", "Bearer inbound-token")], r#"{"a":1}"#)
+        .post(
+            "asked",
+            &[("Authorization", "Bearer inbound-token")],
+            r#"{"a":1}"#,
+        )
         .await;
     assert_eq!(answer.status, StatusCode::OK);
 
@@ -126,7 +146,11 @@ async fn inbound_credentials_stay_at_the_gateway_unless_asked_for() {
             request.headers.get(name).is_none(),
             "{id}: {name} was forwarded"
         );
-        assert_eq!(request.headers.get("x-github-event").unwrap(), "push", "{id}");
+        assert_eq!(
+            request.headers.get("x-github-event").unwrap(),
+            "push",
+            "{id}"
+        );
     }
     assert_eq!(
         received[3].headers.get("authorization").unwrap(),
@@ -152,7 +176,10 @@ async fn save_to_disk_creates_nothing_outside_the_data_directory() {
         .config_error()
         .await;
     assert!(errors.contains("outside the data directory"), "{errors}");
-    assert!(!outside.join("sub").exists(), "a directory was created outside");
+    assert!(
+        !outside.join("sub").exists(),
+        "a directory was created outside"
+    );
 
     // check-config (the binary) sees the symlink too
     let file = dir.path().join("webhooks.json");

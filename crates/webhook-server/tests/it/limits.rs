@@ -30,7 +30,11 @@ fn limits() -> ConnectionLimits {
     }
 }
 
-async fn start_with(webhooks: &str, limits: ConnectionLimits, options: PipelineOptions) -> TestServer {
+async fn start_with(
+    webhooks: &str,
+    limits: ConnectionLimits,
+    options: PipelineOptions,
+) -> TestServer {
     TestServer::builder(webhooks)
         .options(options)
         .server_options(ServerOptions {
@@ -64,15 +68,25 @@ fn status_of(answer: &[u8]) -> Option<u16> {
 
 #[tokio::test]
 async fn a_connection_that_never_sends_a_byte_is_closed() {
-    let server = start_with(r#"{"open": {"module": "log"}}"#, limits(), delivered_options()).await;
+    let server = start_with(
+        r#"{"open": {"module": "log"}}"#,
+        limits(),
+        delivered_options(),
+    )
+    .await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
     let opened = Instant::now();
     let (_, closed) = read_until_closed(&mut silent, Duration::from_secs(5)).await;
     assert!(closed, "an idle connection stayed open for 5 s");
-    assert!(opened.elapsed() >= Duration::from_millis(900), "closed too early");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(900),
+        "closed too early"
+    );
     // keep-alive after a request: closed the same way
     let mut kept = TcpStream::connect(server.addr).await.unwrap();
-    kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let (answer, closed) = read_until_closed(&mut kept, Duration::from_secs(5)).await;
     assert_eq!(status_of(&answer), Some(200));
     assert!(closed, "an idle keep-alive connection stayed open");
@@ -80,7 +94,12 @@ async fn a_connection_that_never_sends_a_byte_is_closed() {
 
 #[tokio::test]
 async fn an_idle_h2_connection_is_closed_even_when_it_pings() {
-    let server = start_with(r#"{"open": {"module": "log"}}"#, limits(), delivered_options()).await;
+    let server = start_with(
+        r#"{"open": {"module": "log"}}"#,
+        limits(),
+        delivered_options(),
+    )
+    .await;
     let mut h2 = TcpStream::connect(server.addr).await.unwrap();
     // the client preface and an empty SETTINGS frame, then a PING every 300 ms
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
@@ -103,7 +122,10 @@ async fn an_idle_h2_connection_is_closed_even_when_it_pings() {
             _ => {}
         }
     }
-    assert!(closed, "an h2 connection with no stream stayed open for 5 s");
+    assert!(
+        closed,
+        "an h2 connection with no stream stayed open for 5 s"
+    );
 }
 
 #[tokio::test]
@@ -113,14 +135,22 @@ async fn the_connection_cap_holds_and_frees() {
         idle_timeout: Duration::from_secs(30),
         ..ConnectionLimits::default()
     };
-    let server = start_with(r#"{"open": {"module": "log"}}"#, limits, delivered_options()).await;
+    let server = start_with(
+        r#"{"open": {"module": "log"}}"#,
+        limits,
+        delivered_options(),
+    )
+    .await;
     let first = TcpStream::connect(server.addr).await.unwrap();
     let _second = TcpStream::connect(server.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let client = server.client();
     let waiting = tokio::spawn(async move { client.post("open", &[], "{}").await });
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!waiting.is_finished(), "a third connection was served past a cap of 2");
+    assert!(
+        !waiting.is_finished(),
+        "a third connection was served past a cap of 2"
+    );
     drop(first);
     let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
@@ -147,12 +177,19 @@ async fn a_stalled_body_gets_408() {
     .await;
     let mut stalled = TcpStream::connect(server.addr).await.unwrap();
     stalled
-        .write_all(b"POST /webhook/open HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789")
+        .write_all(
+            b"POST /webhook/open HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789",
+        )
         .await
         .unwrap();
     let started = Instant::now();
     let (answer, closed) = read_until_closed(&mut stalled, Duration::from_secs(6)).await;
-    assert_eq!(status_of(&answer), Some(408), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        status_of(&answer),
+        Some(408),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     assert!(closed, "the connection of a timed-out body stayed open");
     assert!(started.elapsed() < Duration::from_secs(4));
 }
@@ -177,7 +214,9 @@ async fn a_body_below_the_minimum_rate_gets_408() {
         if slow.write_all(&[b'a'; 100]).await.is_err() {
             break;
         }
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), slow.read(&mut buf)).await {
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(200), slow.read(&mut buf)).await
+        {
             if n == 0 {
                 break;
             }
@@ -185,7 +224,12 @@ async fn a_body_below_the_minimum_rate_gets_408() {
             break;
         }
     }
-    assert_eq!(status_of(&answer), Some(408), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        status_of(&answer),
+        Some(408),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     // a body at twice the minimum rate is accepted
     let mut steady = TcpStream::connect(server.addr).await.unwrap();
     steady
@@ -197,12 +241,22 @@ async fn a_body_below_the_minimum_rate_gets_408() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (answer, _) = read_until_closed(&mut steady, Duration::from_millis(1500)).await;
-    assert_eq!(status_of(&answer), Some(200), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        status_of(&answer),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 #[tokio::test]
 async fn header_limits_hold_on_http1_and_h2() {
-    let server = start_with(r#"{"open": {"module": "log"}}"#, limits(), delivered_options()).await;
+    let server = start_with(
+        r#"{"open": {"module": "log"}}"#,
+        limits(),
+        delivered_options(),
+    )
+    .await;
     // HTTP/1: one 40 KB header
     let big = "a".repeat(40 * 1024);
     let answer = server
@@ -248,9 +302,8 @@ async fn checks_that_need_no_body_refuse_before_reading_it() {
         ("/webhook/bearer", "Authorization: Bearer wrong\r\n", 401),
     ] {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: 5000000\r\n\r\n"
-        );
+        let head =
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: 5000000\r\n\r\n");
         stream.write_all(head.as_bytes()).await.unwrap();
         // not one byte of the body is sent: the answer comes anyway, at once
         let mut buf = [0u8; 1024];
@@ -269,7 +322,12 @@ async fn past_the_body_budget_new_bodies_get_503() {
         body_budget: BodyBudget::new(1_000_000),
         ..slow_body_options()
     };
-    let server = start_with(r#"{"open": {"module": "log", "data_type": "blob"}}"#, limits(), options).await;
+    let server = start_with(
+        r#"{"open": {"module": "log", "data_type": "blob"}}"#,
+        limits(),
+        options,
+    )
+    .await;
     // one body under way holds 600 kB of the 1 MB budget
     let mut holding = TcpStream::connect(server.addr).await.unwrap();
     holding
@@ -280,7 +338,12 @@ async fn past_the_body_budget_new_bodies_get_503() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let body = "b".repeat(500_000);
     let refused = server.post("open", &[], body.clone()).await;
-    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.text());
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text()
+    );
     assert!(refused.header("retry-after").is_some());
     // the first completes, gives its share back, and the next body fits
     holding.write_all(&vec![b'a'; 300_000]).await.unwrap();
@@ -332,8 +395,16 @@ async fn json_schema_refuses_bodies_past_its_cap() {
     big.push('0');
     big.push(']');
     let answer = server.post("schema", &[], big).await;
-    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", answer.text());
-    assert_eq!(server.post("schema", &[], "[1,2]").await.status, StatusCode::OK);
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.text()
+    );
+    assert_eq!(
+        server.post("schema", &[], "[1,2]").await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! webhook-server's integration tests: one test binary, one module per area (as svix-server
 //! lays them out), so a workspace test run links one binary per crate.
 
+mod anonymous;
 mod auth_methods;
 mod cli;
 mod config_errors;

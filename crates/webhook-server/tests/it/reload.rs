@@ -268,6 +268,16 @@ async fn a_configmap_symlink_swap_is_picked_up_by_the_watch() {
         StatusCode::NOT_FOUND
     );
     // The OpenAPI document follows the new config too.
-    let doc = server.client.get("/openapi.json").await.json();
+    let bearer = format!("Bearer {TOKEN}");
+    let doc = server
+        .client
+        .request(
+            "GET",
+            "/openapi.json",
+            &[("Authorization", bearer.as_str())],
+            "",
+        )
+        .await
+        .json();
     assert!(doc["paths"]["/webhook/after"].is_object(), "{doc}");
 }

@@ -138,13 +138,21 @@ async fn a_full_disk_recovers_by_itself_and_a_restart_on_it_works() {
     // 2. it comes back: everything is delivered, and new webhooks are taken again
     let since = target.received().len();
     target.respond(StatusCode::OK, &[]);
-    wait_for("every accepted webhook delivered", Duration::from_secs(20), async || {
-        accepted.iter().all(|n| received(&target, since).contains(n))
-    })
+    wait_for(
+        "every accepted webhook delivered",
+        Duration::from_secs(20),
+        async || {
+            accepted
+                .iter()
+                .all(|n| received(&target, since).contains(n))
+        },
+    )
     .await;
-    wait_for("a new webhook accepted after the disk emptied", Duration::from_secs(10), async || {
-        client.post("down", &[], body(100)).await.status == StatusCode::OK
-    })
+    wait_for(
+        "a new webhook accepted after the disk emptied",
+        Duration::from_secs(10),
+        async || client.post("down", &[], body(100)).await.status == StatusCode::OK,
+    )
     .await;
 
     // 3. down again, the disk full again, and a restart on it
@@ -156,13 +164,17 @@ async fn a_full_disk_recovers_by_itself_and_a_restart_on_it_works() {
     let (server, client) = start(&dir, &target);
     let since = target.received().len();
     target.respond(StatusCode::OK, &[]);
-    wait_for("what the full disk held delivered after the restart", Duration::from_secs(20), async || {
-        held.iter().all(|n| received(&target, since).contains(n))
-    })
+    wait_for(
+        "what the full disk held delivered after the restart",
+        Duration::from_secs(20),
+        async || held.iter().all(|n| received(&target, since).contains(n)),
+    )
     .await;
-    wait_for("new webhooks accepted after the restart", Duration::from_secs(10), async || {
-        client.post("down", &[], body(300)).await.status == StatusCode::OK
-    })
+    wait_for(
+        "new webhooks accepted after the restart",
+        Duration::from_secs(10),
+        async || client.post("down", &[], body(300)).await.status == StatusCode::OK,
+    )
     .await;
     drop(server);
 }
