@@ -348,6 +348,7 @@ async fn serve(
     openapi: serde_json::Value,
     registry: Registry,
 ) -> Result<()> {
+    let ops_token = ops_token(cli)?;
     let ids: Vec<String> = config.webhook_ids().map(str::to_owned).collect();
     if !cli.no_metrics {
         // The pipeline registers its metric handles when it is built: recorder first.
@@ -377,10 +378,9 @@ async fn serve(
         drain_timeout: Duration::from_secs(cli.drain_timeout),
         metrics: !cli.no_metrics && cli.metrics_listen.is_none(),
         ops_allow,
-        ops_token: ops_token(cli)?.as_deref().and_then(server::OpsToken::new),
+        ops_token: ops_token.as_deref().and_then(server::OpsToken::new),
         public_openapi: cli.public_openapi,
         openapi: (!cli.no_openapi).then(|| bytes::Bytes::from(openapi.to_string())),
-        ..ServerOptions::default()
     };
     if let (Some(address), false) = (&cli.metrics_listen, cli.no_metrics) {
         let metrics_listener = TcpListener::bind(address)

@@ -54,12 +54,12 @@ pub mod fuzzing {
         frame
     }
 
+    /// Byte ranges `(start, length or end)`.
+    pub type Ranges = Vec<(usize, usize)>;
+
     /// What recovery reads of segment `segment`'s bytes: `(offset, length)` of every frame
     /// it keeps, the damaged ranges it skipped, and where a torn tail starts.
-    pub fn scan(
-        bytes: &[u8],
-        segment: u32,
-    ) -> (Vec<(usize, usize)>, Vec<(usize, usize)>, Option<usize>) {
+    pub fn scan(bytes: &[u8], segment: u32) -> (Ranges, Ranges, Option<usize>) {
         let mut frames = Vec::new();
         let report = super::scan::scan_segment(bytes, segment, |_, at, len| frames.push((at, len)));
         (frames, report.damaged, report.torn_from)
