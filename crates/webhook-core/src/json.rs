@@ -19,11 +19,17 @@ pub(crate) enum JsonError {
 /// so strings are not validated again one by one. Nesting needs tracking only when the
 /// body holds more `[`/`{` bytes than `max_depth` (fewer cannot nest deeper); otherwise
 /// serde_json's value skipping, its fastest path, does the whole check.
+///
+/// What destinations cannot carry is refused too: a `\u` escape of a lone UTF-16
+/// surrogate, and a number too large for a double (`1e999999`, hundreds of digits). The
+/// same scan that counts openers notices where those could be (a `\u` escape, a long run
+/// of digits, an exponent) and sends the body down the strict path, which decodes every
+/// string and number.
 pub(crate) fn check(body: &[u8], max_depth: usize) -> Result<(), JsonError> {
     let text = std::str::from_utf8(body)?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let openers = body.iter().filter(|&&b| b == b'[' || b == b'{').count();
-    if openers <= max_depth {
+    let (openers, suspect) = scan(body);
+    if openers <= max_depth && !suspect {
         <IgnoredAny as serde::Deserialize>::deserialize(&mut deserializer)?;
     } else {
         Depth {
@@ -32,6 +38,34 @@ pub(crate) fn check(body: &[u8], max_depth: usize) -> Result<(), JsonError> {
         .deserialize(&mut deserializer)?;
     }
     Ok(deserializer.end()?)
+}
+
+/// Digits in a row past which a number may not fit a double (or a consumer's integer).
+const LONG_NUMBER: usize = 300;
+
+/// The `[`/`{` count, and whether the body may hold a lone surrogate or an oversized number.
+fn scan(body: &[u8]) -> (usize, bool) {
+    let mut openers = 0;
+    let mut digits = 0usize;
+    let mut suspect = false;
+    let mut previous = 0u8;
+    for &b in body {
+        match b {
+            b'[' | b'{' => openers += 1,
+            b'0'..=b'9' => {
+                digits += 1;
+                suspect |= digits > LONG_NUMBER;
+            }
+            b'u' => suspect |= previous == b'\\',
+            b'e' | b'E' => suspect |= previous.is_ascii_digit() || previous == b'.',
+            _ => {}
+        }
+        if !b.is_ascii_digit() {
+            digits = 0;
+        }
+        previous = b;
+    }
+    (openers, suspect)
 }
 
 #[derive(Clone, Copy)]
@@ -72,8 +106,12 @@ impl<'de> Visitor<'de> for Depth {
     fn visit_u64<E>(self, _: u64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E: Error>(self, value: f64) -> Result<(), E> {
+        if value.is_finite() {
+            Ok(())
+        } else {
+            Err(E::custom("number out of range"))
+        }
     }
     fn visit_str<E>(self, _: &str) -> Result<(), E> {
         Ok(())
@@ -90,7 +128,8 @@ impl<'de> Visitor<'de> for Depth {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let inner = self.enter()?;
-        while map.next_key::<IgnoredAny>()?.is_some() {
+        // keys decoded too (a lone surrogate in a key is refused like one in a value)
+        while map.next_key_seed(inner)?.is_some() {
             map.next_value_seed(inner)?;
         }
         Ok(())
@@ -125,5 +164,22 @@ mod tests {
         assert!(check(b"[1, 2,]", 50).is_err());
         assert!(check(format!("[{}1,]", "[1],".repeat(60)).as_bytes(), 50).is_err());
         assert!(check(b"\"\xff\"", 50).is_err());
+    }
+
+    #[test]
+    fn what_destinations_cannot_carry_is_refused() {
+        assert!(check(br#"{"a":"\ud800"}"#, 50).is_err(), "lone surrogate");
+        assert!(
+            check(br#"{"\udc00":1}"#, 50).is_err(),
+            "lone surrogate in a key"
+        );
+        assert!(
+            check(br#"{"a":"\ud83d\ude00 \u00e9"}"#, 50).is_ok(),
+            "a pair is fine"
+        );
+        assert!(check(b"[1e999999]", 50).is_err());
+        assert!(check(format!("[{}]", "9".repeat(1000)).as_bytes(), 50).is_err());
+        assert!(check(b"[1.5e10, 2E-3, 12345678901234567890]", 50).is_ok());
+        assert!(check(br#"{"word": "e1e2", "x": "\\u"}"#, 50).is_ok());
     }
 }

@@ -88,7 +88,11 @@ pub async fn check(subject: &impl Subject) {
     webhooks.push('}');
     let mut builder = TestServer::builder(&webhooks)
         .registry(subject.registry())
-        .options(subject.options());
+        .options(subject.options())
+        .server_options(webhook_server::server::ServerOptions {
+            ops_token: webhook_server::server::OpsToken::new(OPS_TOKEN),
+            ..Default::default()
+        });
     if let Some(connections) = subject.connections() {
         builder = builder.connections(&connections);
     }
@@ -184,10 +188,17 @@ pub async fn check(subject: &impl Subject) {
     }
 }
 
+/// The ops token of the server under test (`/health`'s details need it).
+const OPS_TOKEN: &str = "conformance-ops-token";
+
 /// What `/health` says of the destination under test (other webhooks, such as the refused
 /// one, may be unhealthy on purpose).
 async fn healthy(server: &TestServer) -> bool {
-    let report = server.get("/health").await.json();
+    let bearer = format!("Bearer {OPS_TOKEN}");
+    let report = server
+        .request("GET", "/health", &[("Authorization", bearer.as_str())], "")
+        .await
+        .json();
     report["destinations"]["conformance"][0]["status"] == "ok"
 }
 

@@ -94,6 +94,7 @@ impl Validator for HmacSignature {
             key_encoding: KeyEncoding::Utf8,
             encoding: SignatureEncoding::Hex,
             tolerance: None,
+            unsigned_body: false,
         };
         let verifier = Verifier::build(
             "hmac",

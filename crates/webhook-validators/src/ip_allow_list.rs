@@ -44,6 +44,10 @@ impl Validator for IpAllowList {
     }
 
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
+        // unknown (an unparsable X-Forwarded-For from a trusted proxy): fail closed
+        if request.client_ip.is_unspecified() {
+            return Check::Reject(Rejection::forbidden("client_ip_unknown"));
+        }
         if self
             .networks
             .iter()

@@ -24,6 +24,13 @@ pub struct JwtConfig {
     pub audience: Option<String>,
 }
 
+/// A PEM block or a JWK, which an HS* `secret` must not be.
+fn looks_like_a_public_key(secret: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(secret);
+    let text = text.trim_start();
+    text.starts_with("-----BEGIN") || (text.starts_with('{') && text.contains("\"kty\""))
+}
+
 fn default_algorithm() -> String {
     "HS256".to_owned()
 }
@@ -77,6 +84,15 @@ impl Validator for Jwt {
         };
         let key = match algorithm {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                if looks_like_a_public_key(secret) {
+                    // whoever has the public key could sign tokens with it as the secret
+                    return Err(BuildError::key(
+                        "secret",
+                        format!(
+                            "looks like a PEM or JWK key, not a shared secret: set `algorithm` to the key's algorithm (e.g. RS256); {algorithm:?} would let anyone holding the public key forge tokens"
+                        ),
+                    ));
+                }
                 DecodingKey::from_secret(secret).map_err(bad_key)?
             }
             Algorithm::RS256
@@ -97,6 +113,8 @@ impl Validator for Jwt {
             }
         };
         let mut validation = Validation::new(algorithm);
+        // a token is not valid before its `nbf`
+        validation.validate_nbf = true;
         if let Some(issuer) = &config.issuer {
             validation.set_issuer(&[issuer]);
         }

@@ -361,20 +361,24 @@ fn reject(rejection: &Rejection) -> Response<ResponseBody> {
 }
 
 /// The client address: the peer, unless the peer is a trusted proxy, in which case the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy. Entries may carry
+/// a port (`1.2.3.4:5678`, `[2001:db8::1]:443`); an entry that does not parse makes the
+/// client unknown (the unspecified address `::`), so an IP allow-list refuses it rather
+/// than taking the proxy for the client.
 fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let unknown = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
     let mut client = peer.ip().to_canonical();
     if !is_trusted(&client) {
         return client;
     }
     for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
         let Ok(text) = value.to_str() else {
-            return client;
+            return unknown;
         };
         for part in text.rsplit(',') {
-            let Ok(ip) = part.trim().parse::<IpAddr>() else {
-                return client;
+            let Some(ip) = forwarded_ip(part.trim()) else {
+                return unknown;
             };
             client = ip.to_canonical();
             if !is_trusted(&client) {
@@ -383,6 +387,14 @@ fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         }
     }
     client
+}
+
+/// One `X-Forwarded-For` entry: an IP, `ip:port` or `[v6]:port`.
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    entry.parse::<SocketAddr>().ok().map(|addr| addr.ip())
 }
 
 #[cfg(test)]
@@ -414,9 +426,20 @@ mod tests {
             client_ip(proxy, &h, &trusted),
             "198.51.100.7".parse::<IpAddr>().unwrap()
         );
-        // garbage stops the walk at the last trusted hop
+        // garbage makes the client unknown (never the proxy itself)
         let h = headers(&["nonsense"]);
-        assert_eq!(client_ip(proxy, &h, &trusted), proxy.ip());
+        assert!(client_ip(proxy, &h, &trusted).is_unspecified());
+        // ports, as some proxies append them
+        let h = headers(&["198.51.100.7:1234"]);
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        let h = headers(&["[2001:db8::9]:443"]);
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "2001:db8::9".parse::<IpAddr>().unwrap()
+        );
         // no trusted proxies: the header means nothing
         assert_eq!(client_ip(proxy, &headers(&["1.2.3.4"]), &[]), proxy.ip());
         // v4-mapped v6 peers are seen as v4

@@ -17,4 +17,5 @@ mod spool_crash;
 mod spool_disk_full;
 mod stats_redis;
 mod validation;
+mod verification_edges;
 mod verify;

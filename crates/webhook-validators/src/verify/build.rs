@@ -67,6 +67,16 @@ impl Verifier {
                 format!("is required by `{name}`: the URL the sender posts to"),
             ));
         }
+        let covers_body = pieces.contains(&Piece::Body) || pieces.contains(&Piece::FormParams);
+        if scheme.signature_format != SignatureFormat::Token
+            && !covers_body
+            && !scheme.unsigned_body
+        {
+            return Err(BuildError::key(
+                "scheme.signed",
+                "does not cover the body (no {body} or {form_params}): any body would pass with a valid signature; add {body}, or set `unsigned_body: true` to mean it",
+            ));
+        }
         let has_timestamp = scheme.timestamp_header.is_some() || scheme.timestamp_key.is_some();
         if pieces.contains(&Piece::Timestamp) && !has_timestamp {
             return Err(BuildError::key(

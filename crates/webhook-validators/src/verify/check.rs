@@ -197,7 +197,12 @@ impl Verifier {
 
         let url = self.signed_url(request)?;
         let form = if self.pieces.contains(&Piece::FormParams) && !url.contains("bodySHA256=") {
-            form_params(request)
+            match form_params(request) {
+                Some(params) => params,
+                None if request.body.is_empty() => Vec::new(),
+                // neither form parameters nor a body hash: the body would go unsigned
+                None => return Err(Rejection::unauthorized("body_not_signed")),
+            }
         } else {
             Vec::new()
         };
@@ -265,21 +270,22 @@ impl Verifier {
     }
 }
 
-/// Form parameters of a `application/x-www-form-urlencoded` body, sorted by name.
-fn form_params(request: &RequestView<'_>) -> Vec<(String, String)> {
+/// Form parameters of a `application/x-www-form-urlencoded` body, sorted by name; `None`
+/// for any other content type.
+fn form_params(request: &RequestView<'_>) -> Option<Vec<(String, String)>> {
     let is_form = request
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !is_form {
-        return Vec::new();
+        return None;
     }
     let mut params: Vec<(String, String)> = form_urlencoded::parse(request.body)
         .map(|(n, v)| (n.into_owned(), v.into_owned()))
         .collect();
     params.sort();
-    params
+    Some(params)
 }
 
 fn strip_prefix<'v>(value: &'v [u8], prefix: &[u8]) -> Option<&'v [u8]> {

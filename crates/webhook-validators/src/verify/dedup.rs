@@ -1,7 +1,7 @@
 //! De-duplication by the provider's delivery id: an id whose webhook was delivered within
 //! the window is answered 200 again without a second delivery. In memory, per webhook.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,23 @@ pub(crate) enum Lookup<'a> {
 #[derive(Debug, Default)]
 struct Seen {
     ids: HashMap<Box<[u8]>, Instant>,
+    /// The ids in the order they were remembered (= the order they expire: one window for
+    /// all), so the oldest go first when the store is full.
+    order: VecDeque<(Instant, Box<[u8]>)>,
     inserts: u64,
+}
+
+impl Seen {
+    /// Forget the oldest id (if it was not remembered again since).
+    fn forget_oldest(&mut self) -> bool {
+        let Some((until, id)) = self.order.pop_front() else {
+            return false;
+        };
+        if self.ids.get(&id) == Some(&until) {
+            self.ids.remove(&id);
+        }
+        true
+    }
 }
 
 impl Dedup {
@@ -202,13 +218,16 @@ impl Dedup {
                 };
                 let now = Instant::now();
                 seen.inserts += 1;
-                if seen.inserts.is_multiple_of(SWEEP_EVERY) || seen.ids.len() >= MAX_IDS {
-                    seen.ids.retain(|_, until| *until > now);
-                    if seen.ids.len() >= MAX_IDS {
-                        seen.ids.clear();
+                if seen.inserts.is_multiple_of(SWEEP_EVERY) {
+                    while seen.order.front().is_some_and(|(until, _)| *until <= now) {
+                        seen.forget_oldest();
                     }
                 }
-                seen.ids.insert(id, now + self.window);
+                // full: the oldest ids go first, never all of them at once
+                while seen.ids.len() >= MAX_IDS && seen.forget_oldest() {}
+                let until = now + self.window;
+                seen.order.push_back((until, id.clone()));
+                seen.ids.insert(id, until);
                 Box::pin(async {})
             }
             #[cfg(feature = "redis")]

@@ -91,6 +91,7 @@ impl Provider {
             key_encoding: KeyEncoding::Utf8,
             encoding: SignatureEncoding::Hex,
             tolerance: None,
+            unsigned_body: false,
         };
         match self {
             Provider::Github => SchemeConfig {

@@ -98,6 +98,11 @@ pub struct SchemeConfig {
     /// 300 when the scheme has a timestamp).
     #[serde(default, deserialize_with = "webhook_core::config::de::option_number")]
     pub tolerance: Option<u64>,
+    /// Accept a `signed` template that covers no part of the body (neither `{body}` nor
+    /// `{form_params}`): any body then passes with a valid signature. Default false, which
+    /// makes such a template a config error.
+    #[serde(default)]
+    pub unsigned_body: bool,
 }
 
 fn default_pair_separator() -> String {
