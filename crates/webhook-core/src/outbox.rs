@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use crate::Delivery;
 use crate::attempt::{self, GiveUp, Job, Progress, Route, Routes};
@@ -76,13 +77,34 @@ impl Progress for Background<'_> {
         {
             destination.metrics.dead_lettered.increment(1);
         }
-        let spool = Arc::clone(&self.outbox.spool);
-        let entry = self.entry.clone();
         let reason = error.chain();
-        let written = tokio::task::spawn_blocking(move || {
-            spool.write_dead_letter(&entry, index, module, attempts, &reason)
-        })
-        .await;
+        // While the dead letters are full the entry stays pending (charged to its webhook's
+        // share) and the write is tried again, until an operator makes room.
+        let mut wait = Duration::from_secs(1);
+        let written = loop {
+            let spool = Arc::clone(&self.outbox.spool);
+            let entry = self.entry.clone();
+            let reason = reason.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                spool.write_dead_letter(&entry, index, module, attempts, &reason)
+            })
+            .await;
+            match written {
+                Ok(Err(SpoolError::DeadLettersFull { used, max })) if self.spooled => {
+                    if wait == Duration::from_secs(1) {
+                        tracing::error!(
+                            webhook = %self.entry.delivery.webhook_id,
+                            request_id = %self.entry.delivery.request_id,
+                            used, max,
+                            "the dead letters are full: the entry stays pending until there is room (replay or delete dead letters)"
+                        );
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                other => break other,
+            }
+        };
         let delivery = &self.entry.delivery;
         match written {
             Ok(Ok(letter)) => {
@@ -130,6 +152,19 @@ impl Outbox {
             Err(poisoned) => *poisoned.into_inner() = Arc::new(routes),
         }
         if !self.resumed.swap(true, Ordering::AcqRel) {
+            if let Some(ttl) = self.spool.dead_letter_ttl() {
+                let spool = Arc::clone(&self.spool);
+                let every = (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+                tokio::spawn(async move {
+                    loop {
+                        let expiring = Arc::clone(&spool);
+                        let _ =
+                            tokio::task::spawn_blocking(move || expiring.expire_dead_letters(ttl))
+                                .await;
+                        tokio::time::sleep(every).await;
+                    }
+                });
+            }
             let pending = self.spool.pending();
             if !pending.is_empty() {
                 tracing::info!(
@@ -156,7 +191,9 @@ impl Outbox {
         let (entry, hold) = if durable {
             (self.spool.append(delivery, targets).await?, None)
         } else {
-            let hold = self.spool.reserve(delivery.held_bytes())?;
+            let hold = self
+                .spool
+                .reserve(&delivery.webhook_id, delivery.held_bytes())?;
             let entry = EntryRecord {
                 seq: 0,
                 targets,

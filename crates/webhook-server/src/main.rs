@@ -212,6 +212,20 @@ struct Cli {
     #[arg(long, env = "WEBHOOK_SPOOL_MAX_BYTES", default_value_t = 1 << 30, global = true)]
     spool_max_bytes: u64,
 
+    /// Most of the spool one webhook's pending entries may take, in percent; past it that
+    /// webhook gets 503 while the others go on.
+    #[arg(long, env = "WEBHOOK_SPOOL_WEBHOOK_SHARE", default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100), global = true)]
+    spool_webhook_share: u8,
+
+    /// Most bytes the dead letters may take (a quota of their own); default a quarter of
+    /// --spool-max-bytes. Past it, deliveries given up stay pending in the spool.
+    #[arg(long, env = "WEBHOOK_DEAD_LETTER_MAX_BYTES", global = true)]
+    dead_letter_max_bytes: Option<u64>,
+
+    /// Delete dead letters older than this many seconds (default: keep them).
+    #[arg(long, env = "WEBHOOK_DEAD_LETTER_TTL", global = true)]
+    dead_letter_ttl: Option<u64>,
+
     /// How the spool makes a group durable: `direct` (O_DIRECT + O_DSYNC writes, falling
     /// back to `fdatasync` where the file system refuses direct I/O) or `fdatasync`
     /// (buffered writes + fdatasync).
@@ -501,6 +515,9 @@ fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
             dir: cli.spool_dir.clone(),
             max_bytes: cli.spool_max_bytes,
             direct_io: cli.spool_sync == "direct",
+            webhook_share_percent: cli.spool_webhook_share,
+            dead_letter_max_bytes: cli.dead_letter_max_bytes.unwrap_or(cli.spool_max_bytes / 4),
+            dead_letter_ttl: cli.dead_letter_ttl.map(Duration::from_secs),
             ..webhook_core::SpoolOptions::default()
         },
         destination_concurrency: cli.destination_concurrency.max(1),

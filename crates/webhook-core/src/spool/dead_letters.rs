@@ -35,6 +35,29 @@ pub struct DeadLetter {
     pub dead_at: String,
     /// Body size in bytes.
     pub body_bytes: usize,
+    /// The file cannot be read back (a damaged disk): listed so it can be deleted; it
+    /// cannot be replayed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub damaged: bool,
+}
+
+impl DeadLetter {
+    /// What is known of a dead letter whose file is damaged: its id.
+    fn damaged(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            webhook: String::new(),
+            request_id: String::new(),
+            destination: 0,
+            module: String::new(),
+            attempts: 0,
+            error: "the dead letter's file is damaged".to_owned(),
+            received_at: String::new(),
+            dead_at: String::new(),
+            body_bytes: 0,
+            damaged: true,
+        }
+    }
 }
 
 impl Spool {
@@ -64,6 +87,7 @@ impl Spool {
             received_at: rfc3339(entry.delivery.received_at),
             dead_at: rfc3339(SystemTime::now()),
             body_bytes: entry.delivery.body.len(),
+            damaged: false,
         };
         let mut single = entry.clone();
         single.targets = 1 << destination;
@@ -74,6 +98,14 @@ impl Spool {
         bytes.extend_from_slice(&record::encode_entry(&single));
         record::stamp(&mut bytes, 0);
         let dead = self.dead_dir();
+        let path = dead.join(format!("{id}.dead"));
+        let max = self.options.dead_letter_max_bytes;
+        let used = self.dead_bytes.load(Ordering::Acquire);
+        let replacing = fs::metadata(&path).map_or(0, |m| m.len());
+        if used.saturating_sub(replacing) + bytes.len() as u64 > max {
+            // the entry stays pending in the spool (charged to its webhook's share)
+            return Err(SpoolError::DeadLettersFull { used, max });
+        }
         let tmp = dead.join(format!(".{id}.tmp"));
         let mut file = private_file()
             .write(true)
@@ -82,14 +114,13 @@ impl Spool {
             .open(&tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
-        let path = dead.join(format!("{id}.dead"));
         // A dead letter written again for the same id (a replay that failed again)
         // replaces the earlier file: count only the difference.
         let replaced = fs::metadata(&path).map_or(0, |m| m.len());
         fs::rename(&tmp, &path)?;
         sync_dir(&dead)?;
-        // Counted even past the quota: the entry it comes from frees its own space in the
-        // segments, and a dead letter is never dropped for want of room.
+        // Dead letters have a quota of their own (checked above): they never make the
+        // pending entries' quota refuse a new webhook.
         let len = bytes.len() as u64;
         self.used.fetch_add(len, Ordering::AcqRel);
         self.dead_bytes.fetch_add(len, Ordering::AcqRel);
@@ -107,8 +138,12 @@ impl Spool {
             if path.extension().is_none_or(|e| e != "dead") {
                 continue;
             }
-            if let Ok((letter, _)) = read_dead_letter(&path) {
-                list.push(letter);
+            match read_dead_letter(&path) {
+                Ok((letter, _)) => list.push(letter),
+                Err(_) => {
+                    let id = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                    list.push(DeadLetter::damaged(id));
+                }
             }
         }
         list.sort_by(|a, b| (&a.dead_at, &a.id).cmp(&(&b.dead_at, &b.id)));
@@ -157,12 +192,47 @@ impl Spool {
     }
 
     /// Drop dead letter `id` without delivering it; returns what it was. Blocking.
+    /// A damaged one is deleted too (it could never be replayed).
     pub fn delete_dead_letter(&self, id: &str) -> Result<DeadLetter, SpoolError> {
         let path = self.dead_letter_path(id)?;
-        let (letter, _) = read_dead_letter(&path)?;
+        let letter = read_dead_letter(&path).map_or_else(|_| DeadLetter::damaged(id), |(l, _)| l);
         self.remove_dead_letter_file(&path)?;
         tracing::warn!(id, webhook = %letter.webhook, request_id = %letter.request_id, "dead letter deleted");
         Ok(letter)
+    }
+}
+
+impl Spool {
+    /// `dead_letter_ttl` of the options.
+    pub(crate) fn dead_letter_ttl(&self) -> Option<std::time::Duration> {
+        self.options.dead_letter_ttl
+    }
+
+    /// Delete the dead letters older than `ttl` (by their file's time); how many. Blocking.
+    pub(crate) fn expire_dead_letters(&self, ttl: std::time::Duration) -> usize {
+        let Ok(entries) = fs::read_dir(self.dead_dir()) else {
+            return 0;
+        };
+        let mut expired = 0;
+        for dirent in entries.flatten() {
+            let path = dirent.path();
+            let old = dirent
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > ttl);
+            if path.extension().is_some_and(|e| e == "dead")
+                && old
+                && self.remove_dead_letter_file(&path).is_ok()
+            {
+                expired += 1;
+            }
+        }
+        if expired > 0 {
+            tracing::warn!(expired, ttl = ?ttl, "dead letters past their time to live deleted");
+        }
+        expired
     }
 }
 

@@ -25,6 +25,7 @@ mod dead_letters;
 pub(crate) mod record;
 mod recovery;
 mod scan;
+mod shares;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -79,6 +80,16 @@ pub struct SpoolOptions {
     /// Size at which the active segment is closed and a new one started (default 64 MiB,
     /// at most an eighth of `max_bytes`).
     pub segment_bytes: u64,
+    /// Most of the quota one webhook's pending entries may take, in percent (default 50):
+    /// past it that webhook's requests get 503 while the others go on.
+    pub webhook_share_percent: u8,
+    /// Most bytes the dead letters may take (default 256 MiB, the server's default is a
+    /// quarter of `max_bytes`), apart from
+    /// the quota of pending entries: dead letters never block new webhooks; past this,
+    /// a delivery given up stays pending in the spool instead.
+    pub dead_letter_max_bytes: u64,
+    /// Delete dead letters older than this (default: keep them until replayed or deleted).
+    pub dead_letter_ttl: Option<std::time::Duration>,
     /// Write each group with `O_DIRECT | O_DSYNC` (default `true`): one write per group,
     /// durable when it returns, without the page cache. Where the file system refuses
     /// direct I/O, or with `false`, groups are written buffered and `fdatasync`'d.
@@ -91,6 +102,9 @@ impl Default for SpoolOptions {
             dir: PathBuf::from("spool"),
             max_bytes: 1 << 30,
             segment_bytes: 64 << 20,
+            webhook_share_percent: 50,
+            dead_letter_max_bytes: 256 << 20,
+            dead_letter_ttl: None,
             direct_io: true,
         }
     }
@@ -105,6 +119,24 @@ pub enum SpoolError {
         /// Bytes in use.
         used: u64,
         /// The configured maximum.
+        max: u64,
+    },
+    /// Taking the request would pass its webhook's share of the spool.
+    #[error("webhook {webhook} holds its whole share of the spool ({held} of {max} bytes)")]
+    ShareFull {
+        /// The webhook.
+        webhook: String,
+        /// Bytes its pending entries take.
+        held: u64,
+        /// Its share.
+        max: u64,
+    },
+    /// The dead letters take all the room they may.
+    #[error("the dead letters are full ({used} of {max} bytes)")]
+    DeadLettersFull {
+        /// Bytes they take.
+        used: u64,
+        /// `dead_letter_max_bytes`.
         max: u64,
     },
     /// A file operation failed (e.g. the disk is full).
@@ -143,6 +175,8 @@ struct Live {
     entry: Arc<EntryRecord>,
     segment: u64,
     bytes: u64,
+    /// What the entry is charged to its webhook's share (its size when appended).
+    charged: u64,
     done: u32,
     attempts: Vec<u32>,
 }
@@ -171,12 +205,15 @@ enum Op {
 #[derive(Debug)]
 pub(crate) struct Reservation {
     used: Arc<AtomicU64>,
+    shares: Arc<shares::Shares>,
+    webhook: Arc<str>,
     bytes: u64,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         release(&self.used, self.bytes);
+        self.shares.release(&self.webhook, self.bytes);
     }
 }
 
@@ -191,6 +228,8 @@ pub struct Spool {
     used: Arc<AtomicU64>,
     /// The part of `used` that dead letters take.
     dead_bytes: Arc<AtomicU64>,
+    /// Each webhook's pending bytes.
+    shares: Arc<shares::Shares>,
     next_seq: AtomicU64,
     writer: Mutex<mpsc::Sender<Op>>,
 }
@@ -310,11 +349,12 @@ impl Spool {
         entry.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let bytes = record::encode_entry(&entry);
         let len = bytes.len() as u64;
-        let max = self.options.max_bytes;
-        let before = self.used.fetch_add(len, Ordering::AcqRel);
-        if within_quota && before + len > max {
-            release(&self.used, len);
-            return Err(SpoolError::Full { used: before, max });
+        let webhook = Arc::clone(&entry.delivery.webhook_id);
+        if within_quota {
+            self.take_quota(&webhook, len)?;
+        } else {
+            self.used.fetch_add(len, Ordering::AcqRel);
+            self.shares.charge(&webhook, len);
         }
         let entry = Arc::new(entry);
         let (reply, answer) = oneshot::channel();
@@ -332,6 +372,7 @@ impl Spool {
         };
         if let Err(err) = result {
             release(&self.used, len);
+            self.shares.release(&webhook, len);
             return Err(err);
         }
         Ok(entry)
@@ -340,17 +381,42 @@ impl Spool {
     /// Count `bytes` held only in memory (an `ack: accepted` request) against the quota
     /// until the returned reservation is dropped: memory for requests not yet delivered is
     /// bounded like the spool's disk.
-    pub(crate) fn reserve(&self, bytes: u64) -> Result<Reservation, SpoolError> {
-        let max = self.options.max_bytes;
-        let before = self.used.fetch_add(bytes, Ordering::AcqRel);
-        if before + bytes > max {
-            release(&self.used, bytes);
-            return Err(SpoolError::Full { used: before, max });
-        }
+    pub(crate) fn reserve(
+        &self,
+        webhook: &Arc<str>,
+        bytes: u64,
+    ) -> Result<Reservation, SpoolError> {
+        self.take_quota(webhook, bytes)?;
         Ok(Reservation {
             used: Arc::clone(&self.used),
+            shares: Arc::clone(&self.shares),
+            webhook: Arc::clone(webhook),
             bytes,
         })
+    }
+
+    /// Take `bytes` of the quota (dead letters left out) and of `webhook`'s share.
+    fn take_quota(&self, webhook: &Arc<str>, bytes: u64) -> Result<(), SpoolError> {
+        let max = self.options.max_bytes;
+        let before = self.used.fetch_add(bytes, Ordering::AcqRel);
+        let pending = before.saturating_sub(self.dead_bytes.load(Ordering::Acquire));
+        if pending + bytes > max {
+            release(&self.used, bytes);
+            return Err(SpoolError::Full { used: pending, max });
+        }
+        if let Err(held) = self.shares.try_charge(webhook, bytes) {
+            release(&self.used, bytes);
+            return Err(SpoolError::ShareFull {
+                webhook: webhook.to_string(),
+                held,
+                max: self.share_max(),
+            });
+        }
+        Ok(())
+    }
+
+    fn share_max(&self) -> u64 {
+        self.options.max_bytes / 100 * u64::from(self.options.webhook_share_percent.clamp(1, 100))
     }
 
     /// Destination `destination` of entry `seq` confirmed (or was dead-lettered).
@@ -369,6 +435,8 @@ impl Spool {
                 .extend_from_slice(&record::encode_done(seq, destination));
             if complete {
                 let (segment, bytes) = (live.segment, live.bytes);
+                self.shares
+                    .release(&live.entry.delivery.webhook_id, live.charged);
                 state.live.remove(&seq);
                 if let Some(s) = state.segments.get_mut(&segment) {
                     s.live = s.live.saturating_sub(1);

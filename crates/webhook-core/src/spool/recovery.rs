@@ -92,6 +92,9 @@ impl Spool {
         recovered.retain(|_, p| p.done & p.entry.targets != p.entry.targets);
 
         let mut live = HashMap::with_capacity(recovered.len());
+        let shares = Arc::new(shares::Shares::new(
+            options.max_bytes / 100 * u64::from(options.webhook_share_percent.clamp(1, 100)),
+        ));
         for (seq, pending) in recovered {
             let Some(&(segment, bytes)) = located.get(&seq) else {
                 continue;
@@ -100,12 +103,14 @@ impl Spool {
                 s.live += 1;
                 s.live_bytes += bytes;
             }
+            shares.charge(&pending.entry.delivery.webhook_id, bytes);
             live.insert(
                 seq,
                 Live {
                     entry: pending.entry,
                     segment,
                     bytes,
+                    charged: bytes,
                     done: pending.done,
                     attempts: pending.attempts,
                 },
@@ -208,6 +213,7 @@ impl Spool {
             state,
             used,
             dead_bytes,
+            shares,
             next_seq: AtomicU64::new(max_seq + 1),
             writer: Mutex::new(sender),
         }))

@@ -22,6 +22,10 @@ fn options_in(dir: &Path, direct: bool) -> SpoolOptions {
         max_bytes: 1 << 20,
         segment_bytes: 16 << 10,
         direct_io: direct,
+        // one test webhook may fill it all (shares have a test of their own)
+        webhook_share_percent: 100,
+        dead_letter_max_bytes: 1 << 30,
+        dead_letter_ttl: None,
     }
 }
 
@@ -221,6 +225,8 @@ async fn full_spool_refuses_and_recovers_when_entries_finish_in(direct: bool) {
         max_bytes: 64 << 10,
         segment_bytes: 8 << 10,
         direct_io: direct,
+        webhook_share_percent: 100,
+        ..SpoolOptions::default()
     };
     let spool = Spool::open(opts.clone()).unwrap();
     let body = "x".repeat(1000);

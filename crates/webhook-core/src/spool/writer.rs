@@ -210,6 +210,7 @@ impl Writer {
                             entry: Arc::clone(entry),
                             segment: active,
                             bytes: len,
+                            charged: len,
                             done: 0,
                             attempts: Vec::new(),
                         },

@@ -362,6 +362,7 @@ async fn accepted_requests_are_counted_in_the_spool_quota() {
         spool: SpoolOptions {
             dir: dir.path().to_path_buf(),
             max_bytes: 200_000,
+            webhook_share_percent: 100,
             ..SpoolOptions::default()
         },
         ..PipelineOptions::default()

@@ -7,6 +7,7 @@ mod cli;
 mod config_errors;
 mod credentials;
 mod delivery;
+mod fairness;
 mod limits;
 mod metrics;
 mod openapi;

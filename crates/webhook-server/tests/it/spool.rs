@@ -514,7 +514,7 @@ async fn spool_and_dead_letter_metrics_are_exported() {
 }
 
 #[tokio::test]
-async fn dead_letters_count_against_the_quota_and_can_be_replayed_or_deleted() {
+async fn dead_letters_are_kept_and_can_be_replayed_or_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let target = HttpTarget::start().await;
     // Every delivery is refused for good: each webhook becomes a dead letter.
@@ -526,24 +526,23 @@ async fn dead_letters_count_against_the_quota_and_can_be_replayed_or_deleted() {
     );
     let server = start(&webhooks, dir.path(), 96 << 10).await;
     let body = "d".repeat(4000);
-    // After each, wait until it is a dead letter, so the space it holds is the dead letter's.
-    let (accepted, _) = fill_spool(&server, &body, async |accepted| {
+    // More than the pending quota holds: dead letters have a quota of their own, so they
+    // never block new webhooks (the fairness tests cover the limits).
+    let sent = 30;
+    for n in 1..=sent {
+        let r = server.post("hook", &[], body.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         eventually(Duration::from_secs(5), "the dead letter", || {
-            target.received().len() >= accepted
+            target.received().len() >= n
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    eventually(Duration::from_secs(5), "every dead letter written", || {
+        std::fs::read_dir(dir.path().join("dead")).unwrap().count() >= sent
     })
     .await;
     let letters = dead_letters(&server).await;
-    assert!(letters.len() >= 10, "only {} dead letters", letters.len());
-    assert!(letters.len() <= accepted, "{} > {accepted}", letters.len());
-    // Still full while the dead letters stay: they are kept, never dropped for room.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        server.post("hook", &[], body.clone()).await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(letters.len(), sent);
 
     // A replay is taken even now (it moves a dead letter back into the spool).
     target.respond(StatusCode::OK, &[]);
