@@ -12,6 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::error::HttpError;
+use crate::guard::GuardedResolver;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -24,13 +25,23 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024;
 /// ([`HttpClient::for_pipeline`]), never one per request.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
 }
 
 impl HttpClient {
     /// A new client with its own connection pool.
     pub fn new() -> Result<Self, HttpError> {
-        let mut http = HttpConnector::new();
+        Self::build(None)
+    }
+
+    /// A client of its own whose connections refuse private addresses (see
+    /// [`crate::TargetGuard`]): for a destination with `deny_private_targets`.
+    pub fn guarded(guard: crate::TargetGuard) -> Result<Self, HttpError> {
+        Self::build(Some(guard))
+    }
+
+    fn build(guard: Option<crate::TargetGuard>) -> Result<Self, HttpError> {
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(guard));
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));

@@ -7,8 +7,10 @@
 
 mod client;
 mod error;
+mod guard;
 mod headers;
 
 pub use client::{HttpClient, tls_config};
 pub use error::HttpError;
+pub use guard::{GuardConfig, TargetGuard, is_public};
 pub use headers::parse_headers;

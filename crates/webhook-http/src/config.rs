@@ -22,6 +22,24 @@ pub struct HttpConfig {
     /// Seconds the whole exchange may take (default 30).
     #[serde(default = "default_timeout", deserialize_with = "de::number")]
     pub timeout: f64,
+    /// Refuse targets that are or resolve to private, loopback or link-local addresses
+    /// (checked on every connection); default false.
+    #[serde(default)]
+    pub deny_private_targets: bool,
+    /// Hosts allowed despite `deny_private_targets` (the original's key; setting it turns
+    /// the guard on).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl HttpConfig {
+    /// The SSRF guard this destination asks for, if any.
+    pub fn guard(&self) -> Option<webhook_http_client::TargetGuard> {
+        webhook_http_client::TargetGuard::from_config(&webhook_http_client::GuardConfig {
+            deny_private_targets: self.deny_private_targets,
+            allowed_hosts: self.allowed_hosts.clone(),
+        })
+    }
 }
 
 fn default_timeout() -> f64 {

@@ -40,7 +40,7 @@ impl Module for HttpWebhook {
     type Connection = NoConnection;
 
     fn validate(config: &HttpConfig, _: &BuildContext) -> Result<(), BuildError> {
-        target_uri(&config.url)?;
+        check_guard(config, &target_uri(&config.url)?)?;
         configured_headers(config)?;
         timeout_seconds(config.timeout).map_err(|m| BuildError::key("timeout", m))?;
         Ok(())
@@ -51,8 +51,15 @@ impl Module for HttpWebhook {
         _: Option<NoConnection>,
         context: &BuildContext,
     ) -> Result<Self, BuildError> {
-        let client = HttpClient::for_pipeline(context).await?;
         let url = target_uri(&config.url)?;
+        check_guard(&config, &url)?;
+        let client = match config.guard() {
+            // a client of its own: its resolver refuses private addresses
+            Some(guard) => {
+                HttpClient::guarded(guard).map_err(|e| BuildError::other(e.to_string()))?
+            }
+            None => HttpClient::for_pipeline(context).await?,
+        };
         Ok(Self {
             client,
             host: host_header(&url)?,
@@ -180,6 +187,16 @@ fn connection_listed(headers: &HeaderMap) -> Vec<&str> {
         .map(str::trim)
         .filter(|name| !name.is_empty())
         .collect()
+}
+
+/// With the SSRF guard on, a literal private target is refused at once.
+fn check_guard(config: &HttpConfig, url: &Uri) -> Result<(), BuildError> {
+    match (config.guard(), url.host()) {
+        (Some(guard), Some(host)) => guard
+            .check_host(host)
+            .map_err(|e| BuildError::key("url", e)),
+        _ => Ok(()),
+    }
 }
 
 fn target_uri(url: &str) -> Result<Uri, BuildError> {

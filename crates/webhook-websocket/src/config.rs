@@ -29,6 +29,14 @@ pub struct WebSocketConfig {
     /// HTTP headers of the opening handshake (e.g. `Authorization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Refuse targets that are or resolve to private, loopback or link-local addresses
+    /// (checked on the address each connection is made to); default false.
+    #[serde(default)]
+    pub deny_private_targets: bool,
+    /// Hosts allowed despite `deny_private_targets` (the original's key; setting it turns
+    /// the guard on).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 fn default_timeout() -> f64 {

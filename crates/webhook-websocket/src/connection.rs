@@ -43,6 +43,8 @@ pub(crate) struct Target {
     pub(crate) headers: HeaderMap,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) timeout: Duration,
+    /// The SSRF guard (`deny_private_targets`), if on.
+    pub(crate) guard: Option<webhook_http_client::TargetGuard>,
 }
 
 impl Target {
@@ -106,11 +108,46 @@ async fn connect(target: &Target) -> Result<Socket, String> {
         Some(config) => Connector::Rustls(Arc::clone(config)),
         None => Connector::Plain,
     };
-    let attempt =
-        tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
+    let attempt = async {
+        let Some(guard) = &target.guard else {
+            return tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                None,
+                true,
+                Some(connector),
+            )
+            .await
+            .map_err(|e| e.to_string());
+        };
+        // Resolve, check and connect to the checked address ourselves: what is checked is
+        // what is connected to (DNS rebinding gains nothing).
+        let uri = request.uri();
+        let host = uri.host().unwrap_or("").trim_matches(['[', ']']).to_owned();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("wss") {
+                443
+            } else {
+                80
+            });
+        let addrs = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+        let allowed = guard.allows_host(&host);
+        let addr = addrs
+            .into_iter()
+            .find(|a| allowed || webhook_http_client::is_public(a.ip()))
+            .ok_or_else(|| {
+                format!("{host} resolves only to private addresses (deny_private_targets)")
+            })?;
+        let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        tokio_tungstenite::client_async_tls_with_config(request, stream, None, Some(connector))
+            .await
+            .map_err(|e| e.to_string())
+    };
     match tokio::time::timeout(target.timeout, attempt).await {
         Ok(Ok((socket, _))) => Ok(socket),
-        Ok(Err(err)) => Err(err.to_string()),
+        Ok(Err(err)) => Err(err),
         Err(_) => Err(format!("no handshake within {:?}", target.timeout)),
     }
 }

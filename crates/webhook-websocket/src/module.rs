@@ -27,6 +27,23 @@ pub struct WebSocket {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// The SSRF guard `config` asks for; a literal private target is refused at once.
+fn guard(config: &WebSocketConfig) -> Result<Option<webhook_http_client::TargetGuard>, BuildError> {
+    let guard = webhook_http_client::TargetGuard::from_config(&webhook_http_client::GuardConfig {
+        deny_private_targets: config.deny_private_targets,
+        allowed_hosts: config.allowed_hosts.clone(),
+    });
+    if let Some(guard) = &guard
+        && let Ok(uri) = config.url.parse::<http::Uri>()
+        && let Some(host) = uri.host()
+    {
+        guard
+            .check_host(host)
+            .map_err(|e| BuildError::key("url", e))?;
+    }
+    Ok(guard)
+}
+
 impl Module for WebSocket {
     const KIND: &'static str = "websocket";
     type Config = WebSocketConfig;
@@ -34,6 +51,7 @@ impl Module for WebSocket {
 
     fn validate(config: &WebSocketConfig, _: &BuildContext) -> Result<(), BuildError> {
         scheme_is_tls(&config.url)?;
+        guard(config)?;
         handshake_headers(config)?;
         timeout_seconds(config.timeout).map_err(|m| BuildError::key("timeout", m))?;
         Ok(())
@@ -54,6 +72,7 @@ impl Module for WebSocket {
         };
         let timeout = timeout_seconds(config.timeout).map_err(|m| BuildError::key("timeout", m))?;
         let target = Target {
+            guard: guard(&config)?,
             url: config.url.clone(),
             headers: handshake_headers(&config)?,
             tls,

@@ -16,6 +16,7 @@ mod retry_schedule;
 mod spool;
 mod spool_crash;
 mod spool_disk_full;
+mod ssrf;
 mod stats_redis;
 mod validation;
 mod verification_edges;
