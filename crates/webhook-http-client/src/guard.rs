@@ -47,7 +47,7 @@ impl TargetGuard {
     /// Whether `host` (a URL's host) is on the allow-list.
     pub fn allows_host(&self, host: &str) -> bool {
         let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-        self.allowed.iter().any(|a| *a == host)
+        self.allowed.contains(&host)
     }
 
     /// Check a URL's host when the destination is built: a literal private IP is refused
