@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::live::LivePipeline;
 
-/// How long a health result is served before the checks run again.
+/// How long a health result is served before the checks run again, by default.
 pub const HEALTH_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// One health result: whether every destination answered, and the detailed report.
@@ -30,14 +30,14 @@ pub struct HealthCache {
 }
 
 impl HealthCache {
-    /// The current result: cached when younger than [`HEALTH_CACHE_TTL`], else checked
-    /// again (by one caller; the others wait for its result).
-    pub async fn get(&self, live: &LivePipeline) -> Arc<CachedHealth> {
-        if let Some(fresh) = self.fresh() {
+    /// The current result: cached when younger than `ttl`, else checked again (by one
+    /// caller; the others wait for its result).
+    pub async fn get(&self, live: &LivePipeline, ttl: Duration) -> Arc<CachedHealth> {
+        if let Some(fresh) = self.fresh(ttl) {
             return fresh;
         }
         let _refreshing = self.refreshing.lock().await;
-        if let Some(fresh) = self.fresh() {
+        if let Some(fresh) = self.fresh(ttl) {
             return fresh;
         }
         let health = live.current().health().await;
@@ -50,10 +50,8 @@ impl HealthCache {
         result
     }
 
-    fn fresh(&self) -> Option<Arc<CachedHealth>> {
-        self.last
-            .load_full()
-            .filter(|h| h.taken.elapsed() < HEALTH_CACHE_TTL)
+    fn fresh(&self, ttl: Duration) -> Option<Arc<CachedHealth>> {
+        self.last.load_full().filter(|h| h.taken.elapsed() < ttl)
     }
 
     /// Forget the cached result (after a reload: other destinations).

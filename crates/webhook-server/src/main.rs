@@ -395,6 +395,7 @@ async fn serve(
         ops_token: ops_token.as_deref().and_then(server::OpsToken::new),
         public_openapi: cli.public_openapi,
         openapi: (!cli.no_openapi).then(|| bytes::Bytes::from(openapi.to_string())),
+        health_cache: webhook_server::health::HEALTH_CACHE_TTL,
     };
     if let (Some(address), false) = (&cli.metrics_listen, cli.no_metrics) {
         let metrics_listener = TcpListener::bind(address)

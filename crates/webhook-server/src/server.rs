@@ -40,6 +40,9 @@ pub struct ServerOptions {
     /// The document served at `GET /openapi.json` ([`crate::openapi::document`]); `None`
     /// turns the route off.
     pub openapi: Option<Bytes>,
+    /// How long a `/health` result is served before the destinations are checked again
+    /// (default 5 s; one check at a time).
+    pub health_cache: Duration,
     /// Serve `/openapi.json` to anyone even when an ops token is set (default false: it
     /// lists every webhook id and which ones have no authentication).
     pub public_openapi: bool,
@@ -84,6 +87,7 @@ impl Default for ServerOptions {
             ops_allow: Vec::new(),
             openapi: None,
             public_openapi: false,
+            health_cache: crate::health::HEALTH_CACHE_TTL,
         }
     }
 }
@@ -284,7 +288,7 @@ pub async fn route(
         Route::Metrics if get && options.metrics => metrics_text(),
         Route::Root if get => json(StatusCode::OK, response::OK),
         Route::Health if get => {
-            let health = live.health().get(live).await;
+            let health = live.health().get(live, options.health_cache).await;
             let status = if health.healthy {
                 StatusCode::OK
             } else {

@@ -218,7 +218,12 @@ impl TestServer {
             connections: None,
             env: HashMap::new(),
             options: delivered_options(),
-            server_options: ServerOptions::default(),
+            // health checked on every call, so tests see a destination's state at once (the
+            // cache has tests of its own)
+            server_options: ServerOptions {
+                health_cache: std::time::Duration::ZERO,
+                ..ServerOptions::default()
+            },
             openapi: true,
             registry: None,
         }
