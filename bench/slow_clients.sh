@@ -13,7 +13,7 @@ port=18931
 cat >"$work/webhooks.json" <<'JSON'
 {"bench": {"module": "log", "module-config": {"pretty_print": false}}}
 JSON
-ulimit -n 1024  # the usual LimitNOFILE: the server raises its soft limit itself
+ulimit -Sn 1024  # systemd's usual LimitNOFILE=1024:524288: the server raises its soft limit itself
 RUST_LOG=warn ./target/release/webhook-server --webhooks-config "$work/webhooks.json" \
   --host 127.0.0.1 --port "$port" --spool-dir "$work/spool" >/dev/null 2>"$work/server.log" &
 pids+=($!)

@@ -134,8 +134,9 @@ where
     let mut body = pin!(body);
     let sleep = tokio::time::sleep_until(deadline(0));
     let mut sleep = pin!(sleep);
-    let mut first: Option<Bytes> = None;
-    let mut rest: Option<BytesMut> = None;
+    // The chunks as they came (memory = bytes received, never what `Content-Length`
+    // promised), joined once at the end.
+    let mut chunks: Vec<Bytes> = Vec::new();
     let mut received = 0usize;
     loop {
         let frame = tokio::select! {
@@ -162,24 +163,21 @@ where
             }
             reserved = received;
         }
-        match (&mut first, &mut rest) {
-            (None, _) => first = Some(data),
-            (Some(head), None) => {
-                let mut joined = BytesMut::with_capacity(reserved.max(received));
-                joined.extend_from_slice(head);
-                joined.extend_from_slice(&data);
-                rest = Some(joined);
-            }
-            (Some(_), Some(joined)) => joined.extend_from_slice(&data),
-        }
+        chunks.push(data);
         if limits.min_rate > 0 {
             sleep.as_mut().reset(deadline(received));
         }
     }
-    let bytes = match (first, rest) {
-        (_, Some(joined)) => joined.freeze(),
-        (Some(head), None) => head,
-        (None, None) => Bytes::new(),
+    let bytes = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => {
+            let mut joined = BytesMut::with_capacity(received);
+            for chunk in &chunks {
+                joined.extend_from_slice(chunk);
+            }
+            joined.freeze()
+        }
     };
     // Keep only what is held: a Content-Length that promised more than came is given back.
     if reserved > received
