@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::Delivery;
 use crate::attempt::{self, GiveUp, Job, Progress, Route, Routes};
 use crate::spool::record::EntryRecord;
-use crate::spool::{DeadLetter, Reservation, Spool, SpoolError};
+use crate::spool::{DeadLetter, Reservation, Spool, SpoolError, Write};
 
 /// Background delivery state shared by every pipeline built from one server's configs.
 pub(crate) struct Outbox {
@@ -189,7 +189,12 @@ impl Outbox {
     ) -> Result<(), SpoolError> {
         let targets = route.all_targets();
         let (entry, hold) = if durable {
-            (self.spool.append(delivery, targets).await?, None)
+            let mut write = Unanswered {
+                outbox: Arc::clone(self),
+                targets,
+                write: Some(self.spool.append(delivery, targets)?),
+            };
+            (write.wait().await?, None)
         } else {
             let hold = self
                 .spool
@@ -208,21 +213,32 @@ impl Outbox {
     }
 
     /// Re-drive dead letter `id`: spool it again for its one destination and deliver it.
+    /// Runs to the end in a task of its own, even if the caller goes away.
     pub(crate) async fn replay(self: &Arc<Self>, id: &str) -> Result<DeadLetter, SpoolError> {
+        let outbox = Arc::clone(self);
+        let id = id.to_owned();
+        tokio::spawn(async move { outbox.replay_to_the_end(id).await })
+            .await
+            .map_err(|_| SpoolError::Closed)?
+    }
+
+    async fn replay_to_the_end(self: &Arc<Self>, id: String) -> Result<DeadLetter, SpoolError> {
         let spool = Arc::clone(&self.spool);
-        let owned = id.to_owned();
+        let owned = id.clone();
         let (letter, entry) = tokio::task::spawn_blocking(move || spool.read_dead_letter(&owned))
             .await
             .map_err(|_| SpoolError::Closed)??;
-        let spooled = self.spool.respool(entry).await?;
+        let spooled = self.spool.respool(entry)?.wait().await?;
         let spool = Arc::clone(&self.spool);
-        let owned = id.to_owned();
-        tokio::task::spawn_blocking(move || spool.remove_dead_letter(&owned))
+        let owned = id.clone();
+        let removed = tokio::task::spawn_blocking(move || spool.remove_dead_letter(&owned))
             .await
-            .map_err(|_| SpoolError::Closed)??;
+            .map_err(|_| SpoolError::Closed);
         tracing::info!(id, webhook = %spooled.delivery.webhook_id, "dead letter replayed");
         let targets = spooled.targets;
+        // spooled again: delivered even if the dead letter could not be removed
         self.spawn(spooled, targets, Vec::new(), true, None);
+        removed??;
         Ok(letter)
     }
 
@@ -252,5 +268,42 @@ impl Outbox {
             attempt::run_chain(&*outbox, &job, &progress).await;
             drop(hold);
         });
+    }
+}
+
+/// A spool write whose caller may go away (a client that hangs up while its request is made
+/// durable drops the request's future): if dropped before the write answered, a task waits
+/// for it and delivers the entry, so nothing written stays undelivered until the next start.
+struct Unanswered {
+    outbox: Arc<Outbox>,
+    targets: u32,
+    write: Option<Write>,
+}
+
+impl Unanswered {
+    async fn wait(&mut self) -> Result<Arc<EntryRecord>, SpoolError> {
+        let Some(write) = self.write.as_mut() else {
+            return Err(SpoolError::Closed);
+        };
+        let result = write.wait().await;
+        self.write = None;
+        result
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some(mut write) = self.write.take() else {
+            return;
+        };
+        let outbox = Arc::clone(&self.outbox);
+        let targets = self.targets;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Ok(entry) = write.wait().await {
+                    outbox.spawn(entry, targets, Vec::new(), true, None);
+                }
+            });
+        }
     }
 }

@@ -10,9 +10,10 @@
 //! * Space is reclaimed by deleting whole segments, oldest first, once none of their entries
 //!   is pending. A mostly-finished oldest segment has its few pending entries copied forward
 //!   (with their progress) into the active segment, so one stuck entry does not pin the disk.
-//! * On open, every segment is read; a torn frame at a tail is detected by its length or
-//!   checksum and skipped; the pending entries are rewritten into a fresh segment and the old
-//!   segments deleted.
+//! * On open, every segment is read in place; a torn frame at a tail is detected by its
+//!   length or checksum and skipped, damage inside a segment is skipped over (resynchronising
+//!   on the next valid frame) and the segment kept aside; finished segments are deleted and
+//!   writing goes on in a fresh segment.
 //! * Entries whose delivery is given up are moved to `dead/` as dead letters (one file each,
 //!   written atomically) until an operator replays or deletes them.
 //!
@@ -217,6 +218,48 @@ impl Drop for Reservation {
     }
 }
 
+impl Reservation {
+    /// The bytes stay charged: the spool accounts for them from now on.
+    fn keep(mut self) {
+        self.bytes = 0;
+    }
+}
+
+/// A request handed to the writer: [`Write::wait`] answers once it is durable.
+///
+/// Dropping it before the answer does not stop the write (the frames are queued): the
+/// caller that drops it must still see that the entry gets delivered, or it stays pending
+/// until the next start. [`crate::outbox`] finishes dropped writes in a task of their own.
+pub(crate) struct Write {
+    entry: Arc<EntryRecord>,
+    answer: oneshot::Receiver<io::Result<()>>,
+    /// Given back if the write fails; kept (by the spool) once it succeeded.
+    charge: Option<Reservation>,
+}
+
+impl Write {
+    /// Wait until the entry is durable. Cancel-safe: after a cancelled call, call it again
+    /// (it answers once the same write finished).
+    pub(crate) async fn wait(&mut self) -> Result<Arc<EntryRecord>, SpoolError> {
+        let result = (&mut self.answer)
+            .await
+            .map_err(|_| SpoolError::Closed)
+            .and_then(|r| r.map_err(SpoolError::Io));
+        match result {
+            Ok(()) => {
+                if let Some(charge) = self.charge.take() {
+                    charge.keep();
+                }
+                Ok(Arc::clone(&self.entry))
+            }
+            Err(err) => {
+                self.charge = None; // given back
+                Err(err)
+            }
+        }
+    }
+}
+
 /// The spool of one server (see the module docs). Cheap to share (`Arc<Spool>`); it lives
 /// across config reloads.
 pub struct Spool {
@@ -311,13 +354,10 @@ impl Spool {
         sender.send(op).map_err(|_| SpoolError::Closed)
     }
 
-    /// Write a request durably (returns after the group's `fdatasync`). `targets` has bit i
-    /// set for each destination index that is to receive it.
-    pub(crate) async fn append(
-        &self,
-        delivery: Delivery,
-        targets: u32,
-    ) -> Result<Arc<EntryRecord>, SpoolError> {
+    /// Start writing a request durably; [`Write::wait`] returns after the group's
+    /// `fdatasync`. `targets` has bit i set for each destination index that is to receive
+    /// it. The write goes on if the returned value is dropped: see [`Write`].
+    pub(crate) fn append(&self, delivery: Delivery, targets: u32) -> Result<Write, SpoolError> {
         let entry = EntryRecord {
             seq: 0,
             targets,
@@ -325,27 +365,20 @@ impl Spool {
             attempts: Vec::new(),
             delivery,
         };
-        self.write_entry(entry, true).await
+        self.write_entry(entry, true)
     }
 
     /// Spool a dead letter's entry again for a replay (a new sequence number, nothing done
     /// yet). Not refused by the quota: the dead letter it comes from is deleted right after,
     /// so this never grows what is stored, and a spool filled with dead letters can always
     /// be emptied by replaying them.
-    pub(crate) async fn respool(
-        &self,
-        mut entry: EntryRecord,
-    ) -> Result<Arc<EntryRecord>, SpoolError> {
+    pub(crate) fn respool(&self, mut entry: EntryRecord) -> Result<Write, SpoolError> {
         entry.done = 0;
         entry.attempts.clear();
-        self.write_entry(entry, false).await
+        self.write_entry(entry, false)
     }
 
-    async fn write_entry(
-        &self,
-        mut entry: EntryRecord,
-        within_quota: bool,
-    ) -> Result<Arc<EntryRecord>, SpoolError> {
+    fn write_entry(&self, mut entry: EntryRecord, within_quota: bool) -> Result<Write, SpoolError> {
         entry.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let bytes = record::encode_entry(&entry);
         let len = bytes.len() as u64;
@@ -358,26 +391,23 @@ impl Spool {
         }
         let entry = Arc::new(entry);
         let (reply, answer) = oneshot::channel();
-        let sent = self.send(Op::Write {
+        let charge = Reservation {
+            used: Arc::clone(&self.used),
+            shares: Arc::clone(&self.shares),
+            webhook,
+            bytes: len,
+        };
+        self.send(Op::Write {
             bytes,
             entry: Some(Arc::clone(&entry)),
             reply: Some(reply),
-        });
-        let result = match sent {
-            Ok(()) => answer
-                .await
-                .map_err(|_| SpoolError::Closed)
-                .and_then(|r| r.map_err(SpoolError::Io)),
-            Err(err) => Err(err),
-        };
-        if let Err(err) = result {
-            release(&self.used, len);
-            self.shares.release(&webhook, len);
-            return Err(err);
-        }
-        Ok(entry)
+        })?; // `charge` is given back when dropped here
+        Ok(Write {
+            entry,
+            answer,
+            charge: Some(charge),
+        })
     }
-
     /// Count `bytes` held only in memory (an `ack: accepted` request) against the quota
     /// until the returned reservation is dropped: memory for requests not yet delivered is
     /// bounded like the spool's disk.

@@ -55,7 +55,7 @@ async fn append(
         received_at: SystemTime::now(),
         data_type: DataType::Blob,
     };
-    spool.append(delivery, targets).await
+    spool.append(delivery, targets)?.wait().await
 }
 
 /// Append `body` (also in an `x-test` header) for `targets`.
@@ -407,7 +407,7 @@ async fn a_replay_is_spooled_even_when_the_quota_is_used_up() {
         assert!(n < 100, "never full");
     }
     let (_, dead) = spool.read_dead_letter(&letter.id).unwrap();
-    let respooled = spool.respool(dead).await.unwrap();
+    let respooled = spool.respool(dead).unwrap().wait().await.unwrap();
     assert_eq!(respooled.delivery.request_id, entry.delivery.request_id);
     assert_eq!(respooled.delivery.body, entry.delivery.body);
     assert!(respooled.seq > entry.seq);

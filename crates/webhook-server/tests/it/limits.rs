@@ -438,3 +438,97 @@ async fn the_metrics_listener_has_the_same_limits() {
     assert!(closed, "a trickling metrics connection stayed open for 5 s");
     task.abort();
 }
+
+/// One `POST /webhook/{id}` on an open HTTP/1.1 connection (kept alive); its status.
+async fn post_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    id: &str,
+) -> StatusCode {
+    let request = http::Request::post(format!("/webhook/{id}"))
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .expect("answered within 5 s")
+        .unwrap();
+    answer.status()
+}
+
+async fn open_http1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// Out of file descriptors (`EMFILE`) the server keeps serving the connections it has,
+/// and takes new ones again once descriptors are free; it never exits or spins.
+#[tokio::test]
+async fn out_of_file_descriptors_the_open_connections_are_still_served() {
+    use super::spool_crash::{BIN, start_server_as};
+
+    let dir = tempfile::tempdir().unwrap();
+    let webhooks = dir.path().join("webhooks.json");
+    std::fs::write(
+        &webhooks,
+        r#"{"fd": {"module": "log", "ack": "delivered"}}"#,
+    )
+    .unwrap();
+    // a hard limit of 64 descriptors, and a connection cap far above it
+    let mut command = std::process::Command::new("prlimit");
+    command.args(["--nofile=64:64", "--", BIN]);
+    let (child, addr) = start_server_as(
+        command,
+        dir.path(),
+        &webhooks,
+        &["--max-connections", "5000", "--spool-dir", "spool"],
+    );
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Running(child);
+
+    let mut first = open_http1(addr).await;
+    assert_eq!(post_on(&mut first, "fd").await, StatusCode::OK);
+    // more connections than descriptors: the kernel queues them, accept fails with EMFILE
+    let mut flood = Vec::new();
+    for _ in 0..120 {
+        flood.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            post_on(&mut first, "fd").await,
+            StatusCode::OK,
+            "an open connection is served out of descriptors"
+        );
+    }
+    assert!(server.0.try_wait().unwrap().is_none(), "the server exited");
+    drop(flood);
+    // descriptors come back: new connections are served again
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut fresh = open_http1(addr).await;
+            post_on(&mut fresh, "fd").await
+        })
+        .await;
+        if attempt.is_ok_and(|status| status == StatusCode::OK) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new connections never served again"
+        );
+    }
+    assert!(server.0.try_wait().unwrap().is_none(), "the server exited");
+}

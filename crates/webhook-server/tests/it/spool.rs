@@ -599,3 +599,75 @@ async fn dead_letters_are_kept_and_can_be_replayed_or_deleted() {
         "a deleted dead letter was delivered"
     );
 }
+
+/// A client that hangs up while its request is being made durable drops the request's
+/// future in the middle of the spool write: the entry is written all the same, so it must
+/// be delivered now, not left pending (and counted in `webhook_spool_entries`) until the
+/// next start.
+#[tokio::test]
+async fn a_request_dropped_while_its_write_is_under_way_is_still_delivered() {
+    use std::future::Future;
+    use std::task::Poll;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use webhook_core::Pipeline;
+    use webhook_core::config::{ConfigSource, Env};
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = HttpTarget::start().await;
+    let text = format!(
+        r#"{{"hung-up": {{"module": "http_webhook", "module-config": {{"url": "{}"}}}}}}"#,
+        target.url("/in")
+    );
+    let registry = webhook_server::registry::registry();
+    let config = webhook_core::config::parse(
+        &registry,
+        &ConfigSource::new("webhooks.json", text),
+        None,
+        &Env::empty(),
+    )
+    .unwrap();
+    let pipeline = Pipeline::build(config, options(dir.path(), 1 << 30))
+        .await
+        .unwrap();
+    let spool = pipeline.spool().unwrap();
+    let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for n in 0..20 {
+        let body = format!(r#"{{"n": {n}}}"#);
+        let request = http::Request::post("/webhook/hung-up")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let mut answer = Box::pin(pipeline.handle_webhook("hung-up", request, peer));
+        let (_, before) = spool.usage();
+        // poll until the write is handed to the spool, then hang up
+        let mut handed = false;
+        for _ in 0..1000 {
+            let polled = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
+            assert!(polled.is_pending(), "answered before the write was seen");
+            if spool.usage().1 > before {
+                handed = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(handed, "the request never reached the spool");
+        drop(answer);
+    }
+    eventually(Duration::from_secs(10), "all 20 delivered", || {
+        target.received().len() >= 20
+    })
+    .await;
+    eventually(Duration::from_secs(5), "nothing left pending", || {
+        spool.usage().0 == 0
+    })
+    .await;
+    let mut seen: Vec<String> = target
+        .received()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 20, "each body delivered: {seen:?}");
+}

@@ -21,12 +21,23 @@ use hyper_util::rt::TokioExecutor;
 use webhook_testkit::interop::free_port;
 use webhook_testkit::target::HttpTarget;
 
-const BIN: &str = env!("CARGO_BIN_EXE_webhook-server");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_webhook-server");
 
 /// Start the binary in `dir` (its spool is `dir/spool`) with `args` and wait for its
 /// address.
 pub(crate) fn start_server(dir: &Path, webhooks: &Path, args: &[&str]) -> (Child, SocketAddr) {
-    let mut child = Command::new(BIN)
+    start_server_as(Command::new(BIN), dir, webhooks, args)
+}
+
+/// [`start_server`] run by `command` (the binary itself, or a wrapper such as `prlimit`
+/// followed by [`BIN`]).
+pub(crate) fn start_server_as(
+    mut command: Command,
+    dir: &Path,
+    webhooks: &Path,
+    args: &[&str],
+) -> (Child, SocketAddr) {
+    let mut child = command
         .args(["--log-format", "json"])
         .args(args)
         .env("WEBHOOKS_CONFIG_FILE", webhooks)
