@@ -15,9 +15,19 @@ pub async fn request(
     token: Option<&str>,
 ) -> Result<(StatusCode, Bytes)> {
     let Some(authority) = base.strip_prefix("http://") else {
-        bail!("--admin-url must start with http:// (got {base})");
+        bail!(
+            "--admin-url must start with http:// (got {base}); this client has no TLS: \
+             run it on the server's host or through an SSH tunnel to a loopback port"
+        );
     };
     let authority = authority.trim_end_matches('/');
+    if token.is_some() && !is_loopback(authority) {
+        // the CLI has no log output: its warnings go to stderr
+        eprintln!(
+            "warning: the ops token goes in cleartext to {authority}, which is not this \
+             machine: prefer running the CLI on the server's host or through an SSH tunnel"
+        );
+    }
     let stream = TcpStream::connect(authority)
         .await
         .with_context(|| format!("cannot connect to {authority}"))?;
@@ -39,4 +49,43 @@ pub async fn request(
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, body))
+}
+
+/// `host:port` names this machine (`localhost`, 127.0.0.0/8 or `[::1]`).
+fn is_loopback(authority: &str) -> bool {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_authorities() {
+        for yes in [
+            "127.0.0.1:8000",
+            "localhost:1",
+            "[::1]:8000",
+            "127.9.9.9",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "10.0.0.1:8000",
+            "example.com:8000",
+            "[2001:db8::1]:80",
+            "localhost.evil:1",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
+    }
 }

@@ -240,6 +240,16 @@ impl<'a> Route<'a> {
     }
 }
 
+/// A webhook id as the request log writes it: at most 64 bytes (an unknown id is whatever a
+/// caller put in the path, up to the header limit: not worth a log line's volume).
+fn id_for_log(id: &str) -> &str {
+    let mut end = id.len().min(64);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &id[..end]
+}
+
 /// Route one request.
 pub async fn route(
     live: &LivePipeline,
@@ -262,7 +272,7 @@ pub async fn route(
         if tracing::enabled!(target: "webhook::request", tracing::Level::INFO) {
             tracing::info!(
                 target: "webhook::request",
-                webhook = id.as_str(),
+                webhook = id_for_log(&id),
                 request_id = %handled.request_id,
                 status = handled.response.status().as_u16(),
                 latency_us = u64::try_from(handled.latency.as_micros()).unwrap_or(u64::MAX),
@@ -499,5 +509,18 @@ pub async fn serve_metrics(listener: TcpListener, options: Arc<ServerOptions>) {
                 .await;
             drop(slot);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logged_ids_are_cut_at_64_bytes_on_a_char_boundary() {
+        assert_eq!(super::id_for_log("github"), "github");
+        let long = "é".repeat(100);
+        let cut = super::id_for_log(&long);
+        assert_eq!(cut, "é".repeat(32));
+        let odd = format!("a{long}");
+        assert_eq!(super::id_for_log(&odd), format!("a{}", "é".repeat(31)));
     }
 }
