@@ -488,14 +488,7 @@ async fn out_of_file_descriptors_the_open_connections_are_still_served() {
         &webhooks,
         &["--max-connections", "5000", "--spool-dir", "spool"],
     );
-    struct Running(std::process::Child);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut server = Running(child);
+    let mut server = super::spool_disk_full::Running(child);
 
     let mut first = open_http1(addr).await;
     assert_eq!(post_on(&mut first, "fd").await, StatusCode::OK);

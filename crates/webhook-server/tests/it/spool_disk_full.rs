@@ -54,7 +54,7 @@ impl Drop for Tmpfs {
 }
 
 /// The server process, killed when dropped (also when the test fails).
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
