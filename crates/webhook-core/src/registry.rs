@@ -190,7 +190,8 @@ impl<M: Module> ModuleFactory for ModuleFactoryImpl<M> {
 
 pub(crate) trait ValidatorFactory: Send + Sync {
     fn key(&self) -> &'static str;
-    fn build(&self, config: Value) -> Result<Arc<dyn DynValidator>, BuildError>;
+    /// The validator `config` asks for; `None` when it switches the check off.
+    fn build(&self, config: Value) -> Result<Option<Arc<dyn DynValidator>>, BuildError>;
 }
 
 struct ValidatorFactoryImpl<V>(PhantomData<fn() -> V>);
@@ -200,10 +201,13 @@ impl<V: Validator> ValidatorFactory for ValidatorFactoryImpl<V> {
         V::KEY
     }
 
-    fn build(&self, config: Value) -> Result<Arc<dyn DynValidator>, BuildError> {
+    fn build(&self, config: Value) -> Result<Option<Arc<dyn DynValidator>>, BuildError> {
         let config = from_value::<V::Config>(config)
             .map_err(|(key, message)| BuildError { key, message })?;
-        Ok(Arc::new(V::build(config)?))
+        if !V::enabled(&config) {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(V::build(config)?)))
     }
 }
 

@@ -92,6 +92,14 @@ pub trait Validator: Sized + Send + Sync + 'static {
     /// Build the validator from its config (no I/O).
     fn build(config: Self::Config) -> Result<Self, BuildError>;
 
+    /// Whether `config` asks for a check at all (default: yes). The original's files switch
+    /// some checks off in place (`"authorization": ""`, `"rate_limit": {"enabled": false}`):
+    /// such a key loads and adds no validator.
+    fn enabled(config: &Self::Config) -> bool {
+        let _ = config;
+        true
+    }
+
     /// Check one request.
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a>;
 

@@ -5,7 +5,7 @@ use webhook_core::config::Secret;
 use webhook_core::{BuildError, Check, Rejection, RequestView, Validator};
 
 /// `authorization`: the whole `Authorization` header must equal the configured value
-/// (e.g. `"Bearer abc"`).
+/// (e.g. `"Bearer abc"`). `null`, `""` or blanks mean no check, as in the original.
 ///
 /// Both sides are hashed with SHA-256 and the digests compared in constant time, so neither
 /// the content nor the length of the secret leaks through timing.
@@ -16,12 +16,16 @@ pub struct Authorization {
 
 impl Validator for Authorization {
     const KEY: &'static str = "authorization";
-    type Config = Secret;
+    type Config = Option<Secret>;
 
-    fn build(config: Secret) -> Result<Self, BuildError> {
-        if config.expose().is_empty() {
+    fn enabled(config: &Option<Secret>) -> bool {
+        config.as_ref().is_some_and(|s| !s.expose().trim().is_empty())
+    }
+
+    fn build(config: Option<Secret>) -> Result<Self, BuildError> {
+        let Some(config) = config.filter(|s| !s.expose().trim().is_empty()) else {
             return Err(BuildError::other("must not be empty"));
-        }
+        };
         Ok(Self {
             expected_digest: Sha256::digest(config.expose().as_bytes()).into(),
         })
@@ -62,7 +66,7 @@ mod tests {
 
     #[test]
     fn right_wrong_missing() {
-        let v = Authorization::build(Secret::new("Bearer s3cret")).unwrap();
+        let v = Authorization::build(Some(Secret::new("Bearer s3cret"))).unwrap();
         assert!(run(&v, &with("Bearer s3cret"), b"", "127.0.0.1").is_ok());
         assert_eq!(
             run(&v, &with("Bearer s3cre"), b"", "127.0.0.1")
@@ -77,6 +81,9 @@ mod tests {
                 .reason,
             "authorization_missing"
         );
-        assert!(Authorization::build(Secret::new("")).is_err());
+        assert!(!Authorization::enabled(&Some(Secret::new(""))));
+        assert!(!Authorization::enabled(&Some(Secret::new("  "))));
+        assert!(!Authorization::enabled(&None));
+        assert!(Authorization::build(None).is_err());
     }
 }

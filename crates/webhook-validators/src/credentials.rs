@@ -19,6 +19,38 @@ fn matches(expected: &[u8; 32], given: &[u8]) -> bool {
     bool::from(expected.ct_eq(&digest(given)))
 }
 
+/// An API key to compare: its digest, lower-cased first when the comparison ignores case
+/// (the original's default for `header_auth` and `query_auth`).
+#[derive(Debug, Clone)]
+struct ApiKey {
+    expected: [u8; 32],
+    case_sensitive: bool,
+}
+
+impl ApiKey {
+    fn new(key: &Secret, case_sensitive: bool) -> Self {
+        let expected = if case_sensitive {
+            digest(key.expose().as_bytes())
+        } else {
+            digest(key.expose().to_lowercase().as_bytes())
+        };
+        Self {
+            expected,
+            case_sensitive,
+        }
+    }
+
+    fn matches(&self, given: &[u8]) -> bool {
+        if self.case_sensitive {
+            return matches(&self.expected, given);
+        }
+        match std::str::from_utf8(given) {
+            Ok(text) => matches(&self.expected, text.to_lowercase().as_bytes()),
+            Err(_) => false,
+        }
+    }
+}
+
 fn non_empty(key: &str, secret: &Secret) -> Result<(), BuildError> {
     if secret.expose().is_empty() {
         return Err(BuildError::key(key, "must not be empty"));
@@ -90,7 +122,7 @@ impl Validator for BasicAuth {
     }
 }
 
-/// The `header_auth` key: `{header_name = "X-API-Key", api_key}`.
+/// The `header_auth` key: `{header_name = "X-API-Key", api_key, case_sensitive = false}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderAuthConfig {
@@ -99,6 +131,9 @@ pub struct HeaderAuthConfig {
     pub header_name: String,
     /// The expected key.
     pub api_key: Secret,
+    /// Compare the key exactly; by default case is ignored, as the original does.
+    #[serde(default)]
+    pub case_sensitive: bool,
 }
 
 fn default_header_name() -> String {
@@ -109,7 +144,7 @@ fn default_header_name() -> String {
 #[derive(Debug, Clone)]
 pub struct HeaderAuth {
     header: HeaderName,
-    expected: [u8; 32],
+    key: ApiKey,
 }
 
 impl Validator for HeaderAuth {
@@ -126,7 +161,7 @@ impl Validator for HeaderAuth {
         })?;
         Ok(Self {
             header,
-            expected: digest(config.api_key.expose().as_bytes()),
+            key: ApiKey::new(&config.api_key, config.case_sensitive),
         })
     }
 
@@ -141,13 +176,13 @@ impl Validator for HeaderAuth {
     fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
         match request.headers.get(&self.header) {
             None => Check::Reject(Rejection::unauthorized("api_key_missing")),
-            Some(value) if matches(&self.expected, value.as_bytes()) => Check::Pass,
+            Some(value) if self.key.matches(value.as_bytes()) => Check::Pass,
             Some(_) => Check::Reject(Rejection::unauthorized("api_key_mismatch")),
         }
     }
 }
 
-/// The `query_auth` key: `{parameter_name = "api_key", api_key}`.
+/// The `query_auth` key: `{parameter_name = "api_key", api_key, case_sensitive = false}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryAuthConfig {
@@ -156,6 +191,9 @@ pub struct QueryAuthConfig {
     pub parameter_name: String,
     /// The expected key.
     pub api_key: Secret,
+    /// Compare the key exactly; by default case is ignored, as the original does.
+    #[serde(default)]
+    pub case_sensitive: bool,
 }
 
 fn default_parameter_name() -> String {
@@ -166,7 +204,7 @@ fn default_parameter_name() -> String {
 #[derive(Debug, Clone)]
 pub struct QueryAuth {
     parameter: String,
-    expected: [u8; 32],
+    key: ApiKey,
 }
 
 impl Validator for QueryAuth {
@@ -180,7 +218,7 @@ impl Validator for QueryAuth {
         }
         Ok(Self {
             parameter: config.parameter_name,
-            expected: digest(config.api_key.expose().as_bytes()),
+            key: ApiKey::new(&config.api_key, config.case_sensitive),
         })
     }
 
@@ -196,7 +234,7 @@ impl Validator for QueryAuth {
         });
         match given {
             None => Check::Reject(Rejection::unauthorized("api_key_missing")),
-            Some(value) if matches(&self.expected, value.as_bytes()) => Check::Pass,
+            Some(value) if self.key.matches(value.as_bytes()) => Check::Pass,
             Some(_) => Check::Reject(Rejection::unauthorized("api_key_mismatch")),
         }
     }

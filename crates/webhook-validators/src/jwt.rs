@@ -22,6 +22,14 @@ pub struct JwtConfig {
     /// Required `aud`, if set.
     #[serde(default)]
     pub audience: Option<String>,
+    /// Check (and require) `exp` (default `true`); `false` accepts tokens without `exp` or
+    /// past it, as the original's key does.
+    #[serde(default = "verify_exp_by_default")]
+    pub verify_exp: bool,
+}
+
+fn verify_exp_by_default() -> bool {
+    true
 }
 
 /// A PEM block or a JWK, which an HS* `secret` must not be.
@@ -115,6 +123,10 @@ impl Validator for Jwt {
         let mut validation = Validation::new(algorithm);
         // a token is not valid before its `nbf`
         validation.validate_nbf = true;
+        if !config.verify_exp {
+            validation.validate_exp = false;
+            validation.required_spec_claims.remove("exp");
+        }
         if let Some(issuer) = &config.issuer {
             validation.set_issuer(&[issuer]);
         }

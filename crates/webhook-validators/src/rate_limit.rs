@@ -10,12 +10,20 @@ use webhook_core::{BuildError, Check, Rejection, RequestView, Validator};
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
-    /// Requests allowed per window (default 100).
+    /// `false` switches the limit off (the original's key; default `true`).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Requests allowed per window (default 100); `0` refuses every request, as in the
+    /// original.
     #[serde(default = "default_max", deserialize_with = "de::number")]
     pub max_requests: u32,
     /// Length of the sliding window in seconds (default 60).
     #[serde(default = "default_window", deserialize_with = "de::number")]
     pub window_seconds: u64,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 fn default_max() -> u32 {
@@ -45,11 +53,15 @@ impl Validator for RateLimit {
     const KEY: &'static str = "rate_limit";
     type Config = RateLimitConfig;
 
+    fn enabled(config: &RateLimitConfig) -> bool {
+        config.enabled
+    }
+
     fn build(config: RateLimitConfig) -> Result<Self, BuildError> {
-        if !(1..=MAX_REQUESTS_LIMIT).contains(&config.max_requests) {
+        if config.max_requests > MAX_REQUESTS_LIMIT {
             return Err(BuildError::key(
                 "max_requests",
-                format!("must be between 1 and {MAX_REQUESTS_LIMIT}"),
+                format!("must be between 0 and {MAX_REQUESTS_LIMIT}"),
             ));
         }
         if !(1..=86_400 * 31).contains(&config.window_seconds) {
@@ -103,6 +115,7 @@ mod tests {
     #[test]
     fn sliding_window() {
         let v = RateLimit::build(RateLimitConfig {
+            enabled: true,
             max_requests: 3,
             window_seconds: 10,
         })
@@ -122,13 +135,19 @@ mod tests {
     #[test]
     fn bounds() {
         let cfg = |max_requests, window_seconds| RateLimitConfig {
+            enabled: true,
             max_requests,
             window_seconds,
         };
         assert_eq!(
-            RateLimit::build(cfg(0, 60)).unwrap_err().key,
+            RateLimit::build(cfg(MAX_REQUESTS_LIMIT + 1, 60))
+                .unwrap_err()
+                .key,
             "max_requests"
         );
+        // 0: every request refused, as the original does
+        let closed = RateLimit::build(cfg(0, 60)).unwrap();
+        assert!(closed.admit(Instant::now()).is_err());
         assert_eq!(
             RateLimit::build(cfg(5, 0)).unwrap_err().key,
             "window_seconds"

@@ -56,6 +56,7 @@ impl Connections {
                 ));
                 continue;
             };
+            map.retain(|key, _| !super::parse::is_comment(key));
             let kind = match map.remove("type") {
                 Some(Value::String(kind)) => kind,
                 Some(_) => {

@@ -244,6 +244,9 @@ pub(crate) struct WebhookPlan {
     /// `forward_credentials`: pass the headers holding the gateway's own inbound
     /// credentials on to destinations (default false: they are removed).
     pub(crate) forward_credentials: bool,
+    /// `trusted_proxies`: proxies whose `X-Forwarded-For` this webhook believes, on top of
+    /// the server's (the original's per-webhook key).
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 pub(crate) struct DestinationPlan {

@@ -25,6 +25,7 @@ const CORE_KEYS: &[&str] = &[
     "chain-config",
     "ack",
     "forward_credentials",
+    "trusted_proxies",
 ];
 
 /// Keys that older files put at the top level instead of in `module-config`.
@@ -83,6 +84,14 @@ pub fn parse(
     }
 }
 
+/// An IP (`10.0.0.1`, a /32 or /128) or a CIDR block (`10.0.0.0/8`).
+fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
 fn check_webhook_id(id: &str) -> Result<(), String> {
     let valid = (1..=64).contains(&id.len())
         && id
@@ -128,6 +137,19 @@ struct ChainItem {
     module_config: Option<Map<String, Value>>,
     #[serde(default)]
     retry: Option<RetryConfig>,
+    /// Legacy: older files put these at the top of a chain item instead of in its
+    /// `module-config`.
+    #[serde(default)]
+    topic: Option<Value>,
+    #[serde(default)]
+    queue_name: Option<Value>,
+}
+
+/// `_comment`, `_note`…: keys the original's files use for notes, at the top of either
+/// file and inside entries. They are ignored (as the original ignores them); the original
+/// reserves ids starting with `_`, so no webhook or connection can have such a name.
+pub(super) fn is_comment(key: &str) -> bool {
+    key.starts_with('_')
 }
 
 fn take<T: serde::de::DeserializeOwned>(
@@ -165,6 +187,7 @@ fn parse_webhook(
         return None;
     };
     let errors_before = ctx.errors.len();
+    map.retain(|key, _| !is_comment(key));
 
     let data_type = take::<DataType>(&mut map, "data_type", ctx).unwrap_or_default();
     let module = take::<String>(&mut map, "module", ctx);
@@ -176,6 +199,21 @@ fn parse_webhook(
     }
     let ack = take::<AckMode>(&mut map, "ack", ctx);
     let forward_credentials = take::<bool>(&mut map, "forward_credentials", ctx).unwrap_or(false);
+    let trusted_proxies = take::<Vec<String>>(&mut map, "trusted_proxies", ctx)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| match parse_net(text) {
+            Some(net) => Some(net),
+            None => {
+                ctx.error(
+                    format!("trusted_proxies[{i}]"),
+                    format!("`{text}` is not an IP address or CIDR block"),
+                );
+                None
+            }
+        })
+        .collect();
     let chain = map.remove("chain");
     let chain_config = take::<ChainConfig>(&mut map, "chain-config", ctx).unwrap_or_default();
     if let Err(message) = timeout_seconds(chain_config.timeout) {
@@ -191,7 +229,8 @@ fn parse_webhook(
     for factory in registry.validators() {
         if let Some(value) = map.remove(factory.key()) {
             match factory.build(value) {
-                Ok(v) => validators.push(v),
+                Ok(Some(v)) => validators.push(v),
+                Ok(None) => {}
                 Err(err) => ctx.error(join_key(factory.key(), &err.key), err.message),
             }
         }
@@ -249,7 +288,7 @@ fn parse_webhook(
                     "not used with `chain`: put it into the chain item's `module-config`",
                 );
             }
-            parse_chain(chain, connection.as_ref(), retry, ctx, &mut specs);
+            parse_chain(registry, chain, connection.as_ref(), retry, ctx, &mut specs);
         }
     }
 
@@ -271,10 +310,12 @@ fn parse_webhook(
         chain: chain_config,
         ack,
         forward_credentials,
+        trusted_proxies,
     })
 }
 
 fn parse_chain(
+    registry: &Registry,
     chain: Value,
     connection: Option<&String>,
     retry: RetryConfig,
@@ -308,9 +349,23 @@ fn parse_chain(
                     for (key, message) in item_retry.check() {
                         ctx.error(format!("{key_prefix}.retry.{key}"), message);
                     }
+                    let mut config = item.module_config.unwrap_or_default();
+                    let legacy = [("topic", item.topic), ("queue_name", item.queue_name)];
+                    for (key, value) in legacy {
+                        let Some(value) = value else { continue };
+                        match registry.module(&item.module) {
+                            Ok(kind) if !kind.top_level_keys().contains(&key) => ctx.error(
+                                format!("{key_prefix}.{key}"),
+                                format!("module `{}` does not use `{key}`", item.module),
+                            ),
+                            _ => {
+                                config.entry(key).or_insert(value);
+                            }
+                        }
+                    }
                     specs.push(DestinationSpec {
                         kind: item.module,
-                        config: item.module_config.unwrap_or_default(),
+                        config,
                         connection: item.connection.or_else(|| connection.cloned()),
                         retry: item_retry,
                         key_prefix,
@@ -430,7 +485,10 @@ pub(super) fn json_object(
     errors: &mut Vec<ConfigError>,
 ) -> Option<Map<String, Value>> {
     let message = match serde_json::from_str::<Value>(&source.text) {
-        Ok(Value::Object(root)) => return Some(root),
+        Ok(Value::Object(mut root)) => {
+            root.retain(|key, _| !is_comment(key));
+            return Some(root);
+        }
         Ok(_) => format!("must be a JSON object mapping {mapping}"),
         Err(err) => format!("not valid JSON: {err}"),
     };

@@ -110,6 +110,12 @@ impl Pipeline {
                     metrics: WebhookMetrics::new(&plan.id),
                     id: plan.id,
                     data_type: plan.data_type,
+                    trusted_proxies: options
+                        .trusted_proxies
+                        .iter()
+                        .chain(&plan.trusted_proxies)
+                        .copied()
+                        .collect(),
                     strip_headers: if plan.forward_credentials {
                         Vec::new()
                     } else {

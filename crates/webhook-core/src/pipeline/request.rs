@@ -21,6 +21,7 @@ use crate::{DataType, Delivery, ErrorClass, ModuleError, Rejection, RejectionKin
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// One handled webhook request: the answer and what an access log wants to know of it.
 #[derive(Debug)]
@@ -116,7 +117,7 @@ impl Pipeline {
             return response;
         }
         let (parts, body) = request.into_parts();
-        let client_ip = client_ip(peer, &parts.headers, &self.options.trusted_proxies);
+        let client_ip = client_ip(peer, &parts.headers, &webhook.trusted_proxies);
 
         // The checks that need no body run before a byte of it is read.
         let (head, rest) = webhook.validators.split_at(webhook.head_validators);
@@ -372,6 +373,16 @@ fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     if !is_trusted(&client) {
         return client;
     }
+    if !headers.contains_key(&X_FORWARDED_FOR)
+        && let Some(real) = headers.get(&X_REAL_IP)
+    {
+        // a trusted proxy that names the client in `X-Real-IP` only (nginx's usual header)
+        return real
+            .to_str()
+            .ok()
+            .and_then(|text| forwarded_ip(text.trim()))
+            .map_or(unknown, |ip| ip.to_canonical());
+    }
     for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
         let Ok(text) = value.to_str() else {
             return unknown;
@@ -447,6 +458,28 @@ mod tests {
         assert_eq!(
             client_ip(mapped, &headers(&["1.2.3.4"]), &trusted),
             "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn real_ip_from_trusted_peers_without_forwarded_for() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: SocketAddr = "10.1.1.1:4000".parse().unwrap();
+        let stranger: SocketAddr = "203.0.113.9:4000".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(&X_REAL_IP, HeaderValue::from_static("198.51.100.7"));
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(stranger, &h, &trusted), stranger.ip());
+        h.insert(&X_REAL_IP, HeaderValue::from_static("garbage"));
+        assert!(client_ip(proxy, &h, &trusted).is_unspecified());
+        // X-Forwarded-For, when present, wins
+        h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
         );
     }
 }

@@ -10,6 +10,7 @@ mod delivery;
 mod fairness;
 mod limits;
 mod metrics;
+mod original_options;
 mod openapi;
 mod reload;
 mod retry_schedule;
