@@ -186,6 +186,8 @@ pub struct Rejection {
     pub reason: &'static str,
     /// For 429: when the sender may try again.
     pub retry_after: Option<Duration>,
+    /// For 401: a `WWW-Authenticate` challenge to send (HTTP Digest's nonce).
+    pub challenge: Option<http::HeaderValue>,
 }
 
 impl Rejection {
@@ -195,6 +197,7 @@ impl Rejection {
             kind: RejectionKind::Unauthorized,
             reason,
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -204,6 +207,7 @@ impl Rejection {
             kind: RejectionKind::Forbidden,
             reason,
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -213,6 +217,7 @@ impl Rejection {
             kind: RejectionKind::BadRequest,
             reason,
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -222,6 +227,7 @@ impl Rejection {
             kind: RejectionKind::UnprocessableEntity,
             reason,
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -231,6 +237,7 @@ impl Rejection {
             kind: RejectionKind::PayloadTooLarge,
             reason,
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -240,6 +247,17 @@ impl Rejection {
             kind: RejectionKind::TooManyRequests,
             reason,
             retry_after: Some(retry_after),
+            challenge: None,
+        }
+    }
+
+    /// 401 with a `WWW-Authenticate` challenge the client answers on its next try.
+    pub fn challenge(reason: &'static str, challenge: http::HeaderValue) -> Self {
+        Self {
+            kind: RejectionKind::Unauthorized,
+            reason,
+            retry_after: None,
+            challenge: Some(challenge),
         }
     }
 }

@@ -19,7 +19,9 @@ impl Validator for Authorization {
     type Config = Option<Secret>;
 
     fn enabled(config: &Option<Secret>) -> bool {
-        config.as_ref().is_some_and(|s| !s.expose().trim().is_empty())
+        config
+            .as_ref()
+            .is_some_and(|s| !s.expose().trim().is_empty())
     }
 
     fn build(config: Option<Secret>) -> Result<Self, BuildError> {

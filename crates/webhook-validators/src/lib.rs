@@ -8,6 +8,7 @@
 //! | `hmac` | an HMAC (sha1/sha256/sha512) of the raw body in a header, constant time | 401 |
 //! | `verify` | a provider's signature scheme (preset or declarative), replay window, rotation | 401 |
 //! | `basic_auth` | `Authorization: Basic` user and password, constant time | 401 |
+//! | `digest_auth` | HTTP Digest (RFC 7616) with server nonces; replays refused | 401 + challenge |
 //! | `header_auth` | an API key in a header, constant time | 401 |
 //! | `query_auth` | an API key in a query parameter, constant time | 401 |
 //! | `jwt` | a bearer JWT: signature (HS/RS/PS/ES/EdDSA, never `none`), `exp`, `iss`, `aud` | 401 |
@@ -19,6 +20,7 @@
 
 mod authorization;
 mod credentials;
+mod digest_auth;
 mod hmac_signature;
 mod ip_allow_list;
 mod json_schema;
@@ -30,6 +32,7 @@ pub use authorization::Authorization;
 pub use credentials::{
     BasicAuth, BasicAuthConfig, HeaderAuth, HeaderAuthConfig, QueryAuth, QueryAuthConfig,
 };
+pub use digest_auth::{DigestAuth, DigestAuthConfig};
 pub use hmac_signature::{HmacAlgorithm, HmacConfig, HmacSignature};
 pub use ip_allow_list::IpAllowList;
 pub use json_schema::{JsonSchema, MAX_SCHEMA_BODY_BYTES};
@@ -46,6 +49,7 @@ pub fn register(registry: &mut webhook_core::Registry) {
         .register_validator::<IpAllowList>()
         .register_validator::<Authorization>()
         .register_validator::<BasicAuth>()
+        .register_validator::<DigestAuth>()
         .register_validator::<HeaderAuth>()
         .register_validator::<QueryAuth>()
         .register_validator::<Jwt>()

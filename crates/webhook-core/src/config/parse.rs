@@ -87,9 +87,11 @@ pub fn parse(
 /// An IP (`10.0.0.1`, a /32 or /128) or a CIDR block (`10.0.0.0/8`).
 fn parse_net(text: &str) -> Option<ipnet::IpNet> {
     let text = text.trim();
-    text.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 fn check_webhook_id(id: &str) -> Result<(), String> {

@@ -358,6 +358,11 @@ fn reject(rejection: &Rejection) -> Response<ResponseBody> {
     if let Some(delay) = rejection.retry_after {
         set_retry_after(&mut response, delay);
     }
+    if let Some(challenge) = &rejection.challenge {
+        response
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, challenge.clone());
+    }
     response
 }
 

@@ -22,7 +22,12 @@ async fn an_empty_or_null_authorization_means_no_check() {
         ))
         .await;
         let r = server.post("open", &[], "{}").await;
-        assert_eq!(r.status, StatusCode::OK, "authorization {value}: {}", r.text());
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "authorization {value}: {}",
+            r.text()
+        );
     }
     // a real value still checks
     let server =
@@ -76,10 +81,8 @@ async fn api_keys_ignore_case_unless_case_sensitive() {
         )
         .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
         .unwrap();
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .build_http();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
     assert_eq!(
         client.request(request).await.unwrap().status(),
         StatusCode::OK,
@@ -99,19 +102,31 @@ async fn api_keys_ignore_case_unless_case_sensitive() {
     );
     let query = |id: &str, key: &str| format!("/webhook/{id}?api_key={key}");
     assert_eq!(
-        server.request("POST", &query("q", "kEy-42"), &[], "{}").await.status,
+        server
+            .request("POST", &query("q", "kEy-42"), &[], "{}")
+            .await
+            .status,
         StatusCode::OK
     );
     assert_eq!(
-        server.request("POST", &query("q", "kEy-43"), &[], "{}").await.status,
+        server
+            .request("POST", &query("q", "kEy-43"), &[], "{}")
+            .await
+            .status,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        server.request("POST", &query("qs", "KeY-42"), &[], "{}").await.status,
+        server
+            .request("POST", &query("qs", "KeY-42"), &[], "{}")
+            .await
+            .status,
         StatusCode::OK
     );
     assert_eq!(
-        server.request("POST", &query("qs", "kEy-42"), &[], "{}").await.status,
+        server
+            .request("POST", &query("qs", "kEy-42"), &[], "{}")
+            .await
+            .status,
         StatusCode::UNAUTHORIZED
     );
 }
@@ -165,9 +180,15 @@ async fn a_webhooks_own_trusted_proxies_are_believed_for_it_only() {
     )
     .await;
     let xff = [("X-Forwarded-For", "198.51.100.7")];
-    assert_eq!(server.post("behind", &xff, "{}").await.status, StatusCode::OK);
     assert_eq!(
-        server.post("behind", &[("X-Real-IP", "198.51.100.7")], "{}").await.status,
+        server.post("behind", &xff, "{}").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .post("behind", &[("X-Real-IP", "198.51.100.7")], "{}")
+            .await
+            .status,
         StatusCode::OK
     );
     assert_eq!(
