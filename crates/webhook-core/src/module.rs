@@ -23,8 +23,13 @@ pub trait Module: Sized + Send + Sync + 'static {
     /// the destination takes no `connection`; otherwise one is required.
     const CONNECTION_TYPES: &'static [&'static str] = &[];
 
+    /// The destination can also take its server from its own config (`redis_publish`'s
+    /// `redis` block): a missing `connection` is then not a config error, and
+    /// [`Module::build`] gets `None` (its [`Module::validate`] says what is missing).
+    const CONNECTION_OPTIONAL: bool = false;
+
     /// Keys that older config files put at the top level of a webhook instead of in
-    /// `module-config` (`queue_name`, `topic`). They are moved into the module config when
+    /// `module-config` (`queue_name`, `topic`, `redis`). They are moved into the module config when
     /// it does not set them itself.
     const TOP_LEVEL_KEYS: &'static [&'static str] = &[];
 

@@ -129,6 +129,7 @@ pub(crate) enum PrepareError {
 
 pub(crate) trait ModuleFactory: Send + Sync {
     fn connection_types(&self) -> &'static [&'static str];
+    fn connection_optional(&self) -> bool;
     fn top_level_keys(&self) -> &'static [&'static str];
     fn prepare(
         &self,
@@ -168,6 +169,10 @@ impl<M: Module> ModuleFactory for ModuleFactoryImpl<M> {
 
     fn top_level_keys(&self) -> &'static [&'static str] {
         M::TOP_LEVEL_KEYS
+    }
+
+    fn connection_optional(&self) -> bool {
+        M::CONNECTION_OPTIONAL
     }
 
     fn prepare(

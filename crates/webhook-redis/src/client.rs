@@ -24,6 +24,22 @@ pub(crate) async fn shared_client(
         .await
 }
 
+/// The client for a server named in a webhook's own `redis` block: shared by every block
+/// naming the same server and database.
+pub(crate) async fn inline_client(
+    connection: RedisConnection,
+    context: &BuildContext,
+) -> Result<std::sync::Arc<Client>, BuildError> {
+    let name = format!(
+        "redis block {}:{}/{}",
+        connection.host, connection.port, connection.db
+    );
+    context
+        .shared
+        .get_or_try_init(&name, || connect(connection, name.clone()))
+        .await
+}
+
 async fn connect(connection: RedisConnection, name: String) -> Result<Client, BuildError> {
     let config = FredConfig {
         server: ServerConfig::new_centralized(connection.host.clone(), connection.port),

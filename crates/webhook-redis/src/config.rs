@@ -70,11 +70,63 @@ fn default_job_timeout() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublishConfig {
-    /// Channel to publish on (default `webhook_events`).
-    #[serde(default = "default_channel")]
-    pub channel: String,
+    /// Channel to publish on (default: the `redis` block's, else `webhook_events`).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// The original's own server block, written at the top of the webhook entry instead
+    /// of a connections.json entry.
+    #[serde(default)]
+    pub redis: Option<InlineRedis>,
 }
 
-fn default_channel() -> String {
-    "webhook_events".to_owned()
+impl PublishConfig {
+    /// The channel messages go to.
+    pub fn channel(&self) -> &str {
+        self.channel
+            .as_deref()
+            .or(self.redis.as_ref().and_then(|r| r.channel.as_deref()))
+            .unwrap_or("webhook_events")
+    }
+}
+
+/// `redis_publish`'s `redis` block (`{host, port, channel, allowed_hosts}`), as the
+/// original's later versions write it beside `module`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InlineRedis {
+    /// Server host (default `127.0.0.1`).
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Server port (default 6379).
+    #[serde(default = "default_port", deserialize_with = "de::number")]
+    pub port: u16,
+    /// Database number (default 0).
+    #[serde(default, deserialize_with = "de::number")]
+    pub db: u8,
+    /// Optional ACL user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Optional password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// The channel (when `module-config` does not name one).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// When given, `host` must be one of them (the original's guard against a config
+    /// pointing the gateway at an arbitrary server).
+    #[serde(default)]
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+impl InlineRedis {
+    /// The block as a connection.
+    pub fn connection(&self) -> RedisConnection {
+        RedisConnection {
+            host: self.host.clone(),
+            port: self.port,
+            db: self.db,
+            username: self.username.clone(),
+            password: self.password.clone(),
+        }
+    }
 }

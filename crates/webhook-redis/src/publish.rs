@@ -18,21 +18,48 @@ pub struct RedisPublish {
 impl Module for RedisPublish {
     const KIND: &'static str = "redis_publish";
     const CONNECTION_TYPES: &'static [&'static str] = &["redis-rq", "redis"];
+    const CONNECTION_OPTIONAL: bool = true;
+    const TOP_LEVEL_KEYS: &'static [&'static str] = &["redis"];
     type Config = PublishConfig;
     type Connection = RedisConnection;
+
+    fn validate(config: &PublishConfig, context: &BuildContext) -> Result<(), BuildError> {
+        if config.channel().is_empty() {
+            return Err(BuildError::key("channel", "must not be empty"));
+        }
+        match (&config.redis, &context.connection_name) {
+            (None, None) => Err(BuildError::other(
+                "give a `connection` (a connections.json entry of type redis) or a `redis` \
+                 block with its host and port",
+            )),
+            (Some(_), Some(_)) => Err(BuildError::key(
+                "redis",
+                "give either a `connection` or a `redis` block, not both",
+            )),
+            (Some(block), None) => match &block.allowed_hosts {
+                Some(allowed) if !allowed.iter().any(|h| h.eq_ignore_ascii_case(&block.host)) => {
+                    Err(BuildError::key(
+                        "redis.host",
+                        format!("`{}` is not in `allowed_hosts`", block.host),
+                    ))
+                }
+                _ => Ok(()),
+            },
+            (None, Some(_)) => Ok(()),
+        }
+    }
 
     async fn build(
         config: PublishConfig,
         connection: Option<RedisConnection>,
         context: &BuildContext,
     ) -> Result<Self, BuildError> {
-        if config.channel.is_empty() {
-            return Err(BuildError::key("channel", "must not be empty"));
-        }
-        Ok(Self {
-            client: client::shared_client(connection, context).await?,
-            channel: config.channel,
-        })
+        let channel = config.channel().to_owned();
+        let client = match (&config.redis, connection) {
+            (Some(block), None) => client::inline_client(block.connection(), context).await?,
+            (_, connection) => client::shared_client(connection, context).await?,
+        };
+        Ok(Self { client, channel })
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), ModuleError> {

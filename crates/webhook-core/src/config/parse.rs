@@ -20,6 +20,7 @@ const CORE_KEYS: &[&str] = &[
     "connection",
     "queue_name",
     "topic",
+    "redis",
     "retry",
     "chain",
     "chain-config",
@@ -29,7 +30,7 @@ const CORE_KEYS: &[&str] = &[
 ];
 
 /// Keys that older files put at the top level instead of in `module-config`.
-const TOP_LEVEL_FALLBACK_KEYS: &[&str] = &["queue_name", "topic"];
+const TOP_LEVEL_FALLBACK_KEYS: &[&str] = &["queue_name", "topic", "redis"];
 
 const MAX_CHAIN: usize = 20;
 
@@ -398,6 +399,7 @@ fn prepare_destination(
     let types = factory.connection_types();
     let connection = match (&spec.connection, types.is_empty()) {
         (None, true) => None,
+        (None, false) if factory.connection_optional() => None,
         (Some(_), true) => {
             ctx.error(
                 connection_key,

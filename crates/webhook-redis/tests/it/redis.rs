@@ -355,3 +355,56 @@ async fn reconnects_after_a_redis_restart_and_loses_nothing() {
     assert_eq!((accepted, refused), (5, 5));
     assert_eq!(server.get("/health").await.status, StatusCode::OK);
 }
+
+/// The original's later format: `redis_publish` with its own `redis` block beside
+/// `module`, no connections.json entry.
+#[tokio::test]
+async fn publish_with_the_originals_redis_block() {
+    let (host, port, db) = redis_parts();
+    require_tcp("redis", &host, port);
+    let channel = unique("block");
+    let server = TestServer::builder(&format!(
+        r#"{{"blk": {{"module": "redis_publish",
+              "redis": {{"host": "{host}", "port": {port}, "db": {db}, "channel": "{channel}",
+                         "allowed_hosts": ["{host}"]}}}}}}"#
+    ))
+    .registry(registry())
+    .start()
+    .await;
+    let mut subscriber = subscribe(&channel, 1);
+    let r = server.post("blk", &[], r#"{"from": "block"}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let message = BASE64
+        .decode(subscriber.lines.next().unwrap().unwrap())
+        .unwrap();
+    assert!(subscriber.child.wait().unwrap().success());
+    let envelope: serde_json::Value = serde_json::from_slice(&message).unwrap();
+    assert_eq!(envelope["payload"]["from"], "block");
+
+    // a host outside `allowed_hosts`, both a block and a connection, neither
+    for (webhooks, expected) in [
+        (
+            r#"{"x": {"module": "redis_publish", "redis": {"host": "10.9.9.9", "allowed_hosts": ["redis"]}}}"#,
+            "redis.host: module `redis_publish`: `10.9.9.9` is not in `allowed_hosts`",
+        ),
+        (
+            r#"{"x": {"module": "redis_publish", "connection": "redis", "redis": {"host": "127.0.0.1"}}}"#,
+            "redis: module `redis_publish`: give either a `connection` or a `redis` block",
+        ),
+        (
+            r#"{"x": {"module": "redis_publish"}}"#,
+            "give a `connection` (a connections.json entry of type redis) or a `redis` block",
+        ),
+        (
+            r#"{"x": {"module": "log", "redis": {"host": "127.0.0.1"}}}"#,
+            "x.redis: module `log` does not use `redis`",
+        ),
+    ] {
+        let error = TestServer::builder(webhooks)
+            .connections(&connections(&host, port, db))
+            .registry(registry())
+            .config_error()
+            .await;
+        assert!(error.contains(expected), "{error}");
+    }
+}
