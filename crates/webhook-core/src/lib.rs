@@ -29,6 +29,7 @@
 #![warn(missing_docs)] // every public item of the crate other services embed is documented
 
 mod attempt;
+pub mod cleanup;
 pub mod config;
 mod delivery;
 mod error;

@@ -247,6 +247,8 @@ pub(crate) struct WebhookPlan {
     /// `trusted_proxies`: proxies whose `X-Forwarded-For` this webhook believes, on top of
     /// the server's (the original's per-webhook key).
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    /// `credential_cleanup`, when the entry has it and it is enabled.
+    pub(crate) cleanup: Option<crate::cleanup::CredentialCleanup>,
 }
 
 pub(crate) struct DestinationPlan {

@@ -27,6 +27,7 @@ const CORE_KEYS: &[&str] = &[
     "ack",
     "forward_credentials",
     "trusted_proxies",
+    "credential_cleanup",
 ];
 
 /// Keys that older files put at the top level instead of in `module-config`.
@@ -202,6 +203,8 @@ fn parse_webhook(
     }
     let ack = take::<AckMode>(&mut map, "ack", ctx);
     let forward_credentials = take::<bool>(&mut map, "forward_credentials", ctx).unwrap_or(false);
+    let cleanup = take::<crate::cleanup::CleanupConfig>(&mut map, "credential_cleanup", ctx)
+        .and_then(crate::cleanup::CredentialCleanup::new);
     let trusted_proxies = take::<Vec<String>>(&mut map, "trusted_proxies", ctx)
         .unwrap_or_default()
         .iter()
@@ -314,6 +317,7 @@ fn parse_webhook(
         ack,
         forward_credentials,
         trusted_proxies,
+        cleanup,
     })
 }
 

@@ -110,6 +110,7 @@ impl Pipeline {
                     metrics: WebhookMetrics::new(&plan.id),
                     id: plan.id,
                     data_type: plan.data_type,
+                    cleanup: plan.cleanup,
                     trusted_proxies: options
                         .trusted_proxies
                         .iter()

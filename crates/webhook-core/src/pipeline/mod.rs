@@ -96,6 +96,8 @@ struct Webhook {
     validators: Vec<Arc<dyn DynValidator>>,
     /// How many of `validators`, from the front, need no body (run before it is read).
     head_validators: usize,
+    /// `credential_cleanup`: masks credential fields before the spool and destinations.
+    cleanup: Option<crate::cleanup::CredentialCleanup>,
     /// The server's trusted proxies and the webhook's own `trusted_proxies`.
     trusted_proxies: Vec<IpNet>,
     /// Headers holding the gateway's own inbound credentials, removed before delivery.

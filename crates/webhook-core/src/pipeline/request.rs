@@ -212,7 +212,10 @@ impl Pipeline {
         }
 
         // Destinations get the request without the gateway's own inbound credentials.
-        let delivery = without_credentials(delivery.clone(), &webhook.strip_headers);
+        let mut delivery = without_credentials(delivery.clone(), &webhook.strip_headers);
+        if let Some(cleanup) = &webhook.cleanup {
+            clean(cleanup, &mut delivery);
+        }
         let safe = match webhook.ack {
             AckMode::Delivered => attempt::deliver_waiting(&webhook.route, &delivery)
                 .await
@@ -321,6 +324,18 @@ fn without_credentials(mut delivery: Delivery, strip: &[HeaderName]) -> Delivery
         }
     }
     delivery
+}
+
+/// `credential_cleanup` on the headers and, for JSON webhooks, the body.
+fn clean(cleanup: &crate::cleanup::CredentialCleanup, delivery: &mut Delivery) {
+    if let Some(headers) = cleanup.headers(&delivery.headers) {
+        delivery.headers = Arc::new(headers);
+    }
+    if delivery.data_type == DataType::Json
+        && let Some(body) = cleanup.body(&delivery.body)
+    {
+        delivery.body = body;
+    }
 }
 
 /// The answer to a delivery that did not succeed while the sender waited.

@@ -79,7 +79,7 @@ fn errors_name_file_webhook_and_key() {
         "10.0.0.0/40",
     );
     assert_error(
-        r#"{"w": {"module": "log", "rate_limit": {"max_requests": 0}}}"#,
+        r#"{"w": {"module": "log", "rate_limit": {"max_requests": 2000000}}}"#,
         "webhooks.json: w.rate_limit.max_requests: ",
         "between",
     );

@@ -255,3 +255,58 @@ fn legacy_topic_and_queue_name_on_chain_items() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn credential_cleanup_masks_what_it_names_and_only_where_set() {
+    use webhook_testkit::recorder::{Sink, registry_with_recorder};
+    let masked = Sink::named("cleanup-mask");
+    let removed = Sink::named("cleanup-remove");
+    let exact = Sink::named("cleanup-none");
+    let server = TestServer::builder(
+        r#"{"mask": {"module": "test_recorder", "module-config": {"sink": "cleanup-mask"},
+                     "credential_cleanup": {"enabled": true, "mode": "MASK", "fields": ["ssn"]}},
+            "remove": {"module": "test_recorder", "module-config": {"sink": "cleanup-remove"},
+                       "credential_cleanup": {"mode": "remove"}},
+            "off": {"module": "test_recorder", "module-config": {"sink": "cleanup-none"},
+                    "credential_cleanup": {"enabled": false}}}"#,
+    )
+    .registry(registry_with_recorder())
+    .start()
+    .await;
+    let body =
+        r#"{"user": "ann", "password": "hunter2", "ssn": "123", "nested": {"api_key": 7}, "z": 1}"#;
+    for id in ["mask", "remove", "off"] {
+        let r = server
+            .post(id, &[("X-Auth-Token", "t0k"), ("X-Event", "e")], body)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{id}: {}", r.text());
+    }
+    let got = |sink: &Sink| sink.deliveries().pop().expect("delivered");
+    let m = got(&masked);
+    assert_eq!(
+        &m.body[..],
+        br#"{"user":"ann","password":"***REDACTED***","ssn":"***REDACTED***","nested":{"api_key":"***REDACTED***"},"z":1}"#,
+        "masked, keys in their order"
+    );
+    assert_eq!(m.headers["x-auth-token"], "***REDACTED***");
+    assert_eq!(m.headers["x-event"], "e");
+    let r = got(&removed);
+    assert_eq!(
+        &r.body[..],
+        br#"{"user":"ann","ssn":"123","nested":{},"z":1}"#
+    );
+    assert!(!r.headers.contains_key("x-auth-token"));
+    let e = got(&exact);
+    assert_eq!(
+        &e.body[..],
+        body.as_bytes(),
+        "switched off: the exact bytes"
+    );
+    assert_eq!(e.headers["x-auth-token"], "t0k");
+    let error = TestServer::builder(
+        r#"{"bad": {"module": "log", "credential_cleanup": {"mode": "hide"}}}"#,
+    )
+    .config_error()
+    .await;
+    assert!(error.contains("bad.credential_cleanup.mode"), "{error}");
+}
