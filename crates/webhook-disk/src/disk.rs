@@ -8,14 +8,16 @@ use webhook_core::{
     BuildContext, BuildError, DataType, Delivery, Module, ModuleError, NoConnection,
 };
 
-use crate::config::DiskConfig;
+use crate::config::{DiskConfig, expand};
 use crate::error::DiskError;
 
 /// The `save_to_disk` destination.
 #[derive(Debug, Clone)]
 pub struct SaveToDisk {
     dir: PathBuf,
-    extension: &'static str,
+    extension: String,
+    pattern: Option<String>,
+    include_headers: bool,
 }
 
 impl Module for SaveToDisk {
@@ -24,7 +26,8 @@ impl Module for SaveToDisk {
     type Connection = NoConnection;
 
     fn validate(config: &DiskConfig, context: &BuildContext) -> Result<(), BuildError> {
-        let dir = resolve_inside(&context.data_dir, Path::new(&config.path))?;
+        config.check_names()?;
+        let dir = directory(config, context)?;
         real_path_inside(&context.data_dir, &dir, &config.path).map(|_| ())
     }
 
@@ -33,7 +36,8 @@ impl Module for SaveToDisk {
         _: Option<NoConnection>,
         context: &BuildContext,
     ) -> Result<Self, BuildError> {
-        let dir = resolve_inside(&context.data_dir, Path::new(&config.path))?;
+        config.check_names()?;
+        let dir = directory(&config, context)?;
         // Symlinks could lead out: check the real path of what exists before creating
         // anything, and the whole real path after.
         real_path_inside(&context.data_dir, &dir, &config.path)?;
@@ -45,13 +49,16 @@ impl Module for SaveToDisk {
                 BuildError::key("path", format!("cannot create {}: {e}", dir.display()))
             })?;
         let real_dir = real_path_inside(&context.data_dir, &dir, &config.path)?;
-        let extension = match context.data_type {
-            DataType::Json => "json",
-            DataType::Blob => "bin",
+        let extension = match (&config.file_extension, context.data_type) {
+            (Some(extension), _) => extension.trim_start_matches('.').to_owned(),
+            (None, DataType::Json) => "json".to_owned(),
+            (None, DataType::Blob) => "bin".to_owned(),
         };
         Ok(Self {
             dir: real_dir,
             extension,
+            pattern: config.filename_pattern,
+            include_headers: config.include_headers,
         })
     }
 
@@ -60,12 +67,17 @@ impl Module for SaveToDisk {
             .received_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let name = format!(
-            "{}-{millis}-{}.{}",
-            delivery.webhook_id, delivery.request_id, self.extension
-        );
+        let uuid = delivery.request_id.to_string();
+        let name = match &self.pattern {
+            Some(pattern) => expand(pattern, &delivery.webhook_id, millis, &uuid),
+            None => format!("{}-{millis}-{uuid}.{}", delivery.webhook_id, self.extension),
+        };
         let dir = self.dir.clone();
-        let body = delivery.body.clone();
+        let body = if self.include_headers {
+            bytes::Bytes::from(delivery.json_envelope(true))
+        } else {
+            delivery.body.clone()
+        };
         tokio::task::spawn_blocking(move || write_atomically(&dir, &name, &body))
             .await
             .map_err(DiskError::from)??;
@@ -86,6 +98,22 @@ impl Module for SaveToDisk {
             .into()),
         }
     }
+}
+
+/// Where `config` puts its files: `base_dir`/`path` inside the data directory.
+fn directory(config: &DiskConfig, context: &BuildContext) -> Result<PathBuf, BuildError> {
+    let base = match &config.base_dir {
+        Some(base) => resolve_inside(&context.data_dir, Path::new(base))
+            .map_err(|e| BuildError::key("base_dir", e.message))?,
+        None => context.data_dir.to_path_buf(),
+    };
+    let path = Path::new(&config.path);
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
+    resolve_inside(&context.data_dir, &joined).map_err(|e| BuildError::key("path", e.message))
 }
 
 /// The real path (symlinks resolved) of `dir`'s nearest existing ancestor, refused when it

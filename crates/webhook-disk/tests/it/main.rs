@@ -1,3 +1,4 @@
 //! webhook-disk's integration tests: one test binary, one module per area.
 
 mod conformance;
+mod options;
