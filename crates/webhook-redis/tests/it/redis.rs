@@ -262,10 +262,16 @@ fn config_errors_are_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("q.module-config.function"), "{err}");
+    // neither a connection nor the original's `redis` block: refused when checked
     let err = parse(r#"{"p": {"module": "redis_publish"}}"#)
+        .unwrap()
+        .validate(&webhook_core::PipelineOptions::default())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("p.connection: missing"), "{err}");
+    assert!(
+        err.contains("p.module-config: module `redis_publish`: give a `connection`"),
+        "{err}"
+    );
 }
 
 /// A Redis server of our own, so stopping it does not disturb other tests.
