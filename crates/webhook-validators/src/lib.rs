@@ -11,6 +11,7 @@
 //! | `digest_auth` | HTTP Digest (RFC 7616) with server nonces; replays refused | 401 + challenge |
 //! | `header_auth` | an API key in a header, constant time | 401 |
 //! | `query_auth` | an API key in a query parameter, constant time | 401 |
+//! | `oauth1` | an OAuth 1.0 signature (RFC 5849: HMAC-SHA1 or PLAINTEXT), timestamp window, nonce once | 401 |
 //! | `jwt` | a bearer JWT: signature (HS/RS/PS/ES/EdDSA, never `none`), `exp`, `iss`, `aud` | 401 |
 //! | `rate_limit` | at most `max_requests` per sliding `window_seconds` | 429 + `Retry-After` |
 //! | `json_schema` | the body matches a JSON Schema | 422 (400 if not JSON) |
@@ -25,6 +26,7 @@ mod hmac_signature;
 mod ip_allow_list;
 mod json_schema;
 mod jwt;
+mod oauth1;
 mod rate_limit;
 mod verify;
 
@@ -37,6 +39,7 @@ pub use hmac_signature::{HmacAlgorithm, HmacConfig, HmacSignature};
 pub use ip_allow_list::IpAllowList;
 pub use json_schema::{JsonSchema, MAX_SCHEMA_BODY_BYTES};
 pub use jwt::{Jwt, JwtConfig};
+pub use oauth1::{OAuth1, OAuth1Config};
 pub use rate_limit::{RateLimit, RateLimitConfig};
 pub use verify::{
     DedupConfig, DedupSource, KeyEncoding, Provider, SchemeConfig, SignatureEncoding,
@@ -53,6 +56,7 @@ pub fn register(registry: &mut webhook_core::Registry) {
         .register_validator::<HeaderAuth>()
         .register_validator::<QueryAuth>()
         .register_validator::<Jwt>()
+        .register_validator::<OAuth1>()
         .register_validator::<HmacSignature>()
         .register_validator::<Verify>()
         .register_validator::<RateLimit>()

@@ -11,6 +11,7 @@ mod digest_auth;
 mod fairness;
 mod limits;
 mod metrics;
+mod oauth1;
 mod openapi;
 mod original_options;
 mod reload;
