@@ -33,6 +33,7 @@ struct Reply {
     status: StatusCode,
     headers: Vec<(HeaderName, HeaderValue)>,
     delay: Duration,
+    body: Bytes,
 }
 
 #[derive(Debug)]
@@ -66,6 +67,7 @@ impl HttpTarget {
                 status: StatusCode::OK,
                 headers: Vec::new(),
                 delay: Duration::ZERO,
+                body: Bytes::from_static(b"{\"ok\":true}"),
             }),
             connections: AtomicUsize::new(0),
         });
@@ -107,6 +109,12 @@ impl HttpTarget {
                 )
             })
             .collect();
+    }
+
+    /// Answer every following request with `body` (JSON: also sets its content type).
+    pub fn respond_json(&self, status: StatusCode, body: &str) {
+        self.respond(status, &[("content-type", "application/json")]);
+        self.state.reply.lock().unwrap().body = Bytes::from(body.to_owned());
     }
 
     /// Wait this long before answering.
@@ -155,7 +163,7 @@ async fn handle(
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let mut response = Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
+    let mut response = Response::new(Full::new(reply.body));
     *response.status_mut() = reply.status;
     for (name, value) in reply.headers {
         response.headers_mut().insert(name, value);

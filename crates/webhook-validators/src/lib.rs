@@ -13,6 +13,7 @@
 //! | `query_auth` | an API key in a query parameter, constant time | 401 |
 //! | `oauth1` | an OAuth 1.0 signature (RFC 5849: HMAC-SHA1 or PLAINTEXT), timestamp window, nonce once | 401 |
 //! | `jwt` | a bearer JWT: signature (HS/RS/PS/ES/EdDSA, never `none`), `exp`, `iss`, `aud` | 401 |
+//! | `recaptcha` | a reCAPTCHA v2/v3 token at the siteverify endpoint (v3: a minimum score) | 401 |
 //! | `rate_limit` | at most `max_requests` per sliding `window_seconds` | 429 + `Retry-After` |
 //! | `json_schema` | the body matches a JSON Schema | 422 (400 if not JSON) |
 //!
@@ -28,6 +29,7 @@ mod json_schema;
 mod jwt;
 mod oauth1;
 mod rate_limit;
+mod recaptcha;
 mod verify;
 
 pub use authorization::Authorization;
@@ -41,6 +43,7 @@ pub use json_schema::{JsonSchema, MAX_SCHEMA_BODY_BYTES};
 pub use jwt::{Jwt, JwtConfig};
 pub use oauth1::{OAuth1, OAuth1Config};
 pub use rate_limit::{RateLimit, RateLimitConfig};
+pub use recaptcha::{Recaptcha, RecaptchaConfig};
 pub use verify::{
     DedupConfig, DedupSource, KeyEncoding, Provider, SchemeConfig, SignatureEncoding,
     SignatureFormat, Verify, VerifyConfig,
@@ -60,6 +63,7 @@ pub fn register(registry: &mut webhook_core::Registry) {
         .register_validator::<HmacSignature>()
         .register_validator::<Verify>()
         .register_validator::<RateLimit>()
+        .register_validator::<Recaptcha>()
         .register_validator::<JsonSchema>();
 }
 

@@ -14,6 +14,7 @@ mod metrics;
 mod oauth1;
 mod openapi;
 mod original_options;
+mod recaptcha;
 mod reload;
 mod retry_schedule;
 mod spool;
