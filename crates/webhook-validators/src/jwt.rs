@@ -165,6 +165,20 @@ impl Validator for Jwt {
     }
 }
 
+impl Jwt {
+    /// Whether this validator checks tokens signed with `algorithm`.
+    pub(crate) fn takes(&self, algorithm: Algorithm) -> bool {
+        self.validation.algorithms.contains(&algorithm)
+    }
+
+    /// The claims of `token` once its signature and registered claims hold.
+    pub(crate) fn claims(&self, token: &str) -> Result<serde_json::Value, Rejection> {
+        jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| Rejection::unauthorized(reason(&err)))
+    }
+}
+
 fn reason(err: &jsonwebtoken::errors::Error) -> &'static str {
     use jsonwebtoken::errors::ErrorKind;
     match err.kind() {

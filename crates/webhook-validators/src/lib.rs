@@ -12,6 +12,7 @@
 //! | `header_auth` | an API key in a header, constant time | 401 |
 //! | `query_auth` | an API key in a query parameter, constant time | 401 |
 //! | `oauth1` | an OAuth 1.0 signature (RFC 5849: HMAC-SHA1 or PLAINTEXT), timestamp window, nonce once | 401 |
+//! | `oauth2` | a bearer token at an RFC 7662 introspection endpoint (cached briefly) or as a local JWT; scopes | 401 |
 //! | `jwt` | a bearer JWT: signature (HS/RS/PS/ES/EdDSA, never `none`), `exp`, `iss`, `aud` | 401 |
 //! | `recaptcha` | a reCAPTCHA v2/v3 token at the siteverify endpoint (v3: a minimum score) | 401 |
 //! | `rate_limit` | at most `max_requests` per sliding `window_seconds` | 429 + `Retry-After` |
@@ -28,6 +29,7 @@ mod ip_allow_list;
 mod json_schema;
 mod jwt;
 mod oauth1;
+mod oauth2;
 mod rate_limit;
 mod recaptcha;
 mod verify;
@@ -42,6 +44,7 @@ pub use ip_allow_list::IpAllowList;
 pub use json_schema::{JsonSchema, MAX_SCHEMA_BODY_BYTES};
 pub use jwt::{Jwt, JwtConfig};
 pub use oauth1::{OAuth1, OAuth1Config};
+pub use oauth2::{OAuth2, OAuth2Config, Scopes};
 pub use rate_limit::{RateLimit, RateLimitConfig};
 pub use recaptcha::{Recaptcha, RecaptchaConfig};
 pub use verify::{
@@ -60,6 +63,7 @@ pub fn register(registry: &mut webhook_core::Registry) {
         .register_validator::<QueryAuth>()
         .register_validator::<Jwt>()
         .register_validator::<OAuth1>()
+        .register_validator::<OAuth2>()
         .register_validator::<HmacSignature>()
         .register_validator::<Verify>()
         .register_validator::<RateLimit>()

@@ -32,7 +32,7 @@ fn version_lists_what_this_build_has() {
     expected.sort_unstable();
     assert_eq!(destinations, expected, "{text}");
     assert!(
-        text.contains("validators: ip_whitelist, authorization, basic_auth, digest_auth, header_auth, query_auth, jwt, oauth1, hmac, verify, rate_limit, recaptcha, json_schema"),
+        text.contains("validators: ip_whitelist, authorization, basic_auth, digest_auth, header_auth, query_auth, jwt, oauth1, oauth2, hmac, verify, rate_limit, recaptcha, json_schema"),
         "{text}"
     );
 }

@@ -12,6 +12,7 @@ mod fairness;
 mod limits;
 mod metrics;
 mod oauth1;
+mod oauth2;
 mod openapi;
 mod original_options;
 mod recaptcha;
