@@ -72,6 +72,7 @@ mod tests {
             initial_delay: 0.1,
             max_delay: 1.0,
             backoff_multiplier: 2.0,
+            ..RetryConfig::default()
         }
     }
 

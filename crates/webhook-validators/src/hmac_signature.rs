@@ -9,6 +9,7 @@ use crate::verify::{KeyEncoding, SchemeConfig, SignatureEncoding, SignatureForma
 /// The hash of an HMAC signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum HmacAlgorithm {
     /// HMAC-SHA1 (legacy GitHub `X-Hub-Signature`).
     Sha1,
@@ -17,6 +18,20 @@ pub enum HmacAlgorithm {
     Sha256,
     /// HMAC-SHA512.
     Sha512,
+}
+
+/// Any case, as the original's later versions take it (`SHA256`).
+impl TryFrom<String> for HmacAlgorithm {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "sha1" => Ok(Self::Sha1),
+            "sha256" => Ok(Self::Sha256),
+            "sha512" => Ok(Self::Sha512),
+            _ => Err(format!("`{text}` is not sha1, sha256 or sha512")),
+        }
+    }
 }
 
 impl HmacAlgorithm {

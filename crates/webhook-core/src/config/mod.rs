@@ -153,6 +153,11 @@ pub struct RetryConfig {
     /// Growth of the delay per attempt (default 2.0).
     #[serde(deserialize_with = "de::number")]
     pub backoff_multiplier: f64,
+    /// The original's Python exception names to retry: accepted and ignored (failures are
+    /// classified by the destination here; a start-up line says so).
+    pub retryable_errors: Option<serde::de::IgnoredAny>,
+    /// The original's Python exception names never to retry: accepted and ignored.
+    pub non_retryable_errors: Option<serde::de::IgnoredAny>,
 }
 
 impl Default for RetryConfig {
@@ -163,6 +168,8 @@ impl Default for RetryConfig {
             initial_delay: 1.0,
             max_delay: 60.0,
             backoff_multiplier: 2.0,
+            retryable_errors: None,
+            non_retryable_errors: None,
         }
     }
 }

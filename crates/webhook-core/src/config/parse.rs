@@ -20,6 +20,7 @@ const CORE_KEYS: &[&str] = &[
     "connection",
     "queue_name",
     "topic",
+    "destination",
     "redis",
     "retry",
     "chain",
@@ -31,7 +32,7 @@ const CORE_KEYS: &[&str] = &[
 ];
 
 /// Keys that older files put at the top level instead of in `module-config`.
-const TOP_LEVEL_FALLBACK_KEYS: &[&str] = &["queue_name", "topic", "redis"];
+const TOP_LEVEL_FALLBACK_KEYS: &[&str] = &["queue_name", "topic", "destination", "redis"];
 
 const MAX_CHAIN: usize = 20;
 
@@ -147,6 +148,8 @@ struct ChainItem {
     topic: Option<Value>,
     #[serde(default)]
     queue_name: Option<Value>,
+    #[serde(default)]
+    destination: Option<Value>,
 }
 
 /// `_comment`, `_note`…: keys the original's files use for notes, at the top of either
@@ -200,6 +203,14 @@ fn parse_webhook(
     let retry = take::<RetryConfig>(&mut map, "retry", ctx).unwrap_or_default();
     for (key, message) in retry.check() {
         ctx.error(format!("retry.{key}"), message);
+    }
+    if retry.retryable_errors.is_some() || retry.non_retryable_errors.is_some() {
+        tracing::info!(
+            webhook = ctx.id,
+            "retry.retryable_errors / non_retryable_errors name Python exceptions and are \
+             ignored: here the destination classifies each failure (unreachable and timed out \
+             are retried, refused is not)"
+        );
     }
     let ack = take::<AckMode>(&mut map, "ack", ctx);
     let forward_credentials = take::<bool>(&mut map, "forward_credentials", ctx).unwrap_or(false);
@@ -357,7 +368,11 @@ fn parse_chain(
                         ctx.error(format!("{key_prefix}.retry.{key}"), message);
                     }
                     let mut config = item.module_config.unwrap_or_default();
-                    let legacy = [("topic", item.topic), ("queue_name", item.queue_name)];
+                    let legacy = [
+                        ("topic", item.topic),
+                        ("queue_name", item.queue_name),
+                        ("destination", item.destination),
+                    ];
                     for (key, value) in legacy {
                         let Some(value) = value else { continue };
                         match registry.module(&item.module) {

@@ -310,3 +310,32 @@ async fn credential_cleanup_masks_what_it_names_and_only_where_set() {
     .await;
     assert!(error.contains("bad.credential_cleanup.mode"), "{error}");
 }
+
+#[test]
+fn the_originals_retry_lists_hmac_case_and_chain_destination_load() {
+    let parse = |webhooks: &str| {
+        webhook_core::config::parse(
+            &webhook_server::registry::registry(),
+            &ConfigSource::new("webhooks.json", webhooks),
+            None,
+            &Env::empty(),
+        )
+    };
+    parse(
+        r#"{"a": {"module": "log", "hmac": {"secret": "s", "algorithm": "SHA256"},
+                  "retry": {"enabled": true, "retryable_errors": ["ConnectionError"],
+                            "non_retryable_errors": ["ValueError"]}}}"#,
+    )
+    .unwrap();
+    let error = parse(r#"{"a": {"module": "log", "hmac": {"secret": "s", "algorithm": "MD5"}}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("a.hmac.algorithm"), "{error}");
+    let error = parse(r#"{"c": {"chain": [{"module": "log", "destination": "q"}]}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("c.chain[0].destination: module `log` does not use `destination`"),
+        "{error}"
+    );
+}
