@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use serde::Deserialize;
-use webhook_core::config::Secret;
+use webhook_core::config::{Secret, de};
 use webhook_core::{BuildError, Check, Rejection, RequestView, Validator};
 use webhook_http_client::HttpClient;
 
@@ -32,7 +32,7 @@ pub struct RecaptchaConfig {
     #[serde(default = "default_field")]
     pub token_field: String,
     /// v3: the lowest score accepted (default 0.5).
-    #[serde(default = "default_score")]
+    #[serde(default = "default_score", deserialize_with = "de::number")]
     pub min_score: f64,
     /// The siteverify endpoint (default Google's; a setting so tests can use their own).
     #[serde(default = "default_url")]
