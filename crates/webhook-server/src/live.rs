@@ -67,6 +67,12 @@ impl ConfigFiles {
             "loading configuration"
         );
         let config = parse(registry, &webhooks, connections.as_ref(), &Env::process())?;
+        tracing::info!(
+            "compatibility with the Python original: destinations get the exact bytes received \
+             (not a re-serialised payload), substituted values are used verbatim, files stay \
+             inside the data directory, and credentials are masked only where a webhook sets \
+             credential_cleanup (README: Coming from the Python service)"
+        );
         Ok(LoadedConfig {
             config,
             webhooks_text: webhooks.text().to_owned(),
