@@ -282,13 +282,14 @@ fn decode_payload(payload: &[u8]) -> Option<Record> {
             let id_len = usize::from(r.u8()?);
             let webhook_id: Arc<str> = Arc::from(std::str::from_utf8(r.take(id_len)?).ok()?);
             let header_count = usize::from(r.u16()?);
-            let mut headers = HeaderMap::with_capacity(header_count);
+            // a damaged count must not panic (a HeaderMap holds at most 32,768 entries)
+            let mut headers = HeaderMap::try_with_capacity(header_count).ok()?;
             for _ in 0..header_count {
                 let name_len = usize::from(r.u16()?);
                 let name = HeaderName::from_bytes(r.take(name_len)?).ok()?;
                 let value_len = r.u32()? as usize;
                 let value = HeaderValue::from_bytes(r.take(value_len)?).ok()?;
-                headers.append(name, value);
+                headers.try_append(name, value).ok()?;
             }
             let body_len = r.u32()? as usize;
             let body = Bytes::copy_from_slice(r.take(body_len)?);
@@ -414,5 +415,26 @@ mod tests {
         assert_eq!(decode(&flipped, 1).unwrap_err(), FrameError::Checksum);
         // zeros (a preallocated, never written region) are not a frame
         assert!(decode(&[0u8; 64], 1).is_err());
+    }
+
+    /// Found by the `spool` fuzz target: a checksummed entry whose header count exceeds
+    /// what a `HeaderMap` holds made recovery panic instead of skipping the record.
+    #[test]
+    fn a_huge_header_count_is_malformed_not_a_panic() {
+        let mut payload = vec![ENTRY];
+        payload.extend_from_slice(&7u64.to_le_bytes());
+        payload.extend_from_slice(Uuid::now_v7().as_bytes());
+        payload.extend_from_slice(&0u64.to_le_bytes());
+        payload.push(0); // json
+        payload.extend_from_slice(&1u32.to_le_bytes());
+        payload.extend_from_slice(&0u32.to_le_bytes());
+        payload.push(0); // no attempts
+        payload.push(1);
+        payload.push(b'w');
+        payload.extend_from_slice(&u16::MAX.to_le_bytes());
+        payload.extend_from_slice(&[0u8; 64]);
+        let mut frame = encode_raw(&payload);
+        stamp(&mut frame, 2);
+        assert_eq!(decode(&frame, 2).unwrap_err(), FrameError::Malformed);
     }
 }
