@@ -341,6 +341,9 @@ pub async fn route(
         }
         Route::Root | Route::Health | Route::Stats => get_only(),
         Route::Metrics if options.metrics => get_only(),
+        Route::Admin(AdminRoute::Reload | AdminRoute::Replay(_)) => only("POST"),
+        Route::Admin(AdminRoute::DeadLetters) => get_only(),
+        Route::Admin(AdminRoute::DeadLetter(_)) => only("DELETE"),
         _ => json(StatusCode::NOT_FOUND, response::NO_ROUTE),
     }
 }
@@ -354,10 +357,15 @@ const NO_FILES: &str = r#"{"detail":"this server has no config files to reload"}
 
 /// `405` with `Allow: GET`.
 fn get_only() -> Response<ResponseBody> {
+    only("GET")
+}
+
+/// `405` with `Allow: method`.
+fn only(method: &'static str) -> Response<ResponseBody> {
     let mut response = json(StatusCode::METHOD_NOT_ALLOWED, response::METHOD_NOT_ALLOWED);
     response
         .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static("GET"));
+        .insert(ALLOW, HeaderValue::from_static(method));
     response
 }
 

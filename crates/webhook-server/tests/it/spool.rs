@@ -671,3 +671,25 @@ async fn a_request_dropped_while_its_write_is_under_way_is_still_delivered() {
     seen.dedup();
     assert_eq!(seen.len(), 20, "each body delivered: {seen:?}");
 }
+
+/// An admin path asked with the wrong method says which one it takes (405 + `Allow`),
+/// rather than "not found".
+#[tokio::test]
+async fn admin_paths_answer_405_with_allow_for_other_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(r#"{"hook": {"module": "log"}}"#, dir.path(), 1 << 30).await;
+    for (method, path, allow) in [
+        ("GET", "/admin/reload", "POST"),
+        ("GET", "/admin/dead-letters/abc/replay", "POST"),
+        ("POST", "/admin/dead-letters", "GET"),
+        ("GET", "/admin/dead-letters/abc", "DELETE"),
+    ] {
+        let r = admin(&server, method, path).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+    }
+    assert_eq!(
+        admin(&server, "GET", "/admin/nothing").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
