@@ -310,3 +310,48 @@ async fn bad_configs_name_the_key() {
         );
     }
 }
+
+/// The SSRF guard (issue 18): with `deny_private_targets` a literal private URL is a
+/// config error and a host name resolving to loopback is refused when connecting (503,
+/// no frame sent); `allowed_hosts` lets that name through.
+#[tokio::test]
+async fn deny_private_targets_refuses_private_peers_unless_allowed() {
+    use std::net::ToSocketAddrs;
+    let peer = Peer::start("silent");
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    let resolved: Vec<_> = (name.as_str(), 80).to_socket_addrs().unwrap().collect();
+    assert!(
+        resolved.iter().all(|a| a.ip().is_loopback()),
+        "{name} resolves to {resolved:?}: the test needs a name of a loopback address"
+    );
+    let by_name = format!("ws://{name}:{}/events", peer.server.port);
+    let hook = |url: &str, guard: &str| {
+        format!(
+            r#"{{"w": {{"module": "websocket", "module-config": {{"url": "{url}", "timeout": 2{guard}}}}}}}"#
+        )
+    };
+    let deny = r#", "deny_private_targets": true"#;
+    let mut registry = registry_with_recorder();
+    webhook_websocket::register(&mut registry);
+    let err = TestServer::builder(&hook(&peer.url(), deny))
+        .registry(registry)
+        .config_error()
+        .await;
+    assert!(err.contains("deny_private_targets"), "{err}");
+
+    let server = start(&hook(&by_name, deny)).await;
+    let r = server.post("w", &[], r#"{"n": 1}"#).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(peer.frames().is_empty(), "a frame reached the private peer");
+
+    let allowed = format!(r#", "allowed_hosts": ["{name}"]"#);
+    let server = start(&hook(&by_name, &allowed)).await;
+    wait_connected(&server).await;
+    let r = server.post("w", &[], r#"{"n": 2}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(peer.wait_for(1).await.len(), 1);
+}
