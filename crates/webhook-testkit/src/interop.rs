@@ -123,3 +123,21 @@ pub fn tool(name: &str) -> String {
     let dir = std::env::var("WEBHOOK_TEST_TOOLS").unwrap_or_else(|_| "/opt/webhook-ci/bin".into());
     PathBuf::from(dir).join(name).to_string_lossy().into_owned()
 }
+
+/// This machine's host name, which resolves only to loopback addresses here
+/// (`/etc/hosts`): a target that is private without being a literal IP (SSRF guard tests).
+pub fn loopback_host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("/proc/sys/kernel/hostname")
+        .trim()
+        .to_owned();
+    let resolved: Vec<SocketAddr> = (name.as_str(), 80)
+        .to_socket_addrs()
+        .expect("the host name resolves")
+        .collect();
+    assert!(
+        resolved.iter().all(|a| a.ip().is_loopback()),
+        "{name} resolves to {resolved:?}: the test needs a name of a loopback address"
+    );
+    name
+}

@@ -6,25 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::ToSocketAddrs;
-
 use http::StatusCode;
 use webhook_testkit::TestServer;
+use webhook_testkit::interop::loopback_host_name as loopback_name;
 use webhook_testkit::target::HttpTarget;
-
-/// This machine's host name, which resolves to a loopback address here (`/etc/hosts`).
-fn loopback_name() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_owned();
-    let resolved: Vec<_> = (name.as_str(), 80).to_socket_addrs().unwrap().collect();
-    assert!(
-        resolved.iter().all(|a| a.ip().is_loopback()),
-        "{name} resolves to {resolved:?}: the test needs a name of a loopback address"
-    );
-    name
-}
 
 fn hook(url: &str, guard: &str) -> String {
     format!(

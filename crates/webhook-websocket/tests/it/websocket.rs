@@ -316,17 +316,8 @@ async fn bad_configs_name_the_key() {
 /// no frame sent); `allowed_hosts` lets that name through.
 #[tokio::test]
 async fn deny_private_targets_refuses_private_peers_unless_allowed() {
-    use std::net::ToSocketAddrs;
     let peer = Peer::start("silent");
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_owned();
-    let resolved: Vec<_> = (name.as_str(), 80).to_socket_addrs().unwrap().collect();
-    assert!(
-        resolved.iter().all(|a| a.ip().is_loopback()),
-        "{name} resolves to {resolved:?}: the test needs a name of a loopback address"
-    );
+    let name = webhook_testkit::interop::loopback_host_name();
     let by_name = format!("ws://{name}:{}/events", peer.server.port);
     let hook = |url: &str, guard: &str| {
         format!(
