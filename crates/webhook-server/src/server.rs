@@ -328,10 +328,11 @@ pub async fn route(
         Route::Admin(AdminRoute::Reload) if method == Method::POST => reload(live).await,
         Route::Admin(AdminRoute::DeadLetters) if get => match pipeline.dead_letters().await {
             Ok(list) => json_value(StatusCode::OK, &serde_json::json!({ "dead_letters": list })),
-            Err(err) => json_value(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &serde_json::json!({ "detail": err.to_string() }),
-            ),
+            Err(err) => {
+                // the error names files of the spool: for the log, not the answer
+                tracing::error!(error = %err, "cannot list the dead letters");
+                json(StatusCode::INTERNAL_SERVER_ERROR, DEAD_LETTERS_UNREADABLE)
+            }
         },
         Route::Admin(AdminRoute::Replay(id)) if method == Method::POST => {
             dead_letter_answer(pipeline.replay_dead_letter(id).await, "replayed")
@@ -352,6 +353,10 @@ const HEALTHY: &str = r#"{"status":"healthy"}"#;
 const UNHEALTHY: &str = r#"{"status":"unhealthy"}"#;
 const CROSS_SITE: &str = r#"{"detail":"Cross-site requests to the admin API are refused"}"#;
 const ADMIN_NEEDS_TOKEN: &str = r#"{"detail":"Not Found (admin endpoints need --ops-token)"}"#;
+const DEAD_LETTERS_UNREADABLE: &str =
+    r#"{"detail":"The dead letters cannot be read (the server log says why)"}"#;
+const DEAD_LETTER_FAILED: &str =
+    r#"{"detail":"The dead letter could not be changed (the server log says why); try again"}"#;
 const STATS_UNAVAILABLE: &str = r#"{"detail":"Statistics store unavailable"}"#;
 const NO_FILES: &str = r#"{"detail":"this server has no config files to reload"}"#;
 
@@ -406,10 +411,9 @@ fn dead_letter_answer(
             &serde_json::json!({ "detail": err.to_string() }),
         ),
         Err(err) => {
-            let mut response = json_value(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({ "detail": err.to_string() }),
-            );
+            // the error names files of the spool: for the log, not the answer
+            tracing::error!(error = %err, "dead letter: {message} failed");
+            let mut response = json(StatusCode::SERVICE_UNAVAILABLE, DEAD_LETTER_FAILED);
             response::set_retry_after(&mut response, Duration::from_secs(5));
             response
         }
