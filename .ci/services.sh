@@ -40,6 +40,18 @@ ensure_python_venv() {
   echo "$PYTHON_PACKAGES" >"$stamp"
 }
 
+# Command-line clients some tests run: curl (`curl --digest`) and prlimit (util-linux, the
+# out-of-descriptors test). Installed from Debian's packages when missing.
+ensure_cli_tools() {
+  local missing=()
+  command -v curl >/dev/null || missing+=(curl)
+  command -v prlimit >/dev/null || missing+=(util-linux)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
 # Redis: WEBHOOK_TEST_REDIS_URL (default redis://127.0.0.1:6379/0).
 ensure_redis() {
   require_tcp redis 127.0.0.1 6379 \

@@ -7,24 +7,13 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use hmac::{Hmac, KeyInit, Mac};
+use base64::engine::general_purpose::STANDARD;
 use http::StatusCode;
-use sha2::Sha256;
 use webhook_testkit::TestServer;
 use webhook_testkit::interop::free_port;
 use webhook_testkit::target::HttpTarget;
 
-fn hs256(secret: &str, claims: &serde_json::Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{header}.{payload}").as_bytes());
-    format!(
-        "{header}.{payload}.{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    )
-}
+use super::original_options::hs256;
 
 #[tokio::test]
 async fn introspection_decides_and_positive_answers_are_cached() {

@@ -131,7 +131,8 @@ async fn api_keys_ignore_case_unless_case_sensitive() {
     );
 }
 
-fn hs256(secret: &str, claims: &serde_json::Value) -> String {
+/// An HS256 JWT of `claims` (also used by `oauth2.rs`).
+pub(crate) fn hs256(secret: &str, claims: &serde_json::Value) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
