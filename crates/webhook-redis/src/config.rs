@@ -130,3 +130,19 @@ impl InlineRedis {
         }
     }
 }
+
+/// `module-config` of `redis_stream`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// The stream key entries are added to.
+    pub stream: String,
+    /// Trim the stream to about this many entries (`XADD … MAXLEN ~ n`); no trimming when
+    /// absent.
+    #[serde(default, deserialize_with = "de::option_number")]
+    pub maxlen: Option<u64>,
+    /// Request headers copied into the entry as `header:<name>` fields (names matched
+    /// case-insensitively; absent headers are left out). `["*"]` copies them all.
+    #[serde(default)]
+    pub headers: Vec<String>,
+}

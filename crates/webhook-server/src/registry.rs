@@ -45,7 +45,7 @@ macro_rules! destinations {
 
 destinations! {
     "save_to_disk" => webhook_disk ["save_to_disk"],
-    "redis" => webhook_redis ["redis_rq", "redis_publish"],
+    "redis" => webhook_redis ["redis_rq", "redis_publish", "redis_stream"],
     "rabbitmq" => webhook_rabbitmq ["rabbitmq"],
     "kafka" => webhook_kafka ["kafka"],
     "http" => webhook_http ["http_webhook"],
