@@ -109,3 +109,31 @@ ensure_s3s() {
   fi
   export WEBHOOK_TEST_TOOLS=$root/bin
 }
+
+# NATS with JetStream: WEBHOOK_TEST_NATS_URL (default nats://127.0.0.1:4222). The restart
+# tests also run nats-server instances of their own.
+ensure_nats() {
+  command -v nats-server >/dev/null || { echo "error: nats-server is not installed" >&2; exit 1; }
+  require_tcp nats 127.0.0.1 4222 \
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+}
+
+# Mosquitto: WEBHOOK_TEST_MQTT_URL (default mqtt://127.0.0.1:1883). The restart tests also
+# run mosquitto instances of their own.
+ensure_mosquitto() {
+  command -v mosquitto >/dev/null || { echo "error: mosquitto is not installed" >&2; exit 1; }
+  require_tcp mosquitto 127.0.0.1 1883 mosquitto -d -c /etc/mosquitto/mosquitto.conf
+}
+
+# PostgreSQL: WEBHOOK_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test).
+ensure_postgres() {
+  require_tcp postgresql 127.0.0.1 5432 \
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+}
+
+# MariaDB: WEBHOOK_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/test).
+ensure_mariadb() {
+  require_tcp mariadb 127.0.0.1 3306 \
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+}

@@ -51,6 +51,7 @@ destinations! {
     "http" => webhook_http ["http_webhook"],
     "s3" => webhook_s3 ["s3"],
     "websocket" => webhook_websocket ["websocket"],
+    "nats" => webhook_nats ["nats"],
 }
 
 /// The registry of this build: validators in the order they run, then destinations

@@ -1,0 +1,4 @@
+//! webhook-nats's integration tests: one test binary, one module per area.
+
+mod conformance;
+mod nats;
