@@ -52,6 +52,7 @@ destinations! {
     "s3" => webhook_s3 ["s3"],
     "websocket" => webhook_websocket ["websocket"],
     "nats" => webhook_nats ["nats"],
+    "mqtt" => webhook_mqtt ["mqtt"],
 }
 
 /// The registry of this build: validators in the order they run, then destinations

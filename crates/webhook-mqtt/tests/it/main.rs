@@ -1,0 +1,4 @@
+//! webhook-mqtt's integration tests: one test binary, one module per area.
+
+mod conformance;
+mod mqtt;
