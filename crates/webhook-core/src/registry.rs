@@ -46,6 +46,16 @@ impl Registry {
         self
     }
 
+    /// Offer destination `M` under [`Module::KIND`] and also under `alias` (the original's
+    /// second names: `postgres` for `postgresql`, `mariadb` for `mysql`).
+    pub fn register_module_with_alias<M: Module>(&mut self, alias: &'static str) -> &mut Self {
+        self.register_module::<M>();
+        self.unavailable.remove(alias);
+        self.modules
+            .insert(alias, Arc::new(ModuleFactoryImpl::<M>(PhantomData)));
+        self
+    }
+
     /// Offer validator `V` under [`Validator::KEY`]; it runs after those registered before.
     pub fn register_validator<V: Validator>(&mut self) -> &mut Self {
         self.validators.retain(|v| v.key() != V::KEY);

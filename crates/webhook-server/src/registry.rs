@@ -53,6 +53,8 @@ destinations! {
     "websocket" => webhook_websocket ["websocket"],
     "nats" => webhook_nats ["nats"],
     "mqtt" => webhook_mqtt ["mqtt"],
+    "postgresql" => webhook_postgres ["postgresql", "postgres"],
+    "mysql" => webhook_mysql ["mysql", "mariadb"],
 }
 
 /// The registry of this build: validators in the order they run, then destinations
