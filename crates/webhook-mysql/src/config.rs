@@ -65,7 +65,8 @@ impl MySqlConnection {
                     .port(self.port)
                     .username(&self.user)
                     .database(&self.database);
-                if let Some(password) = &self.password {
+                // (`"password": ""`, as in the original's defaults, is no password)
+                if let Some(password) = self.password.as_ref().filter(|p| !p.expose().is_empty()) {
                     options = options.password(password.expose());
                 }
                 options

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{AssertSqlSafe, MySqlPool};
 use sqlx::mysql::{MySqlDatabaseError, MySqlPoolOptions};
+use sqlx::{AssertSqlSafe, MySqlPool};
 use tokio::sync::OnceCell;
 use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError};
 use webhook_sql::{Batcher, Dialect, Row, SqlConfig, StorageMode, Table, Writer};
@@ -191,9 +191,7 @@ impl Writer for MySqlWriter {
 fn is_request_id_conflict(err: &sqlx::Error) -> bool {
     err.as_database_error()
         .and_then(|db| db.try_downcast_ref::<MySqlDatabaseError>())
-        .is_some_and(|my| {
-            my.number() == 1062 && my.message().trim_end().ends_with("request_id'")
-        })
+        .is_some_and(|my| my.number() == 1062 && my.message().trim_end().ends_with("request_id'"))
 }
 
 /// The server's error number, for a database error.

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{AssertSqlSafe, PgPool};
 use sqlx::postgres::{PgDatabaseError, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::OnceCell;
 use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError};
 use webhook_sql::{Batcher, Dialect, Row, SqlConfig, StorageMode, Table, Writer};

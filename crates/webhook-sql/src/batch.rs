@@ -30,7 +30,9 @@ pub struct Batcher {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("row", &self.row.request_id).finish()
+        f.debug_struct("Job")
+            .field("row", &self.row.request_id)
+            .finish()
     }
 }
 
@@ -147,8 +149,14 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..40 {
             let batcher = batcher.clone();
-            let id = if i == 17 { "bad".to_owned() } else { i.to_string() };
-            tasks.push(tokio::spawn(async move { (id.clone(), batcher.insert(row(&id)).await) }));
+            let id = if i == 17 {
+                "bad".to_owned()
+            } else {
+                i.to_string()
+            };
+            tasks.push(tokio::spawn(async move {
+                (id.clone(), batcher.insert(row(&id)).await)
+            }));
         }
         for task in tasks {
             let (id, result) = task.await.unwrap();

@@ -14,9 +14,9 @@ pub fn class_of(err: &sqlx::Error) -> ErrorClass {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => ErrorClass::Unavailable,
-        sqlx::Error::Configuration(_) | sqlx::Error::InvalidArgument(_) | sqlx::Error::Encode(_) => {
-            ErrorClass::Permanent
-        }
+        sqlx::Error::Configuration(_)
+        | sqlx::Error::InvalidArgument(_)
+        | sqlx::Error::Encode(_) => ErrorClass::Permanent,
         sqlx::Error::Database(db) => db
             .code()
             .map_or(ErrorClass::Retryable, |code| class_of_sqlstate(&code)),

@@ -42,10 +42,12 @@ impl Row {
         for column in &table.columns {
             values.push(match &column.source {
                 Source::WebhookId => Some(delivery.webhook_id.to_string()),
-                Source::ReceivedAt => Some(dialect.timestamp_text(
-                    jiff::Timestamp::try_from(delivery.received_at)
-                        .unwrap_or_else(|_| jiff::Timestamp::now()),
-                )),
+                Source::ReceivedAt => Some(
+                    dialect.timestamp_text(
+                        jiff::Timestamp::try_from(delivery.received_at)
+                            .unwrap_or_else(|_| jiff::Timestamp::now()),
+                    ),
+                ),
                 Source::Payload => payload_text.clone(),
                 Source::Headers => serde_json::to_string(&delivery.header_map()).ok(),
                 Source::RequestId => Some(request_id.clone()),

@@ -60,10 +60,7 @@ pub(crate) enum Source {
     /// The request id (unique).
     RequestId,
     /// A top-level key of the payload, or `default` when it is missing or null.
-    Field {
-        key: String,
-        default: Option<Value>,
-    },
+    Field { key: String, default: Option<Value> },
 }
 
 /// One column the destination inserts into.
@@ -183,7 +180,12 @@ impl Table {
                     list.join(", ")
                 ),
                 Dialect::MySql => {
-                    format!("CREATE INDEX {} ON {} ({})", q(&index), q(&table), list.join(", "))
+                    format!(
+                        "CREATE INDEX {} ON {} ({})",
+                        q(&index),
+                        q(&table),
+                        list.join(", ")
+                    )
                 }
             });
         }
@@ -229,8 +231,8 @@ impl Table {
                 source: Source::Payload,
             });
         }
-        let headers = (config.storage_mode == StorageMode::Json || config.include_headers)
-            && with_json;
+        let headers =
+            (config.storage_mode == StorageMode::Json || config.include_headers) && with_json;
         if config.storage_mode == StorageMode::Json {
             defs.push(format!("{} {json}", q("headers")));
             defs.push(created_at);
@@ -271,7 +273,8 @@ impl Table {
                 // An upsert needs a unique column to conflict on.
                 constraints.push("UNIQUE");
             }
-            let unique = constraints.iter().any(|c| c.contains("UNIQUE")) || indexed.contains(&column);
+            let unique =
+                constraints.iter().any(|c| c.contains("UNIQUE")) || indexed.contains(&column);
             let mut def = format!("{} {}", q(&column), dialect.column_type(ty, unique));
             for c in constraints {
                 def.push(' ');
@@ -384,10 +387,16 @@ impl Table {
                 ));
             }
             (Dialect::Postgres, None) => {
-                sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", d.quote("request_id")));
+                sql.push_str(&format!(
+                    " ON CONFLICT ({}) DO NOTHING",
+                    d.quote("request_id")
+                ));
             }
             (Dialect::MySql, Some(_)) => {
-                let set: Vec<String> = updated.iter().map(|n| format!("{n} = VALUES({n})")).collect();
+                let set: Vec<String> = updated
+                    .iter()
+                    .map(|n| format!("{n} = VALUES({n})"))
+                    .collect();
                 sql.push_str(&format!(" ON DUPLICATE KEY UPDATE {}", set.join(", ")));
             }
             (Dialect::MySql, None) => {}
@@ -511,7 +520,10 @@ mod tests {
     #[test]
     fn hostile_identifiers_are_config_errors() {
         for (c, key) in [
-            (serde_json::json!({"table": "x\"; DROP TABLE y; --"}), "table"),
+            (
+                serde_json::json!({"table": "x\"; DROP TABLE y; --"}),
+                "table",
+            ),
             (serde_json::json!({"table": "9lives"}), "table"),
             (serde_json::json!({"table": "a".repeat(64)}), "table"),
             (
@@ -526,7 +538,10 @@ mod tests {
                 serde_json::json!({"schema": {"indexes": {"i": {"columns": ["x`y"]}}}}),
                 "schema.indexes.i.columns",
             ),
-            (serde_json::json!({"storage_mode": "relational"}), "schema.fields"),
+            (
+                serde_json::json!({"storage_mode": "relational"}),
+                "schema.fields",
+            ),
             (
                 serde_json::json!({"storage_mode": "relational", "upsert": true, "schema": {"fields": {"a": {}}}}),
                 "upsert_key",

@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod interop;
 pub mod proxy;
 pub mod recorder;
+pub mod sql;
 pub mod target;
 
 use std::collections::HashMap;
