@@ -7,7 +7,8 @@
 #
 #   bash bench/destinations.sh      # DURATION=10 CONNECTIONS=64 by default
 #
-# Needs what `bash .ci/test` starts: Redis :6379, RabbitMQ :5672, tansu :9092, the venv.
+# Needs what `bash .ci/test` starts: Redis :6379, RabbitMQ :5672, tansu :9092, NATS :4222,
+# Mosquitto :1883, PostgreSQL :5432, MariaDB :3306, the venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .ci/services.sh
@@ -24,6 +25,10 @@ ensure_redis
 ensure_rabbitmq
 ensure_kafka
 ensure_s3s
+ensure_nats
+ensure_mosquitto
+ensure_postgres
+ensure_mariadb
 source bench/common.sh
 
 run_id=$(date +%s)
@@ -36,6 +41,9 @@ admin = KafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
 admin.create_topics([NewTopic(sys.argv[1], num_partitions=1, replication_factor=1)])
 admin.close()
 PY
+# A JetStream stream for the nats row (file storage, as in production).
+"$WEBHOOK_TEST_PYTHON" crates/webhook-testkit/interop/nats_tool.py stream nats://127.0.0.1:4222 "BENCH_$run_id" "bench.$run_id"
+table="bench_$run_id"
 
 python3 - "$work" <<'PY'
 import json, sys
@@ -62,7 +70,12 @@ cat > "$work/webhooks.json" <<JSON
   "rabbitmq_quorum": {"ack": "delivered", "module": "rabbitmq", "connection": "rabbit", "module-config": {"queue_name": "$queue-quorum", "queue_arguments": {"x-queue-type": "quorum"}}},
   "kafka": {"ack": "delivered", "module": "kafka", "connection": "kafka", "module-config": {"topic": "$topic"}},
   "http_webhook": {"ack": "delivered", "module": "http_webhook", "module-config": {"url": "http://127.0.0.1:$TARGET_PORT/hook"}},
-  "s3": {"ack": "delivered", "module": "s3", "connection": "s3", "module-config": {"bucket": "bench"}}
+  "s3": {"ack": "delivered", "module": "s3", "connection": "s3", "module-config": {"bucket": "bench"}},
+  "redis_stream": {"ack": "delivered", "module": "redis_stream", "connection": "redis", "module-config": {"stream": "bench-$run_id"}},
+  "nats": {"ack": "delivered", "module": "nats", "connection": "nats", "module-config": {"subject": "bench.$run_id", "jetstream": true}},
+  "mqtt": {"ack": "delivered", "module": "mqtt", "connection": "mqtt", "module-config": {"topic": "bench/$run_id", "qos": 1}},
+  "postgresql": {"ack": "delivered", "module": "postgresql", "connection": "pg", "module-config": {"table": "$table"}},
+  "mysql": {"ack": "delivered", "module": "mysql", "connection": "mariadb", "module-config": {"table": "$table"}}
 }
 JSON
 cat > "$work/connections.json" <<JSON
@@ -70,7 +83,11 @@ cat > "$work/connections.json" <<JSON
   "redis": {"type": "redis-rq", "host": "127.0.0.1", "port": 6379},
   "rabbit": {"type": "rabbitmq", "host": "127.0.0.1", "port": 5672, "user": "guest", "pass": "guest"},
   "kafka": {"type": "kafka", "bootstrap_servers": "127.0.0.1:9092"},
-  "s3": {"type": "s3", "aws_access_key_id": "bench", "aws_secret_access_key": "benchsecret", "endpoint_url": "http://127.0.0.1:$S3_PORT"}
+  "s3": {"type": "s3", "aws_access_key_id": "bench", "aws_secret_access_key": "benchsecret", "endpoint_url": "http://127.0.0.1:$S3_PORT"},
+  "nats": {"type": "nats", "url": "nats://127.0.0.1:4222"},
+  "mqtt": {"type": "mqtt", "host": "127.0.0.1", "port": 1883, "client_id": "bench-$run_id"},
+  "pg": {"type": "postgresql", "host": "127.0.0.1", "port": 5432, "database": "test", "user": "postgres", "pool_max_size": 10},
+  "mariadb": {"type": "mysql", "host": "127.0.0.1", "port": 3306, "database": "test", "user": "root", "pool_max_size": 10}
 }
 JSON
 export BODY_FILE="$work/body.json"
@@ -119,7 +136,7 @@ rabbit_ceiling() { # name queue [queue-version | quorum]
   rabbitmqctl -q delete_queue "$2-ceiling" >/dev/null 2>&1 || true
   printf '| %s ceiling (lapin publisher, no HTTP) | %s | | | n/a |\n' "$1" "$rate"
 }
-for name in log redis_publish redis_rq rabbitmq rabbitmq_cqv2 rabbitmq_quorum kafka http_webhook s3; do
+for name in log redis_publish redis_rq redis_stream rabbitmq rabbitmq_cqv2 rabbitmq_quorum kafka http_webhook s3 nats mqtt postgresql mysql; do
   measure "$name" "http://127.0.0.1:$PORT/webhook/$name"
   case $name in
     rabbitmq) rabbit_ceiling "$name" "$queue" ;;
@@ -129,7 +146,10 @@ for name in log redis_publish redis_rq rabbitmq rabbitmq_cqv2 rabbitmq_quorum ka
 done
 
 # Leave nothing behind in the brokers.
-redis-cli del "rq:queue:$queue" >/dev/null
+redis-cli del "rq:queue:$queue" "bench-$run_id" >/dev/null
+"$WEBHOOK_TEST_PYTHON" crates/webhook-testkit/interop/nats_tool.py delete nats://127.0.0.1:4222 "BENCH_$run_id" || true
+"$WEBHOOK_TEST_PYTHON" crates/webhook-testkit/interop/sql_query.py postgresql://postgres@127.0.0.1:5432/test "DROP TABLE IF EXISTS $table" >/dev/null || true
+"$WEBHOOK_TEST_PYTHON" crates/webhook-testkit/interop/sql_query.py mysql://root@127.0.0.1:3306/test "DROP TABLE IF EXISTS $table" >/dev/null || true
 redis-cli --scan --pattern 'rq:job:*' | head -n 2000000 | xargs -r -n 1000 redis-cli del >/dev/null 2>&1 || true
 "$WEBHOOK_TEST_PYTHON" - "$queue" <<'PY' || true
 import sys, pika

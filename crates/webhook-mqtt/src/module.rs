@@ -112,14 +112,17 @@ fn options(connection: &MqttConnection, name: &str) -> Result<MqttOptions, Build
         .set_clean_session(true)
         .set_max_packet_size(16 << 20, 16 << 20)
         .set_inflight(256);
-    match (&connection.username, &connection.password) {
+    // (`""`, as `{$MQTT_USER:}` gives when unset, is none)
+    let username = connection.username.as_ref().filter(|u| !u.is_empty());
+    let password = connection
+        .password
+        .as_ref()
+        .filter(|p| !p.expose().is_empty());
+    match (username, password) {
         (Some(user), password) => {
             options.set_credentials(
                 user.clone(),
-                password
-                    .as_ref()
-                    .map(|p| p.expose().to_owned())
-                    .unwrap_or_default(),
+                password.map(|p| p.expose().to_owned()).unwrap_or_default(),
             );
         }
         (None, Some(_)) => return Err(BuildError::other("`password` needs a `username`")),

@@ -2,6 +2,7 @@
 
 usage:
   nats_tool.py stream URL NAME SUBJECT...      (re)create a file-backed JetStream stream
+  nats_tool.py delete URL NAME                 delete a stream (if there is one)
   nats_tool.py read URL NAME COUNT SECONDS     wait until the stream holds COUNT messages,
                                                print each as a JSON line
   nats_tool.py sub URL SUBJECT COUNT SECONDS   core subscription: print READY, then each
@@ -37,6 +38,11 @@ async def main():
         except nats.js.errors.NotFoundError:
             pass
         await js.add_stream(StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE))
+    elif command == "delete":
+        try:
+            await js.delete_stream(sys.argv[3])
+        except nats.js.errors.NotFoundError:
+            pass
     elif command == "read":
         name, count, seconds = sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
         deadline = time.monotonic() + seconds

@@ -87,6 +87,14 @@ impl Database {
         }
     }
 
+    /// The original's second name of the module and connection type.
+    pub fn alias(&self) -> &'static str {
+        match self.engine {
+            Engine::Postgres => "postgres",
+            Engine::MySql => "mariadb",
+        }
+    }
+
     /// Fail loudly when the server is not reachable.
     pub fn require(&self) {
         require_tcp(self.module(), &self.host, self.port);
@@ -500,8 +508,8 @@ pub async fn relational_and_hybrid(db: &Database, registry: fn() -> Registry) {
 }
 
 /// A table the original made (no `request_id`) gets the column; a request delivered twice
-/// (a chain of two identical destinations stands for a redelivery after a crash) is one
-/// row; the old rows stay.
+/// (a chain of two destinations into one table stands for a redelivery after a crash) is
+/// one row; the old rows stay. The module and connection type also go by their aliases.
 pub async fn one_row_per_request(db: &Database, registry: fn() -> Registry) {
     db.require();
     let table = table_name("legacy");
@@ -535,12 +543,23 @@ pub async fn one_row_per_request(db: &Database, registry: fn() -> Registry) {
         vec![],
     )
     .await;
-    let destination = format!(
-        r#"{{"module": "{}", "connection": "db", "module-config": {{"table": "{table}"}}}}"#,
-        db.module()
+    // (the second under the original's alias, as is the connection's type)
+    let destination = |module: &str| {
+        format!(
+            r#"{{"module": "{module}", "connection": "db", "module-config": {{"table": "{table}"}}}}"#
+        )
+    };
+    let webhooks = format!(
+        r#"{{"twice": {{"chain": [{}, {}]}}}}"#,
+        destination(db.module()),
+        destination(db.alias())
     );
-    let webhooks = format!(r#"{{"twice": {{"chain": [{destination}, {destination}]}}}}"#);
-    let server = start(db, registry, webhooks, db.connections()).await;
+    let connections = db.connections().replace(
+        &format!(r#""type": "{}""#, db.module()),
+        &format!(r#""type": "{}""#, db.alias()),
+    );
+    assert!(connections.contains(db.alias()));
+    let server = start(db, registry, webhooks, connections).await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let r = server.post("twice", &[], format!(r#"{{"i": {i}}}"#)).await;

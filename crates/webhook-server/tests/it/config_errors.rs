@@ -268,7 +268,15 @@ async fn shipped_example_configs_load_unchanged() {
     config::parse(&registry, &default, None, &Env::empty()).unwrap_or_else(|e| panic!("{e}"));
 }
 
-#[cfg(all(feature = "redis", feature = "rabbitmq", feature = "kafka"))]
+#[cfg(all(
+    feature = "redis",
+    feature = "rabbitmq",
+    feature = "kafka",
+    feature = "nats",
+    feature = "mqtt",
+    feature = "postgresql",
+    feature = "mysql"
+))]
 #[test]
 fn shipped_broker_example_configs_parse_and_validate() {
     let registry = webhook_server::registry::registry();
@@ -283,5 +291,5 @@ fn shipped_broker_example_configs_parse_and_validate() {
         .validate(&PipelineOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let ids: Vec<&str> = config.webhook_ids().collect();
-    assert_eq!(ids.len(), 7, "{ids:?}");
+    assert_eq!(ids.len(), 12, "{ids:?}");
 }
