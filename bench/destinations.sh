@@ -136,14 +136,33 @@ rabbit_ceiling() { # name queue [queue-version | quorum]
   rabbitmqctl -q delete_queue "$2-ceiling" >/dev/null 2>&1 || true
   printf '| %s ceiling (lapin publisher, no HTTP) | %s | | | n/a |\n' "$1" "$rate"
 }
+# The SQL rows also count statements: rows per commit shows the group insert at work.
+sql() { "$WEBHOOK_TEST_PYTHON" crates/webhook-testkit/interop/sql_query.py "$@" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(list(r[0].values())[0] if r else 0)'; }
+pg_url=postgresql://postgres@127.0.0.1:5432/test
+my_url=mysql://root@127.0.0.1:3306/test
+pg_commits() { sql "$pg_url" "SELECT xact_commit FROM pg_stat_database WHERE datname = 'test'"; }
+my_inserts() { sql "$my_url" "SELECT variable_value FROM information_schema.global_status WHERE variable_name = 'COM_INSERT'"; }
+notes=""
 for name in log redis_publish redis_rq redis_stream rabbitmq rabbitmq_cqv2 rabbitmq_quorum kafka http_webhook s3 nats mqtt postgresql mysql; do
+  case $name in
+    postgresql) statements_before=$(pg_commits) ;;
+    mysql) statements_before=$(my_inserts) ;;
+  esac
   measure "$name" "http://127.0.0.1:$PORT/webhook/$name"
+  case $name in
+    postgresql)
+      notes+="postgresql: $(sql "$pg_url" "SELECT count(*) FROM $table") rows in $(( $(pg_commits) - statements_before )) commits (all of the database's, health checks included)"$'\n' ;;
+    mysql)
+      notes+="mysql: $(sql "$my_url" "SELECT count(*) FROM $table") rows in $(( $(my_inserts) - statements_before )) INSERT statements"$'\n' ;;
+  esac
   case $name in
     rabbitmq) rabbit_ceiling "$name" "$queue" ;;
     rabbitmq_cqv2) rabbit_ceiling "$name" "$queue-v2" 2 ;;
     rabbitmq_quorum) rabbit_ceiling "$name" "$queue-quorum" quorum ;;
   esac
 done
+
+printf '\n%s' "$notes"
 
 # Leave nothing behind in the brokers.
 redis-cli del "rq:queue:$queue" "bench-$run_id" >/dev/null

@@ -16,8 +16,8 @@ pub(crate) enum MySqlError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("mysql did not answer in time")]
-    Timeout,
+    #[error("mysql did not answer")]
+    Ping(#[source] sqlx::Error),
 }
 
 impl From<MySqlError> for ModuleError {
@@ -26,7 +26,7 @@ impl From<MySqlError> for ModuleError {
             MySqlError::Setup { source, .. } | MySqlError::Insert { source, .. } => {
                 class_of(source)
             }
-            MySqlError::Timeout => ErrorClass::Unavailable,
+            MySqlError::Ping(_) => ErrorClass::Unavailable,
         };
         let message = match class {
             ErrorClass::Unavailable => "mysql is unavailable",

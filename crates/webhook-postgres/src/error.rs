@@ -15,8 +15,8 @@ pub(crate) enum PostgresError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("postgresql did not answer in time")]
-    Timeout,
+    #[error("postgresql did not answer")]
+    Ping(#[source] sqlx::Error),
 }
 
 impl From<PostgresError> for ModuleError {
@@ -30,7 +30,7 @@ impl From<PostgresError> for ModuleError {
                 class => class,
             },
             PostgresError::Insert { source, .. } => webhook_sql::class_of(source),
-            PostgresError::Timeout => ErrorClass::Unavailable,
+            PostgresError::Ping(_) => ErrorClass::Unavailable,
         };
         let message = match class {
             ErrorClass::Unavailable => "postgresql is unavailable",

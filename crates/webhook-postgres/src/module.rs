@@ -1,31 +1,19 @@
-use std::sync::Arc;
-use std::time::Duration;
-
 use sqlx::postgres::{PgDatabaseError, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::OnceCell;
 use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError};
-use webhook_sql::{Batcher, Dialect, Row, SqlConfig, StorageMode, Table, Writer};
+use webhook_sql::{Dialect, Row, SqlConfig, SqlDestination, Table, Writer};
 
 use crate::config::{ACQUIRE_TIMEOUT, PostgresConnection};
 use crate::error::PostgresError;
 
-/// How long one statement may take before the delivery counts as failed (it is retried;
-/// the request id keeps a late commit from becoming a second row).
-const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long start-up waits to create the table before leaving it to the first delivery.
-const SETUP_WAIT: Duration = Duration::from_secs(3);
-/// Rows per `INSERT` at most (PostgreSQL takes up to 65535 parameters per statement).
-const MAX_BATCH_ROWS: usize = 64;
-
 /// The `postgresql` destination.
 #[derive(Debug)]
 pub struct Postgres {
-    writer: Arc<PgWriter>,
-    batcher: Batcher,
+    inner: SqlDestination<PgWriter>,
 }
 
-/// Inserts rows into one table through the shared pool; creates the table first.
+/// Inserts rows into one table through the connection's shared pool.
 #[derive(Debug)]
 struct PgWriter {
     pool: PgPool,
@@ -51,9 +39,6 @@ impl Module for Postgres {
         let connection =
             connection.ok_or_else(|| BuildError::other("a postgresql connection is required"))?;
         let table = Table::plan(&config, Dialect::Postgres)?;
-        if config.upsert && config.storage_mode == StorageMode::Json {
-            tracing::warn!(webhook = %context.webhook_id, table = table.name(), "`upsert` changes nothing in json storage mode (as in the original): every webhook adds a row");
-        }
         let options = connection.options()?;
         let name = context.connection_name.clone().unwrap_or_default();
         let pool = context
@@ -66,61 +51,43 @@ impl Module for Postgres {
                     .connect_lazy_with(options))
             })
             .await?;
-        let max_rows = MAX_BATCH_ROWS.min(65_535 / table.width().max(1));
-        let writer = Arc::new(PgWriter {
+        let writer = PgWriter {
             pool: PgPool::clone(&pool),
             table,
             ready: OnceCell::new(),
-        });
-        match tokio::time::timeout(SETUP_WAIT, writer.setup()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                let err = ModuleError::from(err);
-                tracing::warn!(webhook = %context.webhook_id, connection = %name, error = %err.chain(), "postgresql table not ready at start-up; deliveries try again");
-            }
-            Err(_) => {
-                tracing::warn!(webhook = %context.webhook_id, connection = %name, "postgresql not reachable at start-up; deliveries try again");
-            }
-        }
-        let batcher = Batcher::start(writer.clone(), max_rows, connection.pool_max_size as usize);
-        Ok(Self { writer, batcher })
+        };
+        let concurrency = connection.pool_max_size as usize;
+        Ok(Self {
+            inner: SqlDestination::start(writer, &config, concurrency, context).await,
+        })
     }
 
     async fn deliver(&self, delivery: &Delivery) -> Result<(), ModuleError> {
-        let row = Row::new(&self.writer.table, Dialect::Postgres, delivery)?;
-        self.batcher.insert(row).await?;
-        tracing::debug!(webhook = %delivery.webhook_id, request_id = %delivery.request_id, table = self.writer.table.name(), "row committed");
-        Ok(())
+        self.inner.deliver(delivery).await
     }
 
     async fn health(&self) -> Result<(), ModuleError> {
-        let ping = sqlx::query("SELECT 1").execute(&self.writer.pool);
-        match tokio::time::timeout(ACQUIRE_TIMEOUT * 2, ping).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(source)) => Err(PostgresError::Insert {
-                table: self.writer.table.name().to_owned(),
-                source,
-            }
-            .into()),
-            Err(_) => Err(PostgresError::Timeout.into()),
-        }
+        self.inner.health().await
     }
 
     async fn shutdown(&self) {
-        self.writer.pool.close().await;
+        self.inner.shutdown().await;
     }
 }
 
-impl PgWriter {
-    /// Create the table, add `request_id` to a table made by the original, create the
-    /// indexes; once.
-    async fn setup(&self) -> Result<(), PostgresError> {
+impl Writer for PgWriter {
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS`, `ADD COLUMN IF NOT EXISTS request_id`, the indexes.
+    async fn setup(&self) -> Result<(), ModuleError> {
+        let setup = |source| PostgresError::Setup {
+            table: self.table.name().to_owned(),
+            source,
+        };
         self.ready
             .get_or_try_init(|| async {
-                let setup = |source| PostgresError::Setup {
-                    table: self.table.name().to_owned(),
-                    source,
-                };
                 let mut statements = vec![
                     self.table.create_statement().to_owned(),
                     self.table.add_request_id_statement(),
@@ -134,17 +101,14 @@ impl PgWriter {
                         .await
                         .map_err(setup)?;
                 }
-                tracing::info!(table = self.table.name(), "postgresql table ready");
-                Ok(())
+                Ok::<(), PostgresError>(())
             })
             .await
             .copied()
+            .map_err(ModuleError::from)
     }
-}
 
-impl Writer for PgWriter {
     async fn write(&self, rows: &[Row]) -> Result<(), ModuleError> {
-        self.setup().await?;
         let sql = self.table.insert_statement(rows.len());
         // Identifiers validated and quoted by `Table`; every value is bound.
         let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -153,17 +117,28 @@ impl Writer for PgWriter {
                 query = query.bind(value.as_deref());
             }
         }
-        match tokio::time::timeout(STATEMENT_TIMEOUT, query.execute(&self.pool)).await {
-            Ok(Ok(_)) => Ok(()),
+        match query.execute(&self.pool).await {
+            Ok(_) => Ok(()),
             // (upsert mode: a redelivery whose upsert key is null meets its own row)
-            Ok(Err(e)) if rows.len() == 1 && is_request_id_conflict(&e) => Ok(()),
-            Ok(Err(source)) => Err(PostgresError::Insert {
+            Err(e) if rows.len() == 1 && is_request_id_conflict(&e) => Ok(()),
+            Err(source) => Err(PostgresError::Insert {
                 table: self.table.name().to_owned(),
                 source,
             }
             .into()),
-            Err(_) => Err(PostgresError::Timeout.into()),
         }
+    }
+
+    async fn ping(&self) -> Result<(), ModuleError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(|source| PostgresError::Ping(source).into())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }
 

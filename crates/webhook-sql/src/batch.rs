@@ -3,17 +3,29 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use webhook_core::{ErrorClass, ModuleError};
 
+use crate::destination::Writer;
 use crate::row::Row;
 
-/// Writes rows in one statement (and so in one transaction): all of them are stored when it
-/// returns `Ok`, none when it returns an error.
-pub trait Writer: Send + Sync + 'static {
-    /// Insert `rows`; a row whose request id is already stored counts as written.
-    fn write(&self, rows: &[Row]) -> impl Future<Output = Result<(), ModuleError>> + Send;
+/// How long one statement may take before its rows count as failed (they are retried; the
+/// request id keeps a late commit from becoming a second row).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the batcher needs of a [`Writer`]: one multi-row insert.
+pub(crate) trait Insert: Send + Sync + 'static {
+    fn insert(&self, rows: &[Row]) -> impl Future<Output = Result<(), ModuleError>> + Send;
+}
+
+impl<W: Writer> Insert for W {
+    async fn insert(&self, rows: &[Row]) -> Result<(), ModuleError> {
+        tokio::time::timeout(STATEMENT_TIMEOUT, self.write(rows))
+            .await
+            .map_err(|_| ModuleError::unavailable("the sql server did not answer in time"))?
+    }
 }
 
 struct Job {
@@ -24,7 +36,7 @@ struct Job {
 /// Queues rows and writes them in batches of up to `max_rows`, with at most `concurrency`
 /// statements in flight (the pool's size).
 #[derive(Debug, Clone)]
-pub struct Batcher {
+pub(crate) struct Batcher {
     jobs: mpsc::Sender<Job>,
 }
 
@@ -38,7 +50,7 @@ impl std::fmt::Debug for Job {
 
 impl Batcher {
     /// Start the batching task (it ends when the last `Batcher` clone is dropped).
-    pub fn start<W: Writer>(writer: Arc<W>, max_rows: usize, concurrency: usize) -> Self {
+    pub(crate) fn start<W: Insert>(writer: Arc<W>, max_rows: usize, concurrency: usize) -> Self {
         let (jobs, mut queue) = mpsc::channel::<Job>(max_rows.max(1) * concurrency.max(1) * 4);
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
         let max_rows = max_rows.max(1);
@@ -66,7 +78,7 @@ impl Batcher {
     }
 
     /// Queue `row` and wait until its batch committed (or failed).
-    pub async fn insert(&self, row: Row) -> Result<(), ModuleError> {
+    pub(crate) async fn insert(&self, row: Row) -> Result<(), ModuleError> {
         let (done, result) = oneshot::channel();
         self.jobs
             .send(Job { row, done })
@@ -78,9 +90,9 @@ impl Batcher {
     }
 }
 
-async fn write_batch<W: Writer>(writer: &W, batch: Vec<Job>) {
+async fn write_batch<W: Insert>(writer: &W, batch: Vec<Job>) {
     let rows: Vec<Row> = batch.iter().map(|j| j.row.clone()).collect();
-    match writer.write(&rows).await {
+    match writer.insert(&rows).await {
         Ok(()) => {
             for job in batch {
                 let _ = job.done.send(Ok(()));
@@ -103,7 +115,7 @@ async fn write_batch<W: Writer>(writer: &W, batch: Vec<Job>) {
             // bad ones fail.
             tracing::debug!(rows = batch.len(), error = %err.chain(), "batch insert failed; inserting its rows one by one");
             for job in batch {
-                let result = writer.write(std::slice::from_ref(&job.row)).await;
+                let result = writer.insert(std::slice::from_ref(&job.row)).await;
                 let _ = job.done.send(result);
             }
         }
@@ -122,8 +134,8 @@ mod tests {
         statements: Mutex<Vec<Vec<String>>>,
     }
 
-    impl Writer for Recorder {
-        async fn write(&self, rows: &[Row]) -> Result<(), ModuleError> {
+    impl Insert for Recorder {
+        async fn insert(&self, rows: &[Row]) -> Result<(), ModuleError> {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let ids: Vec<String> = rows.iter().map(|r| r.request_id.clone()).collect();
             self.statements.lock().unwrap().push(ids.clone());

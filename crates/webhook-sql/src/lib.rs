@@ -2,8 +2,8 @@
 //! only its driver: the original's `module-config` ([`SqlConfig`]), the checked table plan
 //! ([`Table`]: identifiers validated, columns per storage mode), the statements in each
 //! [`Dialect`] (identifiers quoted, every value a bound parameter), the row of one webhook
-//! ([`Row`]), and the [`Batcher`] that puts concurrent deliveries into one multi-row
-//! `INSERT`.
+//! ([`Row`]), and [`SqlDestination`]: the destination around a driver's [`Writer`], which
+//! makes the table and puts concurrent deliveries into one multi-row `INSERT`.
 //!
 //! Every row carries the request id in a unique `request_id` column, so a redelivery after
 //! a crash finds its row already there and adds no second one.
@@ -11,13 +11,14 @@
 mod batch;
 mod classify;
 mod config;
+mod destination;
 mod dialect;
 mod row;
 mod table;
 
-pub use batch::{Batcher, Writer};
 pub use classify::{class_of, class_of_sqlstate};
 pub use config::{SqlConfig, StorageMode};
+pub use destination::{SqlDestination, Writer};
 pub use dialect::Dialect;
 pub use row::Row;
 pub use table::{ColumnType, Table};

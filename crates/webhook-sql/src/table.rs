@@ -311,6 +311,11 @@ impl Table {
         })
     }
 
+    /// The dialect its statements are written in.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
     /// The table's name (unquoted).
     pub fn name(&self) -> &str {
         &self.name

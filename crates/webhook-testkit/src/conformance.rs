@@ -4,7 +4,9 @@
 //! back what its service holds) and calls [`check`] from its `tests/it/`.
 //!
 //! The promises:
-//! 1. the exact body bytes arrive, once per webhook, and the request id (`X-Request-Id`)
+//! 1. the exact body bytes arrive (or, where the service keeps JSON values rather than
+//!    bytes, [`Subject::stored_form`] of them), once per webhook, and the request id
+//!    (`X-Request-Id`)
 //!    travels with them where the destination carries it;
 //! 2. `/health` is 200 while the service is reachable;
 //! 3. while the service is unreachable (a [`TcpProxy`] in front of it is cut), a delivery is
