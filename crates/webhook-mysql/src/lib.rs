@@ -13,14 +13,12 @@
 //! See this crate's README for the keys.
 
 mod config;
-mod error;
 mod module;
 
-pub use config::MySqlConnection;
-pub use module::MySql;
-pub use webhook_sql::SqlConfig as MySqlConfig;
+pub use module::{MySql, MySqlWriter};
+pub use webhook_sql::{SqlConfig as MySqlConfig, SqlConnection as MySqlConnection};
 
 /// Add `mysql` (and its alias `mariadb`) to `registry`.
 pub fn register(registry: &mut webhook_core::Registry) {
-    registry.register_module_with_alias::<MySql>("mariadb");
+    webhook_sql::register::<MySqlWriter>(registry);
 }

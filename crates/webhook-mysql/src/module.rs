@@ -1,45 +1,36 @@
 use sqlx::mysql::{MySqlDatabaseError, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, MySqlPool};
 use tokio::sync::OnceCell;
-use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError};
-use webhook_sql::{Dialect, Row, SqlConfig, SqlDestination, Table, Writer};
+use webhook_core::{BuildContext, BuildError, ErrorClass};
+use webhook_sql::{
+    ACQUIRE_TIMEOUT, Dialect, Row, SqlConnection, SqlDestination, SqlError, Table, Writer,
+};
 
-use crate::config::{ACQUIRE_TIMEOUT, MySqlConnection};
-use crate::error::MySqlError;
+use crate::config;
 
 /// The `mysql` destination.
-#[derive(Debug)]
-pub struct MySql {
-    inner: SqlDestination<MySqlWriter>,
-}
+pub type MySql = SqlDestination<MySqlWriter>;
 
 /// Inserts rows into one table through the connection's shared pool.
 #[derive(Debug)]
-struct MySqlWriter {
+pub struct MySqlWriter {
     pool: MySqlPool,
     table: Table,
     ready: OnceCell<()>,
 }
 
-impl Module for MySql {
+impl Writer for MySqlWriter {
     const KIND: &'static str = "mysql";
+    const ALIAS: &'static str = "mariadb";
     const CONNECTION_TYPES: &'static [&'static str] = &["mysql", "mariadb"];
-    type Config = SqlConfig;
-    type Connection = MySqlConnection;
+    const DIALECT: Dialect = Dialect::MySql;
 
-    fn validate(config: &SqlConfig, _: &BuildContext) -> Result<(), BuildError> {
-        Table::plan(config, Dialect::MySql).map(drop)
-    }
-
-    async fn build(
-        config: SqlConfig,
-        connection: Option<MySqlConnection>,
+    async fn open(
+        table: Table,
+        connection: SqlConnection,
         context: &BuildContext,
     ) -> Result<Self, BuildError> {
-        let connection =
-            connection.ok_or_else(|| BuildError::other("a mysql connection is required"))?;
-        let table = Table::plan(&config, Dialect::MySql)?;
-        let options = connection.options()?;
+        let options = config::options(&connection)?;
         let name = context.connection_name.clone().unwrap_or_default();
         let pool = context
             .shared
@@ -51,39 +42,21 @@ impl Module for MySql {
                     .connect_lazy_with(options))
             })
             .await?;
-        let writer = MySqlWriter {
+        Ok(Self {
             pool: MySqlPool::clone(&pool),
             table,
             ready: OnceCell::new(),
-        };
-        let concurrency = connection.pool_max_size as usize;
-        Ok(Self {
-            inner: SqlDestination::start(writer, &config, concurrency, context).await,
         })
     }
 
-    async fn deliver(&self, delivery: &Delivery) -> Result<(), ModuleError> {
-        self.inner.deliver(delivery).await
-    }
-
-    async fn health(&self) -> Result<(), ModuleError> {
-        self.inner.health().await
-    }
-
-    async fn shutdown(&self) {
-        self.inner.shutdown().await;
-    }
-}
-
-impl Writer for MySqlWriter {
     fn table(&self) -> &Table {
         &self.table
     }
 
     /// `CREATE TABLE IF NOT EXISTS`, `request_id` added when `information_schema` has no
     /// such column, the indexes (MySQL has no `CREATE INDEX IF NOT EXISTS`: 1061 = exists).
-    async fn setup(&self) -> Result<(), ModuleError> {
-        let setup = |source| MySqlError::Setup {
+    async fn setup(&self) -> Result<(), SqlError> {
+        let setup = |source| SqlError::Setup {
             table: self.table.name().to_owned(),
             source,
         };
@@ -120,14 +93,13 @@ impl Writer for MySqlWriter {
                         }
                     }
                 }
-                Ok::<(), MySqlError>(())
+                Ok(())
             })
             .await
             .copied()
-            .map_err(ModuleError::from)
     }
 
-    async fn write(&self, rows: &[Row]) -> Result<(), ModuleError> {
+    async fn write(&self, rows: &[Row]) -> Result<(), SqlError> {
         let sql = self.table.insert_statement(rows.len());
         // Identifiers validated and quoted by `Table`; every value is bound.
         let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -141,24 +113,38 @@ impl Writer for MySqlWriter {
             // A redelivery meets its own row. (A batch fails whole; the batcher then
             // inserts its rows one by one.)
             Err(e) if rows.len() == 1 && is_request_id_conflict(&e) => Ok(()),
-            Err(source) => Err(MySqlError::Insert {
+            Err(source) => Err(SqlError::Insert {
                 table: self.table.name().to_owned(),
                 source,
-            }
-            .into()),
+            }),
         }
     }
 
-    async fn ping(&self) -> Result<(), ModuleError> {
+    async fn ping(&self) -> Result<(), SqlError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
             .map(drop)
-            .map_err(|source| MySqlError::Ping(source).into())
+            .map_err(SqlError::Ping)
     }
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// MySQL reports some errors with the catch-all SQLSTATE `HY000`; their numbers tell.
+    fn class_of(err: &sqlx::Error) -> ErrorClass {
+        match error_number(err) {
+            // too many connections (for the server, for this user); server shutting down;
+            // connection killed
+            Some(1040 | 1203 | 1226 | 1053 | 1927) => ErrorClass::Unavailable,
+            // lock wait timeout, deadlock, query interrupted
+            Some(1205 | 1213 | 1317) => ErrorClass::Retryable,
+            // incorrect value, truncated value, data too long, out of range, invalid JSON,
+            // check constraint
+            Some(1366 | 1292 | 1406 | 1264 | 3140 | 4025 | 3819) => ErrorClass::Permanent,
+            _ => webhook_sql::class_of(err),
+        }
     }
 }
 

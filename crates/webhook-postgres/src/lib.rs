@@ -13,14 +13,12 @@
 //! See this crate's README for the keys.
 
 mod config;
-mod error;
 mod module;
 
-pub use config::PostgresConnection;
-pub use module::Postgres;
-pub use webhook_sql::SqlConfig as PostgresConfig;
+pub use module::{PgWriter, Postgres};
+pub use webhook_sql::{SqlConfig as PostgresConfig, SqlConnection as PostgresConnection};
 
 /// Add `postgresql` (and its alias `postgres`) to `registry`.
 pub fn register(registry: &mut webhook_core::Registry) {
-    registry.register_module_with_alias::<Postgres>("postgres");
+    webhook_sql::register::<PgWriter>(registry);
 }

@@ -1,45 +1,36 @@
 use sqlx::postgres::{PgDatabaseError, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::OnceCell;
-use webhook_core::{BuildContext, BuildError, Delivery, Module, ModuleError};
-use webhook_sql::{Dialect, Row, SqlConfig, SqlDestination, Table, Writer};
+use webhook_core::{BuildContext, BuildError};
+use webhook_sql::{
+    ACQUIRE_TIMEOUT, Dialect, Row, SqlConnection, SqlDestination, SqlError, Table, Writer,
+};
 
-use crate::config::{ACQUIRE_TIMEOUT, PostgresConnection};
-use crate::error::PostgresError;
+use crate::config;
 
 /// The `postgresql` destination.
-#[derive(Debug)]
-pub struct Postgres {
-    inner: SqlDestination<PgWriter>,
-}
+pub type Postgres = SqlDestination<PgWriter>;
 
 /// Inserts rows into one table through the connection's shared pool.
 #[derive(Debug)]
-struct PgWriter {
+pub struct PgWriter {
     pool: PgPool,
     table: Table,
     ready: OnceCell<()>,
 }
 
-impl Module for Postgres {
+impl Writer for PgWriter {
     const KIND: &'static str = "postgresql";
+    const ALIAS: &'static str = "postgres";
     const CONNECTION_TYPES: &'static [&'static str] = &["postgresql", "postgres"];
-    type Config = SqlConfig;
-    type Connection = PostgresConnection;
+    const DIALECT: Dialect = Dialect::Postgres;
 
-    fn validate(config: &SqlConfig, _: &BuildContext) -> Result<(), BuildError> {
-        Table::plan(config, Dialect::Postgres).map(drop)
-    }
-
-    async fn build(
-        config: SqlConfig,
-        connection: Option<PostgresConnection>,
+    async fn open(
+        table: Table,
+        connection: SqlConnection,
         context: &BuildContext,
     ) -> Result<Self, BuildError> {
-        let connection =
-            connection.ok_or_else(|| BuildError::other("a postgresql connection is required"))?;
-        let table = Table::plan(&config, Dialect::Postgres)?;
-        let options = connection.options()?;
+        let options = config::options(&connection)?;
         let name = context.connection_name.clone().unwrap_or_default();
         let pool = context
             .shared
@@ -51,38 +42,20 @@ impl Module for Postgres {
                     .connect_lazy_with(options))
             })
             .await?;
-        let writer = PgWriter {
+        Ok(Self {
             pool: PgPool::clone(&pool),
             table,
             ready: OnceCell::new(),
-        };
-        let concurrency = connection.pool_max_size as usize;
-        Ok(Self {
-            inner: SqlDestination::start(writer, &config, concurrency, context).await,
         })
     }
 
-    async fn deliver(&self, delivery: &Delivery) -> Result<(), ModuleError> {
-        self.inner.deliver(delivery).await
-    }
-
-    async fn health(&self) -> Result<(), ModuleError> {
-        self.inner.health().await
-    }
-
-    async fn shutdown(&self) {
-        self.inner.shutdown().await;
-    }
-}
-
-impl Writer for PgWriter {
     fn table(&self) -> &Table {
         &self.table
     }
 
     /// `CREATE TABLE IF NOT EXISTS`, `ADD COLUMN IF NOT EXISTS request_id`, the indexes.
-    async fn setup(&self) -> Result<(), ModuleError> {
-        let setup = |source| PostgresError::Setup {
+    async fn setup(&self) -> Result<(), SqlError> {
+        let setup = |source| SqlError::Setup {
             table: self.table.name().to_owned(),
             source,
         };
@@ -101,14 +74,13 @@ impl Writer for PgWriter {
                         .await
                         .map_err(setup)?;
                 }
-                Ok::<(), PostgresError>(())
+                Ok(())
             })
             .await
             .copied()
-            .map_err(ModuleError::from)
     }
 
-    async fn write(&self, rows: &[Row]) -> Result<(), ModuleError> {
+    async fn write(&self, rows: &[Row]) -> Result<(), SqlError> {
         let sql = self.table.insert_statement(rows.len());
         // Identifiers validated and quoted by `Table`; every value is bound.
         let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -121,20 +93,19 @@ impl Writer for PgWriter {
             Ok(_) => Ok(()),
             // (upsert mode: a redelivery whose upsert key is null meets its own row)
             Err(e) if rows.len() == 1 && is_request_id_conflict(&e) => Ok(()),
-            Err(source) => Err(PostgresError::Insert {
+            Err(source) => Err(SqlError::Insert {
                 table: self.table.name().to_owned(),
                 source,
-            }
-            .into()),
+            }),
         }
     }
 
-    async fn ping(&self) -> Result<(), ModuleError> {
+    async fn ping(&self) -> Result<(), SqlError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
             .map(drop)
-            .map_err(|source| PostgresError::Ping(source).into())
+            .map_err(SqlError::Ping)
     }
 
     async fn close(&self) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use webhook_core::{ErrorClass, ModuleError};
 
-use crate::destination::Writer;
+use crate::destination::{Writer, module_error};
 use crate::row::Row;
 
 /// How long one statement may take before its rows count as failed (they are retried; the
@@ -22,9 +22,13 @@ pub(crate) trait Insert: Send + Sync + 'static {
 
 impl<W: Writer> Insert for W {
     async fn insert(&self, rows: &[Row]) -> Result<(), ModuleError> {
-        tokio::time::timeout(STATEMENT_TIMEOUT, self.write(rows))
-            .await
-            .map_err(|_| ModuleError::unavailable("the sql server did not answer in time"))?
+        match tokio::time::timeout(STATEMENT_TIMEOUT, self.write(rows)).await {
+            Ok(result) => result.map_err(module_error::<W>),
+            Err(_) => Err(ModuleError::unavailable(format!(
+                "{} did not answer in time",
+                W::KIND
+            ))),
+        }
     }
 }
 
