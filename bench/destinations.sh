@@ -143,7 +143,8 @@ my_url=mysql://root@127.0.0.1:3306/test
 pg_commits() { sql "$pg_url" "SELECT xact_commit FROM pg_stat_database WHERE datname = 'test'"; }
 my_inserts() { sql "$my_url" "SELECT variable_value FROM information_schema.global_status WHERE variable_name = 'COM_INSERT'"; }
 notes=""
-for name in log redis_publish redis_rq redis_stream rabbitmq rabbitmq_cqv2 rabbitmq_quorum kafka http_webhook s3 nats mqtt postgresql mysql; do
+# ONLY="log postgresql" measures just those rows.
+for name in ${ONLY:-log redis_publish redis_rq redis_stream rabbitmq rabbitmq_cqv2 rabbitmq_quorum kafka http_webhook s3 nats mqtt postgresql mysql}; do
   case $name in
     postgresql) statements_before=$(pg_commits) ;;
     mysql) statements_before=$(my_inserts) ;;

@@ -1,5 +1,5 @@
+use sqlx::MySqlPool;
 use sqlx::mysql::{MySqlDatabaseError, MySqlPoolOptions};
-use sqlx::{AssertSqlSafe, MySqlPool};
 use tokio::sync::OnceCell;
 use webhook_core::{BuildContext, BuildError, ErrorClass};
 use webhook_sql::{
@@ -62,10 +62,9 @@ impl Writer for MySqlWriter {
         };
         self.ready
             .get_or_try_init(|| async {
-                let mut conn = self.pool.acquire().await.map_err(setup)?;
                 // (identifiers validated and quoted by `Table`; no values in DDL)
-                sqlx::raw_sql(AssertSqlSafe(self.table.create_statement().to_owned()))
-                    .execute(&mut *conn)
+                sqlx::raw_sql(self.table.create_statement())
+                    .execute(&self.pool)
                     .await
                     .map_err(setup)?;
                 let has_request_id: i64 = sqlx::query_scalar(
@@ -73,19 +72,17 @@ impl Writer for MySqlWriter {
                      DATABASE() AND table_name = ? AND column_name = 'request_id'",
                 )
                 .bind(self.table.name())
-                .fetch_one(&mut *conn)
+                .fetch_one(&self.pool)
                 .await
                 .map_err(setup)?;
                 if has_request_id == 0 {
-                    sqlx::raw_sql(AssertSqlSafe(self.table.add_request_id_statement()))
-                        .execute(&mut *conn)
+                    sqlx::raw_sql(&self.table.add_request_id_statement())
+                        .execute(&self.pool)
                         .await
                         .map_err(setup)?;
                 }
                 for statement in self.table.index_statements() {
-                    let created = sqlx::raw_sql(AssertSqlSafe(statement.clone()))
-                        .execute(&mut *conn)
-                        .await;
+                    let created = sqlx::raw_sql(statement).execute(&self.pool).await;
                     match created {
                         Err(e) if error_number(&e) == Some(1061) => {}
                         other => {
@@ -102,7 +99,7 @@ impl Writer for MySqlWriter {
     async fn write(&self, rows: &[Row]) -> Result<(), SqlError> {
         let sql = self.table.insert_statement(rows.len());
         // Identifiers validated and quoted by `Table`; every value is bound.
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(&sql);
         for row in rows {
             for value in &row.values {
                 query = query.bind(value.as_deref());

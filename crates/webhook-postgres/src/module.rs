@@ -1,5 +1,5 @@
+use sqlx::PgPool;
 use sqlx::postgres::{PgDatabaseError, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::OnceCell;
 use webhook_core::{BuildContext, BuildError};
 use webhook_sql::{
@@ -66,11 +66,10 @@ impl Writer for PgWriter {
                     self.table.add_request_id_statement(),
                 ];
                 statements.extend(self.table.index_statements().iter().cloned());
-                let mut conn = self.pool.acquire().await.map_err(setup)?;
                 for statement in statements {
                     // (identifiers validated and quoted by `Table`; no values in DDL)
-                    sqlx::raw_sql(AssertSqlSafe(statement))
-                        .execute(&mut *conn)
+                    sqlx::raw_sql(&statement)
+                        .execute(&self.pool)
                         .await
                         .map_err(setup)?;
                 }
@@ -83,7 +82,7 @@ impl Writer for PgWriter {
     async fn write(&self, rows: &[Row]) -> Result<(), SqlError> {
         let sql = self.table.insert_statement(rows.len());
         // Identifiers validated and quoted by `Table`; every value is bound.
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(&sql);
         for row in rows {
             for value in &row.values {
                 query = query.bind(value.as_deref());
