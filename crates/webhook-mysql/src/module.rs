@@ -125,10 +125,6 @@ impl Writer for MySqlWriter {
             .map_err(SqlError::Ping)
     }
 
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-
     /// MySQL reports some errors with the catch-all SQLSTATE `HY000`; their numbers tell.
     fn class_of(err: &sqlx::Error) -> ErrorClass {
         match error_number(err) {

@@ -106,10 +106,6 @@ impl Writer for PgWriter {
             .map(drop)
             .map_err(SqlError::Ping)
     }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 /// A unique violation on `request_id`: the row is already stored.

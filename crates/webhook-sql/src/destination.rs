@@ -58,9 +58,6 @@ pub trait Writer: Sized + Send + Sync + 'static {
     /// Check that the server answers.
     fn ping(&self) -> impl Future<Output = Result<(), SqlError>> + Send;
 
-    /// Close the pool.
-    fn close(&self) -> impl Future<Output = ()> + Send;
-
     /// The class of a driver error (the default: by SQLSTATE, [`crate::class_of`]).
     fn class_of(err: &sqlx::Error) -> ErrorClass {
         crate::class_of(err)
@@ -143,9 +140,9 @@ impl<W: Writer> Module for SqlDestination<W> {
         }
     }
 
-    async fn shutdown(&self) {
-        self.writer.close().await;
-    }
+    // No `shutdown`: the pool is shared with the connection's other destinations, which a
+    // reload may keep, and a closed sqlx pool never reopens. Its connections close when the
+    // last destination using it is dropped; every delivery has committed before that.
 }
 
 /// Add the destination of `W` to `registry`, under its name and its alias.

@@ -693,6 +693,78 @@ pub async fn refusals(db: &Database, registry: fn() -> Registry) {
     }
 }
 
+/// A hot reload that replaces one destination keeps the other, which shares its
+/// connection (and so its pool), delivering: closing the replaced one must not close the
+/// pool under the kept one.
+pub async fn reload_keeps_the_shared_pool(db: &Database, registry: fn() -> Registry) {
+    use webhook_server::live::{ConfigFiles, LivePipeline};
+
+    db.require();
+    let dir = tempfile::tempdir().unwrap();
+    let (table_a, table_b) = (table_name("reload_a"), table_name("reload_b"));
+    let webhooks = dir.path().join("webhooks.json");
+    let write = |a: &str| {
+        std::fs::write(
+            &webhooks,
+            format!(
+                r#"{{"a": {{"module": "{m}", "connection": "db", "module-config": {{"table": "{a}"}}}},
+                    "b": {{"module": "{m}", "connection": "db", "module-config": {{"table": "{table_b}"}}}}}}"#,
+                m = db.module()
+            ),
+        )
+        .unwrap();
+    };
+    write(&table_a);
+    let connections = dir.path().join("connections.json");
+    std::fs::write(&connections, db.connections()).unwrap();
+    let files = ConfigFiles {
+        webhooks: webhooks.clone(),
+        connections: Some(connections),
+    };
+    let options = crate::delivered_options();
+    let pipeline =
+        webhook_core::Pipeline::build(files.load(&registry()).unwrap().config, options.clone())
+            .await
+            .unwrap();
+    let live = std::sync::Arc::new(LivePipeline::from_files(
+        pipeline,
+        files,
+        registry(),
+        options,
+        Duration::from_millis(200),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = crate::TestClient::new(listener.local_addr().unwrap());
+    tokio::spawn(webhook_server::server::serve(
+        listener,
+        std::sync::Arc::clone(&live),
+        webhook_server::server::ServerOptions::default(),
+        std::future::pending(),
+    ));
+    let r = client.post("b", &[], r#"{"before": "reload"}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    write(&format!("{table_a}_v2"));
+    live.reload().await.unwrap();
+    // The replaced destination is shut down once the old pipeline is idle (≤ 200 ms here).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for id in ["b", "a"] {
+        let r = client.post(id, &[], r#"{"after": "reload"}"#).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{id} after the reload: {}",
+            r.text()
+        );
+    }
+    assert_eq!(rows(db, &table_b, &["payload"], 2).await.len(), 2);
+    assert_eq!(
+        rows(db, &format!("{table_a}_v2"), &["payload"], 1)
+            .await
+            .len(),
+        1
+    );
+}
+
 /// A database server of the test's own, on a free port, to stop and start again.
 pub struct OwnDatabase {
     pub db: Database,

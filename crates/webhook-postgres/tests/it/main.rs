@@ -39,6 +39,11 @@ async fn wrong_credentials_and_foreign_tables_are_permanent_and_bad_names_config
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_the_pool_it_shares() {
+    sql::reload_keeps_the_shared_pool(&Database::postgres(), registry).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_database_restart_loses_nothing_answered() {
     sql::restart_loses_nothing(Engine::Postgres, registry).await;
 }
