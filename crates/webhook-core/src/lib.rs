@@ -33,6 +33,7 @@ pub mod cleanup;
 pub mod config;
 mod delivery;
 mod error;
+pub mod filter;
 mod json;
 mod metrics;
 mod module;

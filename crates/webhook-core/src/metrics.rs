@@ -17,6 +17,7 @@ pub(crate) struct WebhookMetrics {
     pub(crate) accepted: Counter,
     pub(crate) failed: Counter,
     pub(crate) duplicate: Counter,
+    pub(crate) filtered: Counter,
     pub(crate) duration: Histogram,
 }
 
@@ -29,6 +30,7 @@ impl WebhookMetrics {
             accepted: counter!("webhook_requests_accepted_total", "webhook" => webhook.clone()),
             failed: counter!("webhook_requests_failed_total", "webhook" => webhook.clone()),
             duplicate: counter!("webhook_requests_duplicate_total", "webhook" => webhook.clone()),
+            filtered: counter!("webhook_requests_filtered_total", "webhook" => webhook.clone()),
             duration: histogram!("webhook_request_duration_seconds", "webhook" => webhook),
         }
     }

@@ -12,6 +12,8 @@ use crate::ResponseBody;
 
 /// The success answer of every accepted request (and of `GET /`).
 pub const OK: &str = r#"{"message":"200 OK"}"#;
+/// 200 for a request the webhook's `filter` does not match: not stored, not delivered.
+pub const FILTERED: &str = r#"{"message":"200 OK","filtered":true}"#;
 /// `404` for an unknown webhook id.
 pub const NOT_FOUND: &str = r#"{"detail":"Webhook ID not found"}"#;
 /// `405` for a method a route does not take.

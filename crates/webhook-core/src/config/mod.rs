@@ -256,6 +256,9 @@ pub(crate) struct WebhookPlan {
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// `credential_cleanup`, when the entry has it and it is enabled.
     pub(crate) cleanup: Option<crate::cleanup::CredentialCleanup>,
+    /// `filter`: requests that do not match are answered 200 and neither stored nor
+    /// delivered.
+    pub(crate) filter: Option<crate::filter::Filter>,
 }
 
 pub(crate) struct DestinationPlan {

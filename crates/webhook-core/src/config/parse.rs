@@ -29,6 +29,7 @@ const CORE_KEYS: &[&str] = &[
     "forward_credentials",
     "trusted_proxies",
     "credential_cleanup",
+    "filter",
 ];
 
 /// Keys that older files put at the top level instead of in `module-config`.
@@ -216,6 +217,15 @@ fn parse_webhook(
     let forward_credentials = take::<bool>(&mut map, "forward_credentials", ctx).unwrap_or(false);
     let cleanup = take::<crate::cleanup::CleanupConfig>(&mut map, "credential_cleanup", ctx)
         .and_then(crate::cleanup::CredentialCleanup::new);
+    let filter =
+        map.remove("filter")
+            .and_then(|value| match crate::filter::Filter::parse(&value) {
+                Ok(filter) => Some(filter),
+                Err(err) => {
+                    ctx.error(err.path, err.message);
+                    None
+                }
+            });
     let trusted_proxies = take::<Vec<String>>(&mut map, "trusted_proxies", ctx)
         .unwrap_or_default()
         .iter()
@@ -329,6 +339,7 @@ fn parse_webhook(
         forward_credentials,
         trusted_proxies,
         cleanup,
+        filter,
     })
 }
 

@@ -111,6 +111,7 @@ impl Pipeline {
                     id: plan.id,
                     data_type: plan.data_type,
                     cleanup: plan.cleanup,
+                    filter: plan.filter,
                     trusted_proxies: options
                         .trusted_proxies
                         .iter()

@@ -98,6 +98,8 @@ struct Webhook {
     head_validators: usize,
     /// `credential_cleanup`: masks credential fields before the spool and destinations.
     cleanup: Option<crate::cleanup::CredentialCleanup>,
+    /// `filter`: what a request must match to be stored and delivered.
+    filter: Option<crate::filter::Filter>,
     /// The server's trusted proxies and the webhook's own `trusted_proxies`.
     trusted_proxies: Vec<IpNet>,
     /// Headers holding the gateway's own inbound credentials, removed before delivery.

@@ -204,6 +204,14 @@ impl Pipeline {
             return json(StatusCode::BAD_REQUEST, response::MALFORMED_JSON);
         }
 
+        if let Some(filter) = &webhook.filter
+            && !filter.matches(&filter_input(&parts.method, &parts.uri, &delivery))
+        {
+            webhook.metrics.filtered.increment(1);
+            tracing::info!(webhook = webhook_id, %request_id, "request does not match the webhook's filter: not stored, not delivered");
+            return json(StatusCode::OK, response::FILTERED);
+        }
+
         if let Ok(mut stats) = webhook.stats.lock() {
             stats.record(unix_secs(received_at));
         }
@@ -316,6 +324,34 @@ impl Pipeline {
 }
 
 /// `delivery` without the headers in `strip` (copied only when one of them is present).
+/// What a filter sees: `{"method", "path", "query": {name: value}, "headers": {name:
+/// value}, "body"}` (the body parsed for JSON webhooks, a string for UTF-8 blobs, else null;
+/// header names lower case, repeated headers joined with `", "`).
+fn filter_input(method: &Method, uri: &http::Uri, delivery: &Delivery) -> serde_json::Value {
+    let body = match delivery.data_type {
+        DataType::Json => serde_json::from_slice(&delivery.body).unwrap_or(serde_json::Value::Null),
+        DataType::Blob => delivery.body_str().map_or(serde_json::Value::Null, |s| {
+            serde_json::Value::String(s.to_owned())
+        }),
+    };
+    let query: serde_json::Map<String, serde_json::Value> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+            .collect();
+    let headers: serde_json::Map<String, serde_json::Value> = delivery
+        .header_map()
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    serde_json::json!({
+        "method": method.as_str(),
+        "path": uri.path(),
+        "query": query,
+        "headers": headers,
+        "body": body,
+    })
+}
+
 fn without_credentials(mut delivery: Delivery, strip: &[HeaderName]) -> Delivery {
     if strip.iter().any(|name| delivery.headers.contains_key(name)) {
         let headers = Arc::make_mut(&mut delivery.headers);

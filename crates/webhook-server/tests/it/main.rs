@@ -9,6 +9,7 @@ mod credentials;
 mod delivery;
 mod digest_auth;
 mod fairness;
+mod filter;
 mod limits;
 mod metrics;
 mod oauth1;
