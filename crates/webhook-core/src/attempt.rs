@@ -23,6 +23,8 @@ pub(crate) struct Destination {
     pub(crate) fingerprint: Arc<str>,
     /// Most deliveries to this destination in flight at once.
     pub(crate) limit: Arc<tokio::sync::Semaphore>,
+    /// Routing (a chain item's `filter`): requests that do not match skip this destination.
+    pub(crate) filter: Option<Arc<crate::filter::Filter>>,
 }
 
 /// The destinations of one webhook and how its chain runs.
@@ -38,6 +40,27 @@ impl Route {
             n @ 0..32 => (1u32 << n) - 1,
             _ => u32::MAX,
         }
+    }
+
+    /// Whether a destination has a routing filter (then [`Route::targets_for`] needs the
+    /// filter input).
+    pub(crate) fn routes_by_filter(&self) -> bool {
+        self.destinations.iter().any(|d| d.filter.is_some())
+    }
+
+    /// The destinations `input` goes to: all but those whose filter it does not match
+    /// (each skip is counted).
+    pub(crate) fn targets_for(&self, input: &serde_json::Value) -> u32 {
+        let mut targets = self.all_targets();
+        for (i, destination) in self.destinations.iter().enumerate().take(32) {
+            if let Some(filter) = &destination.filter
+                && !filter.matches(input)
+            {
+                targets &= !(1u32 << i);
+                destination.metrics.skipped.increment(1);
+            }
+        }
+        targets
     }
 }
 
@@ -304,15 +327,17 @@ impl Progress for Waiting {
     }
 }
 
-/// `ack: delivered`: deliver to every destination of `route` while the sender waits, at
-/// most `chain-config.timeout` in all; `Ok` only when every one of them confirmed.
+/// `ack: delivered`: deliver to the `targets` (bit i: destination i) of `route` while the
+/// sender waits, at most `chain-config.timeout` in all; `Ok` only when every one of them
+/// confirmed.
 pub(crate) async fn deliver_waiting(
     route: &Arc<Route>,
     delivery: &Delivery,
+    targets: u32,
 ) -> Result<(), ModuleError> {
     let job = Job {
         delivery,
-        pending: route.all_targets(),
+        pending: targets,
         attempts: &[],
         deadline: Some(Instant::now() + Duration::from_secs_f64(route.chain.timeout)),
     };

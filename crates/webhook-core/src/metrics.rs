@@ -49,6 +49,7 @@ pub(crate) struct DestinationMetrics {
     pub(crate) failed_permanent: Counter,
     pub(crate) retried: Counter,
     pub(crate) dead_lettered: Counter,
+    pub(crate) skipped: Counter,
     pub(crate) in_flight: Gauge,
     pub(crate) duration: Histogram,
 }
@@ -68,6 +69,7 @@ impl DestinationMetrics {
             failed_permanent: failed("false"),
             retried: counter!("webhook_destination_retries_total", &labels()),
             dead_lettered: counter!("webhook_destination_dead_lettered_total", &labels()),
+            skipped: counter!("webhook_destination_skipped_total", &labels()),
             in_flight: gauge!("webhook_destination_in_flight", &labels()),
             duration: histogram!("webhook_delivery_duration_seconds", &labels()),
         }

@@ -180,14 +180,13 @@ impl Outbox {
     }
 
     /// Take a request: write it to the spool first when `durable`, then deliver it in the
-    /// background to every destination of `route`.
+    /// background to the `targets` (bit i: destination i of its route).
     pub(crate) async fn accept(
         self: &Arc<Self>,
-        route: &Route,
         delivery: Delivery,
         durable: bool,
+        targets: u32,
     ) -> Result<(), SpoolError> {
-        let targets = route.all_targets();
         let (entry, hold) = if durable {
             let mut write = Unanswered {
                 outbox: Arc::clone(self),

@@ -272,6 +272,8 @@ pub(crate) struct DestinationPlan {
     /// What the built destination depends on besides the webhook's data type (kind, module
     /// config, connection entry), so a reload can keep a destination that did not change.
     pub(crate) fingerprint: String,
+    /// A chain item's `filter`: this destination gets only the requests that match.
+    pub(crate) filter: Option<Arc<crate::filter::Filter>>,
 }
 
 /// A configured timeout in seconds as a [`Duration`]: between 1 ms and one hour.

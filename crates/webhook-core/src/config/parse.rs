@@ -131,6 +131,8 @@ struct DestinationSpec {
     connection: Option<String>,
     retry: RetryConfig,
     key_prefix: String,
+    /// A chain item's `filter`: routing, this destination only gets matching requests.
+    filter: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +145,9 @@ struct ChainItem {
     module_config: Option<Map<String, Value>>,
     #[serde(default)]
     retry: Option<RetryConfig>,
+    /// Routing: only requests that match go to this destination.
+    #[serde(default)]
+    filter: Option<Value>,
     /// Legacy: older files put these at the top of a chain item instead of in its
     /// `module-config`.
     #[serde(default)]
@@ -302,6 +307,8 @@ fn parse_webhook(
                 connection,
                 retry,
                 key_prefix: String::new(),
+                // (a single destination's routing filter is the webhook's `filter`)
+                filter: None,
             });
         }
         (None, Some(chain)) => {
@@ -371,6 +378,7 @@ fn parse_chain(
                 connection: connection.cloned(),
                 retry,
                 key_prefix,
+                filter: None,
             }),
             other => match crate::registry::from_value::<ChainItem>(other) {
                 Ok(item) => {
@@ -402,6 +410,7 @@ fn parse_chain(
                         connection: item.connection.or_else(|| connection.cloned()),
                         retry: item_retry,
                         key_prefix,
+                        filter: item.filter,
                     });
                 }
                 Err((path, message)) => ctx.error(join_key(&key_prefix, &path), message),
@@ -416,6 +425,14 @@ fn prepare_destination(
     spec: DestinationSpec,
     ctx: &mut EntryContext<'_>,
 ) -> Option<DestinationPlan> {
+    let filter = match spec.filter.as_ref().map(crate::filter::Filter::parse) {
+        Some(Ok(filter)) => Some(Arc::new(filter)),
+        Some(Err(err)) => {
+            ctx.error(join_key(&spec.key_prefix, &err.path), err.message);
+            return None;
+        }
+        None => None,
+    };
     let module_key = join_key(&spec.key_prefix, "module");
     let config_key = join_key(&spec.key_prefix, "module-config");
     let connection_key = join_key(&spec.key_prefix, "connection");
@@ -492,6 +509,7 @@ fn prepare_destination(
             retry: spec.retry,
             prepared,
             fingerprint,
+            filter,
         }),
         Err(PrepareError::ModuleConfig { key, message }) => {
             ctx.error(join_key(&config_key, &key), message);

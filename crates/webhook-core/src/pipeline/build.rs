@@ -81,6 +81,7 @@ impl Pipeline {
                         metrics: Arc::clone(&reused.metrics),
                         fingerprint,
                         limit: Arc::clone(&reused.limit),
+                        filter: dest.filter.clone(),
                     });
                     continue;
                 }
@@ -94,6 +95,7 @@ impl Pipeline {
                         limit: Arc::new(tokio::sync::Semaphore::new(
                             options.destination_concurrency.max(1),
                         )),
+                        filter: dest.filter.clone(),
                     }),
                     Err(err) => errors.push(build_error(
                         &config.webhooks_file,

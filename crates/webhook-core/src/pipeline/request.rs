@@ -204,12 +204,22 @@ impl Pipeline {
             return json(StatusCode::BAD_REQUEST, response::MALFORMED_JSON);
         }
 
-        if let Some(filter) = &webhook.filter
-            && !filter.matches(&filter_input(&parts.method, &parts.uri, &delivery))
-        {
-            webhook.metrics.filtered.increment(1);
-            tracing::info!(webhook = webhook_id, %request_id, "request does not match the webhook's filter: not stored, not delivered");
-            return json(StatusCode::OK, response::FILTERED);
+        // Filters: the webhook's, then routing (destinations whose filter does not match
+        // are left out of this request's targets, in the spool too).
+        let mut targets = webhook.route.all_targets();
+        if webhook.filter.is_some() || webhook.route.routes_by_filter() {
+            let input = filter_input(&parts.method, &parts.uri, &delivery);
+            if webhook.filter.as_ref().is_some_and(|f| !f.matches(&input)) {
+                webhook.metrics.filtered.increment(1);
+                tracing::info!(webhook = webhook_id, %request_id, "request does not match the webhook's filter: not stored, not delivered");
+                return json(StatusCode::OK, response::FILTERED);
+            }
+            targets = webhook.route.targets_for(&input);
+            if targets == 0 {
+                webhook.metrics.filtered.increment(1);
+                tracing::info!(webhook = webhook_id, %request_id, "no destination's filter matches: not stored, not delivered");
+                return json(StatusCode::OK, response::FILTERED);
+            }
         }
 
         if let Ok(mut stats) = webhook.stats.lock() {
@@ -225,11 +235,12 @@ impl Pipeline {
             clean(cleanup, &mut delivery);
         }
         let safe = match webhook.ack {
-            AckMode::Delivered => attempt::deliver_waiting(&webhook.route, &delivery)
+            AckMode::Delivered => attempt::deliver_waiting(&webhook.route, &delivery, targets)
                 .await
                 .map_err(|err| delivery_failed(&err)),
             AckMode::Persisted | AckMode::Accepted => {
-                self.accept_in_background(webhook, delivery.clone()).await
+                self.accept_in_background(webhook, delivery.clone(), targets)
+                    .await
             }
         };
         if let Err(response) = safe {
@@ -302,6 +313,7 @@ impl Pipeline {
         &self,
         webhook: &Webhook,
         delivery: Delivery,
+        targets: u32,
     ) -> Result<(), Response<ResponseBody>> {
         let unavailable = || {
             let mut response = json(StatusCode::SERVICE_UNAVAILABLE, response::SPOOL_FULL);
@@ -314,7 +326,7 @@ impl Pipeline {
         let request_id = delivery.request_id;
         let durable = webhook.ack == AckMode::Persisted;
         outbox
-            .accept(&webhook.route, delivery, durable)
+            .accept(delivery, durable, targets)
             .await
             .map_err(|err| {
                 tracing::warn!(webhook = %webhook.id, %request_id, error = %err, "spool cannot take the request");

@@ -3,6 +3,7 @@
 //! matches is delivered byte for byte. Operators one by one are unit-tested in
 //! `webhook_core::filter`; here they run through the real server on headers, body, query
 //! and path.
+//! (Metrics are process-wide: each test has webhook ids of its own.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -15,35 +16,35 @@ use webhook_testkit::recorder::Sink;
 async fn unmatched_requests_are_answered_filtered_and_neither_stored_nor_delivered() {
     let sink = Sink::named("filter_gh");
     let server = TestServer::start(
-        r#"{"gh": {"ack": "persisted", "module": "test_recorder", "module-config": {"sink": "filter_gh"},
+        r#"{"filtered": {"ack": "persisted", "module": "test_recorder", "module-config": {"sink": "filter_gh"},
                    "filter": {"headers": {"x-github-event": {"$in": ["push", "release"]}},
                               "body": {"ref": {"$startsWith": "refs/heads/"},
                                        "$or": [{"forced": false}, {"sender": {"type": "Bot"}}],
                                        "commits": {"$exist": true}},
                               "query": {"env": {"$neq": "test"}},
-                              "path": {"$endsWith": "/gh"}}}}"#,
+                              "path": {"$endsWith": "/filtered"}}}}"#,
     )
     .await;
     let push = r#"{"ref": "refs/heads/main", "forced": false, "commits": [{"id": "a"}]}"#;
     let cases: [(&str, &str, &str, bool); 6] = [
-        ("push", "/webhook/gh", push, true),
-        ("pull_request", "/webhook/gh", push, false),
-        ("push", "/webhook/gh?env=test", push, false),
+        ("push", "/webhook/filtered", push, true),
+        ("pull_request", "/webhook/filtered", push, false),
+        ("push", "/webhook/filtered?env=test", push, false),
         (
             "push",
-            "/webhook/gh?env=prod",
+            "/webhook/filtered?env=prod",
             r#"{"ref": "refs/tags/v1", "forced": false, "commits": []}"#,
             false,
         ),
         (
             "release",
-            "/webhook/gh",
+            "/webhook/filtered",
             r#"{"ref": "refs/heads/x", "forced": true, "sender": {"type": "Bot"}, "commits": []}"#,
             true,
         ),
         (
             "push",
-            "/webhook/gh",
+            "/webhook/filtered",
             r#"{"ref": "refs/heads/x", "forced": true, "commits": []}"#,
             false,
         ),
@@ -85,7 +86,7 @@ async fn unmatched_requests_are_answered_filtered_and_neither_stored_nor_deliver
     );
     let metrics = server.get("/metrics").await.text();
     assert!(
-        metrics.contains(r#"webhook_requests_filtered_total{webhook="gh"} 4"#),
+        metrics.contains(r#"webhook_requests_filtered_total{webhook="filtered"} 4"#),
         "{}",
         metrics
             .lines()
@@ -95,7 +96,7 @@ async fn unmatched_requests_are_answered_filtered_and_neither_stored_nor_deliver
     );
     let stats = server.get("/stats").await.json();
     assert_eq!(
-        stats["gh"]["total"], 2,
+        stats["filtered"]["total"], 2,
         "filtered requests are not counted as received: {stats}"
     );
 }
@@ -120,4 +121,86 @@ async fn a_bad_filter_is_a_config_error_naming_the_webhook_and_the_place() {
             "{filter}: {error}"
         );
     }
+}
+
+/// Routing: a chain item's `filter` sends a request only to the destinations it matches;
+/// the others are skipped (and counted), in the spool too, so a restart or retry does not
+/// deliver them; when none matches the answer is `filtered`.
+#[tokio::test]
+async fn chain_items_route_by_their_filters() {
+    let pushes = Sink::named("route_push");
+    let pulls = Sink::named("route_pull");
+    let all = Sink::named("route_all");
+    let server = TestServer::start(
+        r#"{"routed": {"ack": "persisted", "chain": [
+               {"module": "test_recorder", "module-config": {"sink": "route_push"},
+                "filter": {"headers": {"x-github-event": "push"}}},
+               {"module": "test_recorder", "module-config": {"sink": "route_pull"},
+                "filter": {"headers": {"x-github-event": "pull_request"}, "body": {"action": {"$in": ["opened", "reopened"]}}}},
+               {"module": "test_recorder", "module-config": {"sink": "route_all"},
+                "filter": {"$not": {"headers": {"x-github-event": "ping"}}}}],
+             "chain-config": {"execution": "parallel"}}}"#,
+    )
+    .await;
+    let cases = [
+        ("push", r#"{"ref": "refs/heads/main"}"#),
+        ("pull_request", r#"{"action": "opened"}"#),
+        ("pull_request", r#"{"action": "closed"}"#),
+        ("ping", r#"{"zen": "hi"}"#),
+    ];
+    for (event, body) in cases {
+        let r = server
+            .post("routed", &[("X-GitHub-Event", event)], body)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{event}: {}", r.text());
+        let filtered = r.text().contains(r#""filtered":true"#);
+        assert_eq!(filtered, event == "ping", "{event}: {}", r.text());
+    }
+    for _ in 0..50 {
+        if all.bodies().len() >= 3 && !pushes.bodies().is_empty() && !pulls.bodies().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let texts = |sink: &Sink| {
+        sink.bodies()
+            .iter()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(texts(&pushes), [cases[0].1]);
+    assert_eq!(texts(&pulls), [cases[1].1]);
+    let mut everything = texts(&all);
+    everything.sort();
+    let mut expected = vec![cases[0].1, cases[1].1, cases[2].1];
+    expected.sort_unstable();
+    assert_eq!(everything, expected);
+    let metrics = server.get("/metrics").await.text();
+    // skips: push 1, opened 1, closed 2, ping all 3 (and is then answered filtered)
+    assert!(
+        metrics.contains(
+            r#"webhook_destination_skipped_total{webhook="routed",destination="test_recorder"} 7"#
+        ),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("skipped") || l.contains("filtered"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(metrics.contains(r#"webhook_requests_filtered_total{webhook="routed"} 1"#));
+}
+
+#[tokio::test]
+async fn a_bad_chain_filter_names_the_chain_item() {
+    let error = TestServer::builder(
+        r#"{"hook": {"chain": [{"module": "log"}, {"module": "log", "filter": {"body": {"$exist": 1}}}]}}"#,
+    )
+    .config_error()
+    .await;
+    assert!(
+        error.contains("hook") && error.contains("chain[1].filter.body.$exist"),
+        "{error}"
+    );
 }
