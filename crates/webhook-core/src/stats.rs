@@ -12,6 +12,7 @@ const HOUR_SLOTS: usize = 24 * 30;
 pub(crate) struct StatsWindows {
     total: u64,
     duplicates: u64,
+    filtered: u64,
     minutes: Box<[(u64, u64); MINUTE_SLOTS]>,
     hours: Box<[(u64, u64); HOUR_SLOTS]>,
 }
@@ -21,6 +22,7 @@ impl Default for StatsWindows {
         Self {
             total: 0,
             duplicates: 0,
+            filtered: 0,
             minutes: Box::new([(u64::MAX, 0); MINUTE_SLOTS]),
             hours: Box::new([(u64::MAX, 0); HOUR_SLOTS]),
         }
@@ -32,6 +34,12 @@ impl StatsWindows {
     /// Count a request answered as a duplicate (not delivered, not in `total`).
     pub(crate) fn record_duplicate(&mut self) {
         self.duplicates += 1;
+    }
+
+    /// Count a request its webhook's filter (or every destination's) did not match (not
+    /// stored, not delivered, not in `total`).
+    pub(crate) fn record_filtered(&mut self) {
+        self.filtered += 1;
     }
 
     pub(crate) fn record(&mut self, now: u64) {
@@ -54,6 +62,7 @@ impl StatsWindows {
             map.insert(name.into(), sum(&self.hours[..], hour, n).into());
         }
         map.insert("duplicates".into(), self.duplicates.into());
+        map.insert("filtered".into(), self.filtered.into());
         Value::Object(map)
     }
 }

@@ -67,11 +67,13 @@ impl Pipeline {
         let local = self.stats();
         if let (Value::Object(shared), Value::Object(local)) = (&mut shared, &local) {
             for (id, counts) in shared.iter_mut() {
-                if let (Some(Value::Object(counts)), Some(duplicates)) = (
-                    Some(counts),
-                    local.get(id).and_then(|l| l.get("duplicates")),
-                ) {
-                    counts.insert("duplicates".into(), duplicates.clone());
+                let (Value::Object(counts), Some(local)) = (counts, local.get(id)) else {
+                    continue;
+                };
+                for key in ["duplicates", "filtered"] {
+                    if let Some(value) = local.get(key) {
+                        counts.insert(key.into(), value.clone());
+                    }
                 }
             }
         }

@@ -210,15 +210,15 @@ impl Pipeline {
         if webhook.filter.is_some() || webhook.route.routes_by_filter() {
             let input = filter_input(&parts.method, &parts.uri, &delivery);
             if webhook.filter.as_ref().is_some_and(|f| !f.matches(&input)) {
-                webhook.metrics.filtered.increment(1);
-                tracing::info!(webhook = webhook_id, %request_id, "request does not match the webhook's filter: not stored, not delivered");
-                return json(StatusCode::OK, response::FILTERED);
+                return filtered(
+                    webhook,
+                    request_id,
+                    "request does not match the webhook's filter",
+                );
             }
             targets = webhook.route.targets_for(&input);
             if targets == 0 {
-                webhook.metrics.filtered.increment(1);
-                tracing::info!(webhook = webhook_id, %request_id, "no destination's filter matches: not stored, not delivered");
-                return json(StatusCode::OK, response::FILTERED);
+                return filtered(webhook, request_id, "no destination's filter matches");
             }
         }
 
@@ -336,6 +336,16 @@ impl Pipeline {
 }
 
 /// `delivery` without the headers in `strip` (copied only when one of them is present).
+/// The answer to a filtered request, counted (metric, `/stats`) and logged.
+fn filtered(webhook: &Webhook, request_id: Uuid, why: &'static str) -> Response<ResponseBody> {
+    webhook.metrics.filtered.increment(1);
+    if let Ok(mut stats) = webhook.stats.lock() {
+        stats.record_filtered();
+    }
+    tracing::info!(webhook = %webhook.id, %request_id, "{why}: not stored, not delivered");
+    json(StatusCode::OK, response::FILTERED)
+}
+
 /// What a filter sees: `{"method", "path", "query": {name: value}, "headers": {name:
 /// value}, "body"}` (the body parsed for JSON webhooks, a string for UTF-8 blobs, else null;
 /// header names lower case, repeated headers joined with `", "`).
