@@ -25,6 +25,8 @@ pub(crate) struct Destination {
     pub(crate) limit: Arc<tokio::sync::Semaphore>,
     /// Routing (a chain item's `filter`): requests that do not match skip this destination.
     pub(crate) filter: Option<Arc<crate::filter::Filter>>,
+    /// `transform`: what this destination gets instead of the request as received.
+    pub(crate) transform: Option<crate::transform::DestinationTransform>,
 }
 
 /// The destinations of one webhook and how its chain runs.
@@ -196,6 +198,36 @@ async fn attempt_until_settled(
         let Some(destination) = route.destinations.get(usize::from(index)) else {
             return Err(gone(index, attempts, "destination"));
         };
+        // A transform runs on the request as received (as spooled), at every attempt:
+        // the same bytes give the same output, on a retry and after a restart.
+        let transformed;
+        let delivery = match &destination.transform {
+            None => delivery,
+            Some(transform) => match transform_for(destination, transform, delivery).await {
+                Ok(Some(output)) => {
+                    transformed = output;
+                    &transformed
+                }
+                Ok(None) => {
+                    destination.metrics.skipped.increment(1);
+                    tracing::debug!(
+                        webhook = %delivery.webhook_id,
+                        request_id = %delivery.request_id,
+                        destination = index,
+                        "the transform gave null: destination skipped"
+                    );
+                    return Ok(());
+                }
+                Err(error) => {
+                    return Err(GiveUp {
+                        index,
+                        module: destination.module.kind(),
+                        attempts: attempts + 1,
+                        error,
+                    });
+                }
+            },
+        };
         let timeout = Duration::from_secs_f64(route.chain.timeout);
         let limit = match job.deadline {
             Some(deadline) => timeout.min(deadline.saturating_duration_since(Instant::now())),
@@ -237,6 +269,34 @@ async fn attempt_until_settled(
         destination.metrics.retried.increment(1);
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Run `destination`'s transform on `delivery`: what the destination gets, `None` to skip
+/// it, or the permanent failure (counted, logged) that gives it up for this request.
+async fn transform_for(
+    destination: &Destination,
+    transform: &crate::transform::DestinationTransform,
+    delivery: &Delivery,
+) -> Result<Option<Delivery>, ModuleError> {
+    let started = Instant::now();
+    let output = transform.apply(delivery).await;
+    let metrics = destination.metrics.transform.as_ref();
+    if let Some(metrics) = metrics {
+        metrics.duration.record(started.elapsed().as_secs_f64());
+    }
+    output.map_err(|err| {
+        if let Some(metrics) = metrics {
+            metrics.failed.increment(1);
+        }
+        tracing::warn!(
+            webhook = %delivery.webhook_id,
+            request_id = %delivery.request_id,
+            module = destination.module.kind(),
+            error = %err,
+            "transform failed: not retried (the same bytes give the same result)"
+        );
+        ModuleError::permanent(format!("{} transform: {err}", transform.language))
+    })
 }
 
 /// One attempt, within `limit` (waiting for a concurrency permit included).

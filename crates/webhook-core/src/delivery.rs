@@ -43,6 +43,8 @@ pub struct Delivery {
     pub request_id: Uuid,
     /// The request headers as received.
     pub headers: Arc<HeaderMap>,
+    /// The query string of the request URL (without `?`), when it had one.
+    pub query: Option<Arc<str>>,
     /// The raw request body.
     pub body: Bytes,
     /// When the request was received (before its body was read).
@@ -65,6 +67,21 @@ impl Delivery {
     /// The body as UTF-8 text, if it is valid UTF-8.
     pub fn body_str(&self) -> Option<&str> {
         std::str::from_utf8(&self.body).ok()
+    }
+
+    /// The query string's parameters, decoded (`?a=1&b=x%20y` → `{"a": "1", "b": "x y"}`;
+    /// of a repeated name, the last value).
+    pub fn query_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        form_urlencoded::parse(self.query.as_deref().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+            .collect()
+    }
+
+    /// When the request was received, as RFC 3339 in UTC (`2026-12-02T18:41:33.123Z`).
+    pub fn received_at_rfc3339(&self) -> String {
+        jiff::Timestamp::try_from(self.received_at)
+            .map(|t| t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string())
+            .unwrap_or_default()
     }
 
     /// The headers as a name → value map (names lower case, repeated headers joined with

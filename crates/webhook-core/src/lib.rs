@@ -7,6 +7,8 @@
 //!   lives in its own crate and is added to a [`Registry`] by the program that embeds us.
 //! * [`Validator`] checks a request before it is delivered (IP allow-list, authorization,
 //!   HMAC, rate limit, …).
+//! * [`transform`] languages (jq, JavaScript) reshape what one destination gets, at
+//!   delivery time, from the spooled bytes.
 //! * [`config`] parses the `webhooks.json` / `connections.json` pair of the original Python
 //!   service, with `{$VAR}` substitution and errors that name the file, webhook id and key.
 //! * [`Pipeline`] runs one request: bounded body read → lookup → validators → `data_type`
@@ -46,6 +48,7 @@ mod retry;
 mod shared;
 pub mod spool;
 pub mod stats;
+pub mod transform;
 mod validator;
 
 pub use delivery::{DataType, Delivery, is_sensitive_header};

@@ -52,10 +52,18 @@ pub(crate) struct DestinationMetrics {
     pub(crate) skipped: Counter,
     pub(crate) in_flight: Gauge,
     pub(crate) duration: Histogram,
+    /// Where the destination has a `transform`.
+    pub(crate) transform: Option<TransformMetrics>,
+}
+
+/// Runs of one destination's transform.
+pub(crate) struct TransformMetrics {
+    pub(crate) failed: Counter,
+    pub(crate) duration: Histogram,
 }
 
 impl DestinationMetrics {
-    pub(crate) fn new(webhook: &Arc<str>, kind: &'static str) -> Self {
+    pub(crate) fn new(webhook: &Arc<str>, kind: &'static str, transform: bool) -> Self {
         let labels = || {
             [
                 ("webhook", Arc::clone(webhook)),
@@ -72,6 +80,10 @@ impl DestinationMetrics {
             skipped: counter!("webhook_destination_skipped_total", &labels()),
             in_flight: gauge!("webhook_destination_in_flight", &labels()),
             duration: histogram!("webhook_delivery_duration_seconds", &labels()),
+            transform: transform.then(|| TransformMetrics {
+                failed: counter!("webhook_transform_failed_total", &labels()),
+                duration: histogram!("webhook_transform_duration_seconds", &labels()),
+            }),
         }
     }
 

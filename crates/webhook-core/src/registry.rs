@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::module::{BuildContext, DynModule, Module};
+use crate::transform::TransformLanguage;
 use crate::validator::{DynValidator, Validator};
 use crate::{BoxFuture, BuildError};
 
@@ -19,6 +20,8 @@ pub struct Registry {
     validators: Vec<Arc<dyn ValidatorFactory>>,
     unavailable: BTreeMap<&'static str, String>,
     unsupported_keys: BTreeMap<&'static str, &'static str>,
+    transforms: BTreeMap<&'static str, Arc<dyn TransformLanguage>>,
+    transforms_unavailable: BTreeMap<&'static str, &'static str>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -27,6 +30,7 @@ impl std::fmt::Debug for Registry {
             .field("modules", &self.module_kinds())
             .field("validators", &self.validator_keys())
             .field("unavailable", &self.unavailable)
+            .field("transforms", &self.transform_keys())
             .finish()
     }
 }
@@ -87,6 +91,43 @@ impl Registry {
     pub fn unsupported_key(&mut self, key: &'static str, why: &'static str) -> &mut Self {
         self.unsupported_keys.insert(key, why);
         self
+    }
+
+    /// Offer a transform language under [`TransformLanguage::key`] (`jq`, `js`).
+    pub fn register_transform_language(&mut self, language: Arc<dyn TransformLanguage>) -> &mut Self {
+        self.transforms_unavailable.remove(language.key());
+        self.transforms.insert(language.key(), language);
+        self
+    }
+
+    /// Record that transform language `key` was compiled out; a program in it is a config
+    /// error naming `feature`.
+    pub fn transform_not_in_build(&mut self, key: &'static str, feature: &'static str) -> &mut Self {
+        if !self.transforms.contains_key(key) {
+            self.transforms_unavailable.insert(key, feature);
+        }
+        self
+    }
+
+    /// The transform languages this registry offers, sorted.
+    pub fn transform_keys(&self) -> Vec<&'static str> {
+        self.transforms.keys().copied().collect()
+    }
+
+    /// The language named `key`, or why there is none.
+    pub(crate) fn transform_language(&self, key: &str) -> Result<&Arc<dyn TransformLanguage>, String> {
+        if let Some(language) = self.transforms.get(key) {
+            return Ok(language);
+        }
+        if let Some(feature) = self.transforms_unavailable.get(key) {
+            return Err(format!(
+                "transform language `{key}` is not in this build; rebuild with `--features {feature}`"
+            ));
+        }
+        Err(format!(
+            "unknown transform language `{key}`; this build has: {}",
+            self.transform_keys().join(", ")
+        ))
     }
 
     /// The destination kinds this registry offers, sorted.

@@ -139,6 +139,7 @@ mod tests {
             webhook_id: "t".into(),
             request_id: uuid::Uuid::now_v7(),
             headers: Default::default(),
+            query: None,
             body: bytes::Bytes::from_static(b"\xff\xfe"),
             received_at: std::time::SystemTime::now(),
             data_type: webhook_core::DataType::Blob,

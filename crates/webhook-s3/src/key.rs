@@ -103,6 +103,7 @@ mod tests {
             webhook_id: Arc::from("gh"),
             request_id: uuid::Uuid::nil(),
             headers: Arc::default(),
+            query: None,
             body: bytes::Bytes::new(),
             // 2026-11-28T16:32:45Z
             received_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_883_565),

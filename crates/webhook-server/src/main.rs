@@ -277,6 +277,9 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // A jq worker (a copy of this executable the server started) serves and exits here.
+    #[cfg(feature = "jq")]
+    webhook_jq::serve_if_worker();
     let registry = registry::registry();
     let command = Cli::command().version(registry::describe(&registry));
     let cli = match Cli::from_arg_matches(&command.get_matches()) {

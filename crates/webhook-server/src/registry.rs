@@ -64,15 +64,35 @@ pub fn registry() -> Registry {
     webhook_validators::register(&mut registry);
     webhook_log::register(&mut registry);
     register_destinations(&mut registry);
+    register_transforms(&mut registry);
     registry
+}
+
+/// The transform languages (`"transform": {"jq": …}`), each behind its feature.
+fn register_transforms(registry: &mut Registry) {
+    #[cfg(feature = "jq")]
+    match webhook_jq::JqLanguage::from_current_exe() {
+        // Workers are copies of this executable (main calls `serve_if_worker` first).
+        Ok(jq) => {
+            registry.register_transform_language(std::sync::Arc::new(jq));
+        }
+        Err(err) => {
+            registry.transform_not_in_build("jq", "jq");
+            eprintln!("jq transforms are off: cannot find this executable ({err})");
+        }
+    }
+    #[cfg(not(feature = "jq"))]
+    registry.transform_not_in_build("jq", "jq");
+    registry.transform_not_in_build("js", "js");
 }
 
 /// One line per destination and validator, for `--version`.
 pub fn describe(registry: &Registry) -> String {
     format!(
-        "{}\ndestinations: {}\nvalidators: {}",
+        "{}\ndestinations: {}\nvalidators: {}\ntransforms: {}",
         env!("CARGO_PKG_VERSION"),
         registry.module_kinds().join(", "),
-        registry.validator_keys().join(", ")
+        registry.validator_keys().join(", "),
+        registry.transform_keys().join(", ")
     )
 }

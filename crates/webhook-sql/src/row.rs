@@ -121,6 +121,7 @@ mod tests {
             webhook_id: Arc::from("wh"),
             request_id: uuid::Uuid::nil(),
             headers: Arc::new(headers),
+            query: None,
             body: bytes::Bytes::from(body.to_owned()),
             received_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             data_type: DataType::Json,

@@ -274,6 +274,8 @@ pub(crate) struct DestinationPlan {
     pub(crate) fingerprint: String,
     /// A chain item's `filter`: this destination gets only the requests that match.
     pub(crate) filter: Option<Arc<crate::filter::Filter>>,
+    /// `transform`: the program that reshapes what this destination gets.
+    pub(crate) transform: Option<crate::transform::DestinationTransform>,
 }
 
 /// A configured timeout in seconds as a [`Duration`]: between 1 ms and one hour.

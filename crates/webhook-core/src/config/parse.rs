@@ -30,6 +30,7 @@ const CORE_KEYS: &[&str] = &[
     "trusted_proxies",
     "credential_cleanup",
     "filter",
+    "transform",
 ];
 
 /// Keys that older files put at the top level instead of in `module-config`.
@@ -133,6 +134,8 @@ struct DestinationSpec {
     key_prefix: String,
     /// A chain item's `filter`: routing, this destination only gets matching requests.
     filter: Option<Value>,
+    /// `transform`: what this destination gets instead of the request as received.
+    transform: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +151,9 @@ struct ChainItem {
     /// Routing: only requests that match go to this destination.
     #[serde(default)]
     filter: Option<Value>,
+    /// What this destination gets instead of the request as received.
+    #[serde(default)]
+    transform: Option<Value>,
     /// Legacy: older files put these at the top of a chain item instead of in its
     /// `module-config`.
     #[serde(default)]
@@ -246,6 +252,7 @@ fn parse_webhook(
             }
         })
         .collect();
+    let transform = map.remove("transform");
     let chain = map.remove("chain");
     let chain_config = take::<ChainConfig>(&mut map, "chain-config", ctx).unwrap_or_default();
     if let Err(message) = timeout_seconds(chain_config.timeout) {
@@ -309,6 +316,7 @@ fn parse_webhook(
                 key_prefix: String::new(),
                 // (a single destination's routing filter is the webhook's `filter`)
                 filter: None,
+                transform,
             });
         }
         (None, Some(chain)) => {
@@ -320,6 +328,12 @@ fn parse_webhook(
                 ctx.error(
                     key,
                     "not used with `chain`: put it into the chain item's `module-config`",
+                );
+            }
+            if transform.is_some() {
+                ctx.error(
+                    "transform",
+                    "not used with `chain`: give each chain item its own `transform`",
                 );
             }
             parse_chain(registry, chain, connection.as_ref(), retry, ctx, &mut specs);
@@ -379,6 +393,7 @@ fn parse_chain(
                 retry,
                 key_prefix,
                 filter: None,
+                transform: None,
             }),
             other => match crate::registry::from_value::<ChainItem>(other) {
                 Ok(item) => {
@@ -411,6 +426,7 @@ fn parse_chain(
                         retry: item_retry,
                         key_prefix,
                         filter: item.filter,
+                        transform: item.transform,
                     });
                 }
                 Err((path, message)) => ctx.error(join_key(&key_prefix, &path), message),
@@ -431,6 +447,15 @@ fn prepare_destination(
             ctx.error(join_key(&spec.key_prefix, &err.path), err.message);
             return None;
         }
+        None => None,
+    };
+    let transform = match spec.transform {
+        Some(value) => Some(parse_transform(
+            registry,
+            value,
+            &join_key(&spec.key_prefix, "transform"),
+            ctx,
+        )?),
         None => None,
     };
     let module_key = join_key(&spec.key_prefix, "module");
@@ -510,6 +535,7 @@ fn prepare_destination(
             prepared,
             fingerprint,
             filter,
+            transform,
         }),
         Err(PrepareError::ModuleConfig { key, message }) => {
             ctx.error(join_key(&config_key, &key), message);
@@ -546,4 +572,82 @@ pub(super) fn json_object(
     };
     errors.push(ConfigError::new(&source.name, None, "", message));
     None
+}
+
+/// The keys of a `transform` object besides its program.
+const TRANSFORM_LIMIT_KEYS: &[&str] = &["timeout_ms", "memory_mb", "max_output_bytes"];
+
+/// `transform: {"jq": "<program>", "timeout_ms": …}`: the language, its compiled program
+/// and the limits (`None` with the errors recorded under `key`).
+fn parse_transform(
+    registry: &Registry,
+    value: Value,
+    key: &str,
+    ctx: &mut EntryContext<'_>,
+) -> Option<crate::transform::DestinationTransform> {
+    let shape = "must be an object with one program, {\"jq\": \"<program>\"} or \
+                 {\"js\": \"<program>\"}, and optionally timeout_ms, memory_mb, max_output_bytes";
+    let Value::Object(mut map) = value else {
+        ctx.error(key, shape);
+        return None;
+    };
+    map.retain(|k, _| !is_comment(k));
+    let languages: Vec<String> = map
+        .keys()
+        .filter(|k| !TRANSFORM_LIMIT_KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let [language_key] = languages.as_slice() else {
+        ctx.error(key, shape);
+        return None;
+    };
+    let program_key = join_key(key, language_key);
+    let language = match registry.transform_language(language_key) {
+        Ok(language) => Arc::clone(language),
+        Err(message) => {
+            ctx.error(program_key, message);
+            return None;
+        }
+    };
+    let program = match map.remove(language_key.as_str()) {
+        Some(Value::String(program)) if !program.trim().is_empty() => program,
+        _ => {
+            ctx.error(program_key, "must be the program's text (a non-empty string)");
+            return None;
+        }
+    };
+    let limits = match crate::registry::from_value::<crate::transform::TransformLimits>(
+        Value::Object(map),
+    ) {
+        Ok(limits) => limits,
+        Err((path, message)) => {
+            ctx.error(join_key(key, &path), message);
+            return None;
+        }
+    };
+    let problems = limits.check();
+    let failed = !problems.is_empty();
+    for (limit, message) in problems {
+        ctx.error(join_key(key, limit), message);
+    }
+    if failed {
+        return None;
+    }
+    match language.compile(&program, &limits) {
+        Ok(compiled) => Some(crate::transform::DestinationTransform {
+            language: language.key(),
+            program: compiled,
+            limits,
+        }),
+        Err(err) => {
+            ctx.error(
+                program_key,
+                format!(
+                    "does not compile: {} (line {}, column {} of the program)",
+                    err.message, err.line, err.column
+                ),
+            );
+            None
+        }
+    }
 }

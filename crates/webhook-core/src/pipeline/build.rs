@@ -75,20 +75,35 @@ impl Pipeline {
                         .iter()
                         .find(|d| d.fingerprint == fingerprint)
                 }) {
+                    let metrics = if reused.metrics.transform.is_some() == dest.transform.is_some() {
+                        Arc::clone(&reused.metrics)
+                    } else {
+                        // the same series, with or without the transform's
+                        Arc::new(DestinationMetrics::new(
+                            &plan.id,
+                            reused.module.kind(),
+                            dest.transform.is_some(),
+                        ))
+                    };
                     destinations.push(Destination {
                         module: Arc::clone(&reused.module),
                         retry: RetryPolicy::new(&dest.retry, ack),
-                        metrics: Arc::clone(&reused.metrics),
+                        metrics,
                         fingerprint,
                         limit: Arc::clone(&reused.limit),
                         filter: dest.filter.clone(),
+                        transform: dest.transform.clone(),
                     });
                     continue;
                 }
                 let context = build_context(&plan.id, plan.data_type, &dest, &data_dir, &shared);
                 match dest.prepared.build(context).await {
                     Ok(module) => destinations.push(Destination {
-                        metrics: Arc::new(DestinationMetrics::new(&plan.id, module.kind())),
+                        metrics: Arc::new(DestinationMetrics::new(
+                            &plan.id,
+                            module.kind(),
+                            dest.transform.is_some(),
+                        )),
                         module,
                         retry: RetryPolicy::new(&dest.retry, ack),
                         fingerprint,
@@ -96,6 +111,7 @@ impl Pipeline {
                             options.destination_concurrency.max(1),
                         )),
                         filter: dest.filter.clone(),
+                        transform: dest.transform.clone(),
                     }),
                     Err(err) => errors.push(build_error(
                         &config.webhooks_file,

@@ -178,6 +178,7 @@ impl Pipeline {
             webhook_id: Arc::clone(&webhook.id),
             request_id,
             headers: Arc::new(parts.headers),
+            query: parts.uri.query().map(Arc::from),
             body,
             received_at,
             data_type: webhook.data_type,
@@ -356,10 +357,7 @@ fn filter_input(method: &Method, uri: &http::Uri, delivery: &Delivery) -> serde_
             serde_json::Value::String(s.to_owned())
         }),
     };
-    let query: serde_json::Map<String, serde_json::Value> =
-        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
-            .collect();
+    let query = delivery.query_map();
     let headers: serde_json::Map<String, serde_json::Value> = delivery
         .header_map()
         .into_iter()

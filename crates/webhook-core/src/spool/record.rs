@@ -11,7 +11,9 @@
 //! Payloads (all integers little endian):
 //! * `1` entry: seq u64, request id [16], received_at ms u64, data type u8, targets u32,
 //!   done u32, attempts (count u8, then u32 each), webhook id (u8 len + bytes), headers
-//!   (u16 count, then name u16 len + bytes, value u32 len + bytes), body (u32 len + bytes).
+//!   (u16 count, then name u16 len + bytes, value u32 len + bytes), body (u32 len + bytes),
+//!   then, when the request URL had one, its query string (u32 len + bytes; entries
+//!   written before it was kept end after the body and read as having none).
 //! * `2` done: seq u64, destination u8 (the destination confirmed, or was dead-lettered).
 //! * `3` attempt: seq u64, destination u8, attempts u32 (failed attempts so far).
 //! * `4` padding: zeros, skipped (fills a group up to the block size of direct writes).
@@ -103,7 +105,8 @@ pub(crate) fn encode_entry(entry: &EntryRecord) -> Vec<u8> {
         .iter()
         .map(|(n, v)| 6 + n.as_str().len() + v.len())
         .sum();
-    let mut p = open_frame(64 + d.webhook_id.len() + headers_len + d.body.len());
+    let query_len = d.query.as_ref().map_or(0, |q| 4 + q.len());
+    let mut p = open_frame(64 + d.webhook_id.len() + headers_len + d.body.len() + query_len);
     p.push(ENTRY);
     p.extend_from_slice(&entry.seq.to_le_bytes());
     p.extend_from_slice(d.request_id.as_bytes());
@@ -138,6 +141,10 @@ pub(crate) fn encode_entry(entry: &EntryRecord) -> Vec<u8> {
     }
     p.extend_from_slice(&u32::try_from(d.body.len()).unwrap_or(0).to_le_bytes());
     p.extend_from_slice(&d.body);
+    if let Some(query) = &d.query {
+        p.extend_from_slice(&u32::try_from(query.len()).unwrap_or(0).to_le_bytes());
+        p.extend_from_slice(query.as_bytes());
+    }
     seal(p)
 }
 
@@ -293,6 +300,12 @@ fn decode_payload(payload: &[u8]) -> Option<Record> {
             }
             let body_len = r.u32()? as usize;
             let body = Bytes::copy_from_slice(r.take(body_len)?);
+            let query = if r.0.is_empty() {
+                None
+            } else {
+                let query_len = r.u32()? as usize;
+                Some(Arc::from(std::str::from_utf8(r.take(query_len)?).ok()?))
+            };
             Some(Record::Entry(EntryRecord {
                 seq,
                 targets,
@@ -302,6 +315,7 @@ fn decode_payload(payload: &[u8]) -> Option<Record> {
                     webhook_id,
                     request_id,
                     headers: Arc::new(headers),
+                    query,
                     body,
                     received_at,
                     data_type,
@@ -340,6 +354,7 @@ mod tests {
                 webhook_id: Arc::from("github"),
                 request_id: Uuid::now_v7(),
                 headers: Arc::new(headers),
+                query: Some(Arc::from("a=1&b=x%20y")),
                 body: Bytes::from_static(b"\x00\xffbody bytes"),
                 received_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
                 data_type: DataType::Blob,
@@ -388,6 +403,7 @@ mod tests {
         assert_eq!(d.webhook_id, e.webhook_id);
         assert_eq!(d.headers, e.headers);
         assert_eq!(d.body, e.body);
+        assert_eq!(d.query, e.query);
     }
 
     #[test]

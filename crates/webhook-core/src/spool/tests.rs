@@ -51,6 +51,7 @@ async fn append(
         webhook_id: Arc::from("hook"),
         request_id: Uuid::now_v7(),
         headers: Arc::new(headers),
+        query: None,
         body: Bytes::copy_from_slice(body.as_bytes()),
         received_at: SystemTime::now(),
         data_type: DataType::Blob,
