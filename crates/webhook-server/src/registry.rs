@@ -58,32 +58,47 @@ destinations! {
 }
 
 /// The registry of this build: validators in the order they run, then destinations
-/// (`log` is always there).
+/// (`log` is always there) and transform languages, whose workers are copies of this
+/// executable.
 pub fn registry() -> Registry {
+    match std::env::current_exe() {
+        Ok(executable) => registry_with_workers(executable),
+        Err(err) => {
+            eprintln!("jq transforms are off: cannot find this executable ({err})");
+            let mut registry = base_registry();
+            registry.transform_not_in_build("jq", "jq");
+            registry.transform_not_in_build("js", "js");
+            registry
+        }
+    }
+}
+
+/// [`registry`] with transform workers started from `executable` (a `webhook-server`
+/// binary: tests, which run in a harness of their own, point it at the built server).
+pub fn registry_with_workers(executable: std::path::PathBuf) -> Registry {
+    let mut registry = base_registry();
+    #[cfg(feature = "jq")]
+    {
+        let workers = std::thread::available_parallelism().map_or(2, usize::from);
+        registry.register_transform_language(std::sync::Arc::new(webhook_jq::JqLanguage::new(
+            executable, workers,
+        )));
+    }
+    #[cfg(not(feature = "jq"))]
+    {
+        let _ = executable;
+        registry.transform_not_in_build("jq", "jq");
+    }
+    registry.transform_not_in_build("js", "js");
+    registry
+}
+
+fn base_registry() -> Registry {
     let mut registry = Registry::new();
     webhook_validators::register(&mut registry);
     webhook_log::register(&mut registry);
     register_destinations(&mut registry);
-    register_transforms(&mut registry);
     registry
-}
-
-/// The transform languages (`"transform": {"jq": …}`), each behind its feature.
-fn register_transforms(registry: &mut Registry) {
-    #[cfg(feature = "jq")]
-    match webhook_jq::JqLanguage::from_current_exe() {
-        // Workers are copies of this executable (main calls `serve_if_worker` first).
-        Ok(jq) => {
-            registry.register_transform_language(std::sync::Arc::new(jq));
-        }
-        Err(err) => {
-            registry.transform_not_in_build("jq", "jq");
-            eprintln!("jq transforms are off: cannot find this executable ({err})");
-        }
-    }
-    #[cfg(not(feature = "jq"))]
-    registry.transform_not_in_build("jq", "jq");
-    registry.transform_not_in_build("js", "js");
 }
 
 /// One line per destination and validator, for `--version`.

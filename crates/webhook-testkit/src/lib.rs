@@ -165,6 +165,18 @@ impl TestServerBuilder {
     }
 }
 
+/// The `webhook-server` binary of this build: `target/<profile>/webhook-server`, beside
+/// the `deps/` directory the test binary runs from.
+pub fn server_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    profile_dir.join("webhook-server")
+}
+
 /// The real server, serving on a loopback port for one test. Derefs to a [`TestClient`]
 /// for sending requests.
 pub struct TestServer {

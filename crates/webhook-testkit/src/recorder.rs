@@ -127,9 +127,10 @@ impl Module for Recorder {
     }
 }
 
-/// The server's registry plus `test_recorder`.
+/// The server's registry plus `test_recorder`; transform workers are started from the
+/// built `webhook-server` beside the test binary (`target/debug/`).
 pub fn registry_with_recorder() -> Registry {
-    let mut registry = webhook_server::registry::registry();
+    let mut registry = webhook_server::registry::registry_with_workers(crate::server_binary());
     registry.register_module::<Recorder>();
     registry
 }

@@ -24,6 +24,7 @@ mod spool_crash;
 mod spool_disk_full;
 mod ssrf;
 mod stats_redis;
+mod transform;
 mod validation;
 mod verification_edges;
 mod verify;

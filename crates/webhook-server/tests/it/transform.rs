@@ -1,0 +1,374 @@
+//! `transform` per destination (jq) through the real server: the program's output arrives
+//! at a real destination (Redis, read back with redis-py), its variables are the request's,
+//! null or no output skips that destination, a destination without a transform still gets
+//! the exact bytes, a retry and a SIGKILL + restart give the same output; hostile programs
+//! (endless loop, huge allocation, deep recursion, giant output) end within their limits as
+//! dead letters with a clear error while another webhook keeps flowing.
+//! (Metrics are process-wide: each test has webhook ids of its own.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use webhook_core::{PipelineOptions, SpoolOptions};
+use webhook_server::server::{OpsToken, ServerOptions};
+use webhook_testkit::interop::{python, require_tcp, scripts_dir, service_url, unique};
+use webhook_testkit::recorder::Sink;
+use webhook_testkit::{TestClient, TestServer};
+
+const TOKEN: &str = "transform-token";
+
+/// A GitHub push, shortened.
+const PUSH: &str = r#"{"ref": "refs/heads/main", "repository": {"full_name": "octo/hello"},
+  "commits": [{"id": "c1", "message": "one"}, {"id": "c2", "message": "two"}],
+  "pusher": {"name": "octocat"}}"#;
+
+fn redis_parts() -> (String, u16) {
+    let url = service_url("redis", "redis://127.0.0.1:6379/0");
+    let rest = url.trim_start_matches("redis://");
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "6379"));
+    (host.to_owned(), port.parse().unwrap())
+}
+
+/// The bodies of `stream`'s entries, as redis-py's XREAD gives them.
+fn stream_bodies(stream: &str, at_least: usize) -> Vec<serde_json::Value> {
+    let (host, port) = redis_parts();
+    let out = Command::new(python())
+        .arg(scripts_dir().join("redis_xread.py"))
+        .args([
+            &format!("redis://{host}:{port}/0"),
+            stream,
+            &at_least.to_string(),
+            "10",
+        ])
+        .output()
+        .expect("python with redis-py (bash .ci/test installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use base64::Engine as _;
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(entry["fields"]["body"].as_str().unwrap())
+                .unwrap();
+            serde_json::from_slice(&body).unwrap()
+        })
+        .collect()
+}
+
+async fn wait_for(sink: &Sink, n: usize) {
+    for _ in 0..100 {
+        if sink.bodies().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jq_output_arrives_at_redis_and_others_keep_the_exact_bytes() {
+    let (host, port) = redis_parts();
+    require_tcp("redis", &host, port);
+    let stream = unique("jq_stream");
+    let exact = Sink::named("jq_exact");
+    let main_only = Sink::named("jq_main_only");
+    let program = r#"{ref, repo: .repository.full_name, commits: [.commits[].id],
+        event: $headers["x-github-event"], env: $query.env, path: $path, method: $method,
+        webhook: $webhook_id, request_id: $request_id, received_at: $received_at}"#;
+    let server = TestServer::builder(&format!(
+        r#"{{"jq_hook": {{"ack": "persisted", "chain-config": {{"execution": "parallel"}}, "chain": [
+            {{"module": "redis_stream", "connection": "redis",
+              "module-config": {{"stream": "{stream}"}},
+              "transform": {{"jq": {program}}}}},
+            {{"module": "test_recorder", "module-config": {{"sink": "jq_exact"}}}},
+            {{"module": "test_recorder", "module-config": {{"sink": "jq_main_only"}},
+              "transform": {{"jq": "select(.ref == \"refs/heads/main\") | {{branch: .ref}}"}}}}]}}}}"#,
+        program = serde_json::to_string(program).unwrap()
+    ))
+    .connections(&format!(
+        r#"{{"redis": {{"type": "redis-rq", "host": "{host}", "port": "{port}"}}}}"#
+    ))
+    .server_options(ServerOptions {
+        metrics: true,
+        ..ServerOptions::default()
+    })
+    .start()
+    .await;
+    let other = PUSH.replace("refs/heads/main", "refs/heads/dev");
+    let mut ids = Vec::new();
+    for body in [PUSH.to_owned(), other.clone()] {
+        let r = server
+            .request(
+                "POST",
+                "/webhook/jq_hook?env=prod&x=1",
+                &[("X-GitHub-Event", "push")],
+                body,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        ids.push(r.header("x-request-id").unwrap().to_owned());
+    }
+    let outputs = stream_bodies(&stream, 2);
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    for (id, branch) in ids.iter().zip(["refs/heads/main", "refs/heads/dev"]) {
+        // delivered in the background, in either order
+        let output = outputs
+            .iter()
+            .find(|o| o["request_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no output for {id}: {outputs:?}"));
+        assert_eq!(output["ref"], branch);
+        assert_eq!(output["repo"], "octo/hello");
+        assert_eq!(output["commits"], serde_json::json!(["c1", "c2"]));
+        assert_eq!(output["event"], "push");
+        assert_eq!(output["env"], "prod");
+        assert_eq!(output["path"], "/webhook/jq_hook");
+        assert_eq!(output["method"], "POST");
+        assert_eq!(output["webhook"], "jq_hook");
+        assert_eq!(output["request_id"], id.as_str());
+        assert!(
+            output["received_at"].as_str().unwrap().starts_with("20"),
+            "{output}"
+        );
+    }
+    wait_for(&exact, 2).await;
+    wait_for(&main_only, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut exact_bodies: Vec<Vec<u8>> = exact.bodies().iter().map(|b| b.to_vec()).collect();
+    exact_bodies.sort();
+    let mut sent = [PUSH.as_bytes().to_vec(), other.as_bytes().to_vec()];
+    sent.sort();
+    assert_eq!(
+        exact_bodies, sent,
+        "without a transform: the exact bytes"
+    );
+    let main_bodies: Vec<Vec<u8>> = main_only.bodies().iter().map(|b| b.to_vec()).collect();
+    assert_eq!(main_bodies, [br#"{"branch":"refs/heads/main"}"#.to_vec()]);
+    let metrics = server.get("/metrics").await.text();
+    assert!(
+        metrics.contains(
+            r#"webhook_destination_skipped_total{webhook="jq_hook",destination="test_recorder"} 1"#
+        ),
+        "the dev push skipped the main-only destination"
+    );
+    assert!(
+        metrics.contains(r#"webhook_transform_duration_seconds_count{webhook="jq_hook",destination="redis_stream"} 2"#),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("transform"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_gets_the_same_output() {
+    let sink = Sink::named("jq_retry");
+    sink.fail_next(2);
+    let server = TestServer::start(
+        r#"{"jq_retry": {"ack": "persisted", "module": "test_recorder",
+              "module-config": {"sink": "jq_retry"},
+              "retry": {"max_attempts": 5, "initial_delay": 0.05, "max_delay": 0.1},
+              "transform": {"jq": "{id: $request_id, at: $received_at, n: (.n * 2)}"}}}"#,
+    )
+    .await;
+    let r = server.post("jq_retry", &[], r#"{"n": 21}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    wait_for(&sink, 1).await;
+    assert_eq!(sink.attempts(), 3, "two failed attempts, then delivered");
+    let delivered: serde_json::Value = serde_json::from_slice(&sink.bodies()[0]).unwrap();
+    assert_eq!(delivered["n"], 42);
+    assert_eq!(delivered["id"], r.header("x-request-id").unwrap());
+    let deliveries = sink.deliveries();
+    assert_eq!(
+        deliveries[0].request_id.to_string(),
+        r.header("x-request-id").unwrap()
+    );
+    assert_eq!(
+        delivered["at"].as_str().unwrap(),
+        deliveries[0].received_at_rfc3339(),
+        "the time the request was received, not of the attempt"
+    );
+}
+
+async fn dead_letters(client: &TestClient) -> Vec<serde_json::Value> {
+    let bearer = format!("Bearer {TOKEN}");
+    let answer = client
+        .request(
+            "GET",
+            "/admin/dead-letters",
+            &[("Authorization", bearer.as_str())],
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    answer.json()["dead_letters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Each hostile program ends within its limit as a dead letter naming what happened, and a
+/// healthy webhook keeps flowing meanwhile (its latencies are printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_programs_end_as_dead_letters_while_others_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Sink::named("jq_healthy");
+    let hostile: [(&str, &str, &str); 6] = [
+        ("loop", "def f: f; f", "did not finish within 100 ms"),
+        ("alloc", "[range(1e9)]", "memory limit (64 MiB)"),
+        ("recursion", "def f: 1 + f; f", "recursed too deep"),
+        ("output", "[range(300000)]", "larger than max_output_bytes"),
+        ("failing", ".missing | keys", "the program failed"),
+        ("notjson", ".", "not JSON"),
+    ];
+    let mut webhooks = serde_json::Map::new();
+    for (name, program, _) in hostile {
+        // Only the endless loop is to meet the time limit (the default 100 ms); the others
+        // get room (a debug build on a loaded machine is slow), so that what ends them is
+        // their own limit.
+        let timeout_ms = if name == "loop" { 100 } else { 30_000 };
+        webhooks.insert(
+            format!("jq_{name}"),
+            serde_json::json!({"ack": "persisted", "data_type": "blob", "module": "log",
+                "transform": {"jq": program, "timeout_ms": timeout_ms}}),
+        );
+    }
+    webhooks.insert(
+        "jq_flowing".to_owned(),
+        serde_json::json!({"ack": "persisted", "module": "test_recorder",
+            "module-config": {"sink": "jq_healthy"},
+            "transform": {"jq": "{n}"}}),
+    );
+    let server = TestServer::builder(&serde_json::Value::Object(webhooks).to_string())
+        .options(PipelineOptions {
+            spool: SpoolOptions {
+                dir: dir.path().to_path_buf(),
+                ..SpoolOptions::default()
+            },
+            ..PipelineOptions::default()
+        })
+        .server_options(ServerOptions {
+            ops_token: OpsToken::new(TOKEN),
+            metrics: true,
+            ..ServerOptions::default()
+        })
+        .start()
+        .await;
+    let started = Instant::now();
+    for (name, _, _) in hostile {
+        let body = if name == "notjson" { "not json" } else { "{}" };
+        let r = server.post(&format!("jq_{name}"), &[], body).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text());
+    }
+    // Meanwhile, the healthy webhook: 50 requests, each answered and transformed.
+    let mut latencies = Vec::new();
+    for n in 0..50 {
+        let sent = Instant::now();
+        let r = server
+            .post("jq_flowing", &[], format!(r#"{{"n": {n}, "x": 1}}"#))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        latencies.push(sent.elapsed());
+    }
+    wait_for(&healthy, 50).await;
+    let flowed = started.elapsed();
+    assert_eq!(healthy.bodies().len(), 50);
+    assert!(
+        healthy.bodies().iter().any(|b| &b[..] == br#"{"n":7}"#),
+        "the transform's output"
+    );
+    let mut letters = Vec::new();
+    while letters.len() < hostile.len() && started.elapsed() < Duration::from_secs(20) {
+        letters = dead_letters(&server).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all_dead = started.elapsed();
+    latencies.sort();
+    println!(
+        "healthy webhook: 50 requests delivered {:.0} ms after the hostile ones were sent; \
+         answer latency median {:?}, max {:?}; all {} hostile ones dead-lettered after {:.0} ms",
+        flowed.as_secs_f64() * 1000.0,
+        latencies[25],
+        latencies[49],
+        hostile.len(),
+        all_dead.as_secs_f64() * 1000.0
+    );
+    for (name, _, expected) in hostile {
+        let letter = letters
+            .iter()
+            .find(|l| l["webhook"] == format!("jq_{name}"))
+            .unwrap_or_else(|| panic!("no dead letter for {name}: {letters:?}"));
+        let error = letter["error"].as_str().unwrap();
+        assert!(
+            error.contains("jq transform") && error.contains(expected),
+            "{name}: {error}"
+        );
+        assert_eq!(letter["attempts"], 1, "{name}: not retried");
+    }
+    assert!(
+        all_dead < Duration::from_secs(10),
+        "every hostile program ended within its limits: {all_dead:?}"
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    let metrics = server
+        .request("GET", "/metrics", &[("Authorization", bearer.as_str())], "")
+        .await
+        .text();
+    assert!(
+        metrics.contains(r#"webhook_transform_failed_total{webhook="jq_loop",destination="log"} 1"#),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("jq_loop"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[tokio::test]
+async fn bad_programs_are_config_errors_naming_webhook_key_and_position() {
+    for (transform, place, message) in [
+        (
+            r#"{"jq": "{a: .b,\n  c: (.d | map(.e)}"}"#,
+            "hook.transform.jq",
+            "line 2",
+        ),
+        (r#"{"jq": ".a | nosuch"}"#, "hook.transform.jq", "undefined filter `nosuch`"),
+        (r#"{"jq": "$ENV.SECRET"}"#, "hook.transform.jq", "undefined variable"),
+        (r#"{"js": "x"}"#, "hook.transform.js", "--features js"),
+        (r#"{"lua": "x"}"#, "hook.transform.lua", "unknown transform language"),
+        (r#"{"jq": ".", "timeout_ms": 0}"#, "hook.transform.timeout_ms", "1 to 60000"),
+        (r#"{"jq": ".", "memory": 1}"#, "hook.transform", "one program"),
+        (r#"".a""#, "hook.transform", "must be an object"),
+    ] {
+        let error = TestServer::builder(&format!(
+            r#"{{"hook": {{"module": "log", "transform": {transform}}}}}"#
+        ))
+        .config_error()
+        .await;
+        assert!(
+            error.contains("webhooks.json") && error.contains(place) && error.contains(message),
+            "{transform}: {error}"
+        );
+    }
+    let error = TestServer::builder(
+        r#"{"hook": {"chain": [{"module": "log"}, {"module": "log", "transform": {"jq": "{"}}]}}"#,
+    )
+    .config_error()
+    .await;
+    assert!(
+        error.contains("hook.chain[1].transform.jq") && error.contains("column"),
+        "{error}"
+    );
+    let error = TestServer::builder(
+        r#"{"hook": {"chain": [{"module": "log"}], "transform": {"jq": "."}}}"#,
+    )
+    .config_error()
+    .await;
+    assert!(error.contains("each chain item its own"), "{error}");
+}
