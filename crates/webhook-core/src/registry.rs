@@ -94,7 +94,10 @@ impl Registry {
     }
 
     /// Offer a transform language under [`TransformLanguage::key`] (`jq`, `js`).
-    pub fn register_transform_language(&mut self, language: Arc<dyn TransformLanguage>) -> &mut Self {
+    pub fn register_transform_language(
+        &mut self,
+        language: Arc<dyn TransformLanguage>,
+    ) -> &mut Self {
         self.transforms_unavailable.remove(language.key());
         self.transforms.insert(language.key(), language);
         self
@@ -102,7 +105,11 @@ impl Registry {
 
     /// Record that transform language `key` was compiled out; a program in it is a config
     /// error naming `feature`.
-    pub fn transform_not_in_build(&mut self, key: &'static str, feature: &'static str) -> &mut Self {
+    pub fn transform_not_in_build(
+        &mut self,
+        key: &'static str,
+        feature: &'static str,
+    ) -> &mut Self {
         if !self.transforms.contains_key(key) {
             self.transforms_unavailable.insert(key, feature);
         }
@@ -115,7 +122,10 @@ impl Registry {
     }
 
     /// The language named `key`, or why there is none.
-    pub(crate) fn transform_language(&self, key: &str) -> Result<&Arc<dyn TransformLanguage>, String> {
+    pub(crate) fn transform_language(
+        &self,
+        key: &str,
+    ) -> Result<&Arc<dyn TransformLanguage>, String> {
         if let Some(language) = self.transforms.get(key) {
             return Ok(language);
         }

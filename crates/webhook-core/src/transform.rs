@@ -170,7 +170,10 @@ const OVERSTAY: Duration = Duration::from_millis(500);
 impl DestinationTransform {
     /// Run on `delivery`: `Ok(Some(..))` the delivery this destination gets, `Ok(None)` it
     /// skips the request.
-    pub(crate) async fn apply(&self, delivery: &Delivery) -> Result<Option<Delivery>, TransformError> {
+    pub(crate) async fn apply(
+        &self,
+        delivery: &Delivery,
+    ) -> Result<Option<Delivery>, TransformError> {
         let run = self.program.run(delivery, &self.limits);
         let output = match tokio::time::timeout(self.limits.timeout() + OVERSTAY, run).await {
             Ok(output) => output?,

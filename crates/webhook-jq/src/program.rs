@@ -86,9 +86,11 @@ impl Program {
         match outputs.next() {
             None => Ok(Some(first)),
             Some(Err(err)) => Err(format!("the program failed: {err}")),
-            Some(Ok(_)) => Err("the program gave more than one output; a destination gets one \
+            Some(Ok(_)) => Err(
+                "the program gave more than one output; a destination gets one \
                  body (collect them with [...] or take first(...))"
-                .to_owned()),
+                    .to_owned(),
+            ),
         }
     }
 }

@@ -78,7 +78,9 @@ impl Response {
         match tag {
             OUTPUT => Some(Response::Output(payload)),
             SKIP => Some(Response::Skip),
-            ERROR => Some(Response::Error(String::from_utf8_lossy(&payload).into_owned())),
+            ERROR => Some(Response::Error(
+                String::from_utf8_lossy(&payload).into_owned(),
+            )),
             _ => None,
         }
     }
@@ -94,7 +96,10 @@ pub(crate) fn read_frame(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     }
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     let mut payload = vec![0; len];
     input.read_exact(&mut payload)?;
@@ -124,7 +129,10 @@ mod tests {
             body: b"{\"a\":1}",
         };
         let frame = request.encode();
-        let payload = read_frame(&mut &frame[..]).ok().flatten().unwrap_or_default();
+        let payload = read_frame(&mut &frame[..])
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let decoded = Request::decode(&payload);
         assert!(decoded.is_some_and(|r| r.program == ".a"
             && r.vars == b"[1]"

@@ -150,8 +150,7 @@ impl Worker {
         let printed = String::from_utf8_lossy(&printed);
         let message = if printed.contains("overflowed its stack") {
             "the program recursed too deep (the worker's stack overflowed)".to_owned()
-        } else if printed.contains("memory allocation of") || printed.contains("out of memory")
-        {
+        } else if printed.contains("memory allocation of") || printed.contains("out of memory") {
             format!("the program ran out of its memory limit ({memory_mb} MiB)")
         } else {
             let last = printed.lines().rev().find(|l| !l.trim().is_empty());

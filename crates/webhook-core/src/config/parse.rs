@@ -612,7 +612,10 @@ fn parse_transform(
     let program = match map.remove(language_key.as_str()) {
         Some(Value::String(program)) if !program.trim().is_empty() => program,
         _ => {
-            ctx.error(program_key, "must be the program's text (a non-empty string)");
+            ctx.error(
+                program_key,
+                "must be the program's text (a non-empty string)",
+            );
             return None;
         }
     };

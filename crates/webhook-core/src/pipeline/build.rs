@@ -75,7 +75,8 @@ impl Pipeline {
                         .iter()
                         .find(|d| d.fingerprint == fingerprint)
                 }) {
-                    let metrics = if reused.metrics.transform.is_some() == dest.transform.is_some() {
+                    let metrics = if reused.metrics.transform.is_some() == dest.transform.is_some()
+                    {
                         Arc::clone(&reused.metrics)
                     } else {
                         // the same series, with or without the transform's

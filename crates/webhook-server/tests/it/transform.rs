@@ -45,7 +45,11 @@ fn stream_bodies(stream: &str, at_least: usize) -> Vec<serde_json::Value> {
         ])
         .output()
         .expect("python with redis-py (bash .ci/test installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     use base64::Engine as _;
     String::from_utf8(out.stdout)
         .unwrap()
@@ -141,10 +145,7 @@ async fn jq_output_arrives_at_redis_and_others_keep_the_exact_bytes() {
     exact_bodies.sort();
     let mut sent = [PUSH.as_bytes().to_vec(), other.as_bytes().to_vec()];
     sent.sort();
-    assert_eq!(
-        exact_bodies, sent,
-        "without a transform: the exact bytes"
-    );
+    assert_eq!(exact_bodies, sent, "without a transform: the exact bytes");
     let main_bodies: Vec<Vec<u8>> = main_only.bodies().iter().map(|b| b.to_vec()).collect();
     assert_eq!(main_bodies, [br#"{"branch":"refs/heads/main"}"#.to_vec()]);
     let metrics = server.get("/metrics").await.text();
@@ -320,7 +321,8 @@ async fn hostile_programs_end_as_dead_letters_while_others_flow() {
         .await
         .text();
     assert!(
-        metrics.contains(r#"webhook_transform_failed_total{webhook="jq_loop",destination="log"} 1"#),
+        metrics
+            .contains(r#"webhook_transform_failed_total{webhook="jq_loop",destination="log"} 1"#),
         "{}",
         metrics
             .lines()
@@ -338,12 +340,32 @@ async fn bad_programs_are_config_errors_naming_webhook_key_and_position() {
             "hook.transform.jq",
             "line 2",
         ),
-        (r#"{"jq": ".a | nosuch"}"#, "hook.transform.jq", "undefined filter `nosuch`"),
-        (r#"{"jq": "$ENV.SECRET"}"#, "hook.transform.jq", "undefined variable"),
+        (
+            r#"{"jq": ".a | nosuch"}"#,
+            "hook.transform.jq",
+            "undefined filter `nosuch`",
+        ),
+        (
+            r#"{"jq": "$ENV.SECRET"}"#,
+            "hook.transform.jq",
+            "undefined variable",
+        ),
         (r#"{"js": "x"}"#, "hook.transform.js", "--features js"),
-        (r#"{"lua": "x"}"#, "hook.transform.lua", "unknown transform language"),
-        (r#"{"jq": ".", "timeout_ms": 0}"#, "hook.transform.timeout_ms", "1 to 60000"),
-        (r#"{"jq": ".", "memory": 1}"#, "hook.transform", "one program"),
+        (
+            r#"{"lua": "x"}"#,
+            "hook.transform.lua",
+            "unknown transform language",
+        ),
+        (
+            r#"{"jq": ".", "timeout_ms": 0}"#,
+            "hook.transform.timeout_ms",
+            "1 to 60000",
+        ),
+        (
+            r#"{"jq": ".", "memory": 1}"#,
+            "hook.transform",
+            "one program",
+        ),
         (r#"".a""#, "hook.transform", "must be an object"),
     ] {
         let error = TestServer::builder(&format!(
@@ -371,4 +393,75 @@ async fn bad_programs_are_config_errors_naming_webhook_key_and_position() {
     .config_error()
     .await;
     assert!(error.contains("each chain item its own"), "{error}");
+}
+
+/// The output is made from the spool: with the destination down, requests are answered,
+/// the server is SIGKILLed and started again, the destination comes up, and each request
+/// arrives transformed from its own bytes, request id, time and query string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_output_is_the_same_after_a_sigkill_and_restart() {
+    use std::net::SocketAddr;
+
+    use webhook_testkit::interop::free_port;
+    use webhook_testkit::target::HttpTarget;
+
+    use crate::spool_crash::start_server;
+
+    let dir = tempfile::tempdir().unwrap();
+    let target: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let webhooks = dir.path().join("webhooks.json");
+    std::fs::write(
+        &webhooks,
+        format!(
+            r#"{{"gh": {{"ack": "persisted", "module": "http_webhook",
+                 "module-config": {{"url": "http://{target}/in"}},
+                 "retry": {{"max_attempts": 100, "initial_delay": 0.05, "max_delay": 0.3}},
+                 "transform": {{"jq": "{{i, id: $request_id, at: $received_at, q: $query.q}}"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let (mut server, addr) = start_server(dir.path(), &webhooks, &[]);
+    let client = TestClient::new(addr);
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let r = client
+            .request(
+                "POST",
+                &format!("/webhook/gh?q=n{i}"),
+                &[],
+                format!(r#"{{"i": {i}, "other": "dropped"}}"#),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        expected.push((i, r.header("x-request-id").unwrap().to_owned()));
+    }
+    server.kill().unwrap(); // SIGKILL with everything pending
+    server.wait().unwrap();
+    let (mut server, _) = start_server(dir.path(), &webhooks, &[]);
+    let target = HttpTarget::start_on(target).await;
+    let received = |target: &HttpTarget| {
+        let mut bodies: Vec<serde_json::Value> = target
+            .received()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        bodies.sort_by_key(|b| b["i"].as_i64());
+        bodies.dedup(); // at-least-once: a delivery cut by the kill may come twice
+        bodies
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received(&target).len() < expected.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bodies = received(&target);
+    assert_eq!(bodies.len(), expected.len(), "{bodies:?}");
+    for (body, (i, id)) in bodies.iter().zip(&expected) {
+        assert_eq!(body["i"], *i);
+        assert_eq!(body["id"], id.as_str());
+        assert_eq!(body["q"], format!("n{i}"), "the query string was spooled");
+        assert!(body["at"].as_str().unwrap().starts_with("20"), "{body}");
+        assert!(body.get("other").is_none());
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }
