@@ -54,7 +54,9 @@ mod validator;
 pub use delivery::{DataType, Delivery, is_sensitive_header};
 pub use error::{BuildError, ErrorClass, ModuleError, Rejection, RejectionKind};
 pub use module::{BuildContext, DynModule, Module, NoConnection};
-pub use pipeline::{BodyBudget, Handled, Health, Pipeline, PipelineOptions, ResponseBody};
+pub use pipeline::{
+    BodyBudget, DryRunError, Handled, Health, Pipeline, PipelineOptions, ResponseBody, Sample,
+};
 pub use redact::url_for_logs;
 pub use registry::Registry;
 pub use shared::SharedClients;

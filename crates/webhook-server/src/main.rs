@@ -274,6 +274,28 @@ enum Command {
     /// --ops-token).
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Run a sample request through a webhook's filters and transforms, from the config
+    /// files alone, and print what each destination would get (JSON); nothing is
+    /// delivered or stored.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct TestArgs {
+    /// The webhook id.
+    id: String,
+    /// The file holding the sample body (`-` for stdin; none: an empty body).
+    #[arg(long)]
+    body: Option<PathBuf>,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// The query string, without `?`.
+    #[arg(long)]
+    query: Option<String>,
+    /// Also run the webhook's validators (signatures…) on the sample.
+    #[arg(long)]
+    verify: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -288,7 +310,7 @@ fn main() -> std::process::ExitCode {
     };
     let log_output = (!matches!(
         cli.command,
-        Some(Command::Openapi | Command::DeadLetters(_))
+        Some(Command::Openapi | Command::DeadLetters(_) | Command::Test(_))
     ))
     .then(|| logging::init(cli.log_format));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -332,6 +354,7 @@ async fn run(cli: Cli, registry: Registry) -> Result<()> {
             Ok(())
         }
         Command::Serve => serve(&cli, config, options, openapi, registry).await,
+        Command::Test(args) => test_sample(&config, args, options.max_json_depth).await,
         Command::DeadLetters(_) => Ok(()),
     }
 }
@@ -342,6 +365,39 @@ fn print_document(document: &serde_json::Value) {
         Ok(text) => println!("{text}"),
         Err(_) => println!("{document}"),
     }
+}
+
+/// `test ID --body FILE -H 'K: V'`: the dry run of a sample, printed as JSON.
+async fn test_sample(config: &Config, args: &TestArgs, max_json_depth: usize) -> Result<()> {
+    let body = match &args.body {
+        None => Vec::new(),
+        Some(path) if path.as_os_str() == "-" => {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)
+                .context("cannot read the body from stdin")?;
+            body
+        }
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read the body file {}", path.display()))?,
+    };
+    let body = String::from_utf8(body).context("the body file is not UTF-8 text")?;
+    let mut headers = std::collections::BTreeMap::new();
+    for header in &args.headers {
+        let Some((name, value)) = header.split_once(':') else {
+            anyhow::bail!("-H `{header}`: give `Name: value`");
+        };
+        headers.insert(name.trim().to_owned(), value.trim().to_owned());
+    }
+    let sample = webhook_core::Sample {
+        method: None,
+        query: args.query.clone(),
+        headers,
+        body: serde_json::Value::String(body),
+        verify: args.verify,
+    };
+    let report = config.dry_run(&args.id, sample, max_json_depth).await?;
+    print_document(&report);
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]

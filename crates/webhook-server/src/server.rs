@@ -198,6 +198,8 @@ enum AdminRoute<'a> {
     DeadLetter(&'a str),
     /// `/admin/dead-letters/{id}/replay`.
     Replay(&'a str),
+    /// `/admin/webhooks/{id}/test`.
+    Test(&'a str),
     /// Any other path under `/admin/`.
     Unknown,
 }
@@ -211,6 +213,15 @@ impl<'a> Route<'a> {
             return Route::Admin(match admin {
                 "reload" => AdminRoute::Reload,
                 "dead-letters" => AdminRoute::DeadLetters,
+                _ if admin.starts_with("webhooks/") && admin.ends_with("/test") => {
+                    match admin
+                        .strip_prefix("webhooks/")
+                        .and_then(|rest| rest.strip_suffix("/test"))
+                    {
+                        Some(id) if !id.is_empty() && !id.contains('/') => AdminRoute::Test(id),
+                        _ => AdminRoute::Unknown,
+                    }
+                }
                 _ => match admin.strip_prefix("dead-letters/") {
                     Some(rest) => match rest.strip_suffix("/replay") {
                         Some(id) => AdminRoute::Replay(id),
@@ -337,12 +348,18 @@ pub async fn route(
         Route::Admin(AdminRoute::Replay(id)) if method == Method::POST => {
             dead_letter_answer(pipeline.replay_dead_letter(id).await, "replayed")
         }
+        Route::Admin(AdminRoute::Test(id)) if method == Method::POST => {
+            let id = id.to_owned();
+            dry_run(&pipeline, &id, request).await
+        }
         Route::Admin(AdminRoute::DeadLetter(id)) if method == Method::DELETE => {
             dead_letter_answer(pipeline.delete_dead_letter(id).await, "deleted")
         }
         Route::Root | Route::Health | Route::Stats => get_only(),
         Route::Metrics if options.metrics => get_only(),
-        Route::Admin(AdminRoute::Reload | AdminRoute::Replay(_)) => only("POST"),
+        Route::Admin(AdminRoute::Reload | AdminRoute::Replay(_) | AdminRoute::Test(_)) => {
+            only("POST")
+        }
         Route::Admin(AdminRoute::DeadLetters) => get_only(),
         Route::Admin(AdminRoute::DeadLetter(_)) => only("DELETE"),
         _ => json(StatusCode::NOT_FOUND, response::NO_ROUTE),
@@ -393,6 +410,51 @@ async fn reload(live: &LivePipeline) -> Response<ResponseBody> {
                 &serde_json::json!({"detail": "the new configuration was rejected; the old one keeps serving", "errors": errors}),
             )
         }
+    }
+}
+
+/// Largest sample a test request may send.
+const MAX_SAMPLE_BYTES: usize = 10 << 20;
+
+/// `POST /admin/webhooks/{id}/test`: the sample through the webhook's filters and
+/// transforms (and validators with `verify`), nothing delivered or stored.
+async fn dry_run(
+    pipeline: &Pipeline,
+    id: &str,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    use http_body_util::BodyExt as _;
+    let limited = http_body_util::Limited::new(request.into_body(), MAX_SAMPLE_BYTES);
+    let bytes = match limited.collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return json_value(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"detail": "the sample could not be read (at most 10 MiB)"}),
+            );
+        }
+    };
+    let sample: webhook_core::Sample = match serde_json::from_slice(&bytes) {
+        Ok(sample) => sample,
+        Err(err) => {
+            return json_value(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"detail": format!(
+                    "the sample must be {{method, query, headers, body, verify}}: {err}"
+                )}),
+            );
+        }
+    };
+    match pipeline.dry_run(id, sample).await {
+        Ok(report) => json_value(StatusCode::OK, &report),
+        Err(err @ webhook_core::DryRunError::UnknownWebhook(_)) => json_value(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"detail": err.to_string()}),
+        ),
+        Err(err) => json_value(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"detail": err.to_string()}),
+        ),
     }
 }
 

@@ -137,19 +137,7 @@ impl Pipeline {
                         .chain(&plan.trusted_proxies)
                         .copied()
                         .collect(),
-                    strip_headers: if plan.forward_credentials {
-                        Vec::new()
-                    } else {
-                        let mut names: Vec<http::HeaderName> = plan
-                            .validators
-                            .iter()
-                            .flat_map(|v| v.credential_headers())
-                            .chain([http::header::PROXY_AUTHORIZATION])
-                            .collect();
-                        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-                        names.dedup();
-                        names
-                    },
+                    strip_headers: strip_headers(&plan.validators, plan.forward_credentials),
                     head_validators: plan
                         .validators
                         .iter()
@@ -287,4 +275,23 @@ fn build_error(
         key,
         format!("module `{kind}`: {}", err.message),
     )
+}
+
+/// The headers holding the gateway's own inbound credentials (removed before delivery),
+/// none when the webhook has `forward_credentials`.
+pub(super) fn strip_headers(
+    validators: &[Arc<dyn crate::validator::DynValidator>],
+    forward_credentials: bool,
+) -> Vec<http::HeaderName> {
+    if forward_credentials {
+        return Vec::new();
+    }
+    let mut names: Vec<http::HeaderName> = validators
+        .iter()
+        .flat_map(|v| v.credential_headers())
+        .chain([http::header::PROXY_AUTHORIZATION])
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
 }

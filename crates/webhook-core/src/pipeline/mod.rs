@@ -1,10 +1,12 @@
 //! The pipeline: a built configuration serving requests. Its rooms: `build.rs` builds and
 //! rebuilds it from a [`Config`] (reusing unchanged destinations on reload), `request.rs` is
-//! the request path of `POST /webhook/{id}`, `ops.rs` the operations around it (health,
+//! the request path of `POST /webhook/{id}`, `dry_run.rs` runs a sample through filters and transforms without
+//! delivering (test before deploy), `ops.rs` the operations around it (health,
 //! `/stats`, dead letters, shutdown).
 
 mod body;
 mod build;
+mod dry_run;
 mod ops;
 mod request;
 
@@ -27,6 +29,7 @@ use crate::stats::{StatsStore, StatsWindows};
 use crate::validator::DynValidator;
 
 pub use body::BodyBudget;
+pub use dry_run::{DryRunError, Sample};
 pub use ops::Health;
 pub use request::Handled;
 

@@ -350,7 +350,11 @@ fn filtered(webhook: &Webhook, request_id: Uuid, why: &'static str) -> Response<
 /// What a filter sees: `{"method", "path", "query": {name: value}, "headers": {name:
 /// value}, "body"}` (the body parsed for JSON webhooks, a string for UTF-8 blobs, else null;
 /// header names lower case, repeated headers joined with `", "`).
-fn filter_input(method: &Method, uri: &http::Uri, delivery: &Delivery) -> serde_json::Value {
+pub(crate) fn filter_input(
+    method: &Method,
+    uri: &http::Uri,
+    delivery: &Delivery,
+) -> serde_json::Value {
     let body = match delivery.data_type {
         DataType::Json => serde_json::from_slice(&delivery.body).unwrap_or(serde_json::Value::Null),
         DataType::Blob => delivery.body_str().map_or(serde_json::Value::Null, |s| {
@@ -372,7 +376,7 @@ fn filter_input(method: &Method, uri: &http::Uri, delivery: &Delivery) -> serde_
     })
 }
 
-fn without_credentials(mut delivery: Delivery, strip: &[HeaderName]) -> Delivery {
+pub(crate) fn without_credentials(mut delivery: Delivery, strip: &[HeaderName]) -> Delivery {
     if strip.iter().any(|name| delivery.headers.contains_key(name)) {
         let headers = Arc::make_mut(&mut delivery.headers);
         for name in strip {
@@ -383,7 +387,7 @@ fn without_credentials(mut delivery: Delivery, strip: &[HeaderName]) -> Delivery
 }
 
 /// `credential_cleanup` on the headers and, for JSON webhooks, the body.
-fn clean(cleanup: &crate::cleanup::CredentialCleanup, delivery: &mut Delivery) {
+pub(crate) fn clean(cleanup: &crate::cleanup::CredentialCleanup, delivery: &mut Delivery) {
     if let Some(headers) = cleanup.headers(&delivery.headers) {
         delivery.headers = Arc::new(headers);
     }

@@ -465,3 +465,182 @@ async fn the_output_is_the_same_after_a_sigkill_and_restart() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+const TESTED: &str = r#"{"tested": {"ack": "persisted", "chain": [
+      {"module": "test_recorder", "module-config": {"sink": "dry_pushes"},
+       "filter": {"headers": {"x-github-event": "push"}}},
+      {"module": "test_recorder", "module-config": {"sink": "dry_shaped"},
+       "transform": {"jq": "{text: \"\\(.pusher.name) pushed \\(.commits | length) commits to \\($query.repo)\"}"}},
+      {"module": "test_recorder", "module-config": {"sink": "dry_broken"},
+       "transform": {"jq": ".commits[0] + 1"}}],
+    "hmac": {"secret": "dry-secret", "header": "X-Hub-Signature-256"}}}"#;
+
+fn sample(event: &str, signature: &str, verify: bool) -> String {
+    serde_json::json!({"query": "repo=hello", "verify": verify,
+        "headers": {"X-GitHub-Event": event, "X-Hub-Signature-256": signature},
+        "body": PUSH})
+    .to_string()
+}
+
+/// `POST /admin/webhooks/{id}/test`: per destination matched or filtered, the output or
+/// the error, the time taken; validators only with `verify`; nothing reaches a destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_endpoint_shows_outputs_without_delivering() {
+    let sinks = ["dry_pushes", "dry_shaped", "dry_broken"].map(Sink::named);
+    let server = TestServer::builder(TESTED)
+        .server_options(ServerOptions {
+            ops_token: OpsToken::new(TOKEN),
+            ..ServerOptions::default()
+        })
+        .start()
+        .await;
+    let bearer = format!("Bearer {TOKEN}");
+    let test = |body: String| {
+        let server = &server;
+        let bearer = bearer.clone();
+        async move {
+            server
+                .request(
+                    "POST",
+                    "/admin/webhooks/tested/test",
+                    &[("Authorization", bearer.as_str())],
+                    body,
+                )
+                .await
+        }
+    };
+    let r = test(sample("push", "sha256=wrong", false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let report = r.json();
+    assert_eq!(report["verified"], serde_json::Value::Null);
+    assert_eq!(report["filtered"], false);
+    let destinations = report["destinations"].as_array().unwrap();
+    assert_eq!(destinations[0]["outcome"], "deliver");
+    assert_eq!(
+        destinations[0]["body"],
+        serde_json::from_str::<serde_json::Value>(PUSH).unwrap()
+    );
+    assert_eq!(
+        destinations[0]["headers"]["x-github-event"], "push",
+        "{report}"
+    );
+    assert_eq!(
+        destinations[0]["headers"]["x-hub-signature-256"], "***",
+        "secrets are masked in the answer: {report}"
+    );
+    assert_eq!(destinations[1]["outcome"], "deliver");
+    assert_eq!(
+        destinations[1]["body"]["text"],
+        "octocat pushed 2 commits to hello"
+    );
+    assert!(destinations[1]["took_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(destinations[2]["outcome"], "error");
+    assert!(
+        destinations[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("jq transform: the program failed"),
+        "{report}"
+    );
+
+    let report = test(sample("ping", "sha256=wrong", false)).await.json();
+    assert_eq!(report["destinations"][0]["outcome"], "filtered");
+    assert_eq!(report["destinations"][0]["matched"], false);
+    assert_eq!(report["destinations"][1]["outcome"], "deliver");
+
+    let report = test(sample("push", "sha256=wrong", true)).await.json();
+    assert_eq!(report["verified"], false, "{report}");
+    assert_eq!(report["rejected"]["validator"], "hmac");
+    assert!(report.get("destinations").is_none());
+
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"dry-secret").unwrap();
+    mac.update(PUSH.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let report = test(sample("push", &signature, true)).await.json();
+    assert_eq!(report["verified"], true, "{report}");
+    assert_eq!(report["destinations"][1]["outcome"], "deliver");
+
+    for (body, status) in [
+        (
+            r#"{"body": 1, "nosuch": 2}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            r#"{"headers": {"bad name": "x"}}"#.to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let r = test(body.clone()).await;
+        assert_eq!(r.status, status, "{body}: {}", r.text());
+    }
+    let r = server
+        .request(
+            "POST",
+            "/admin/webhooks/nosuch/test",
+            &[("Authorization", bearer.as_str())],
+            "{}",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = server
+        .request(
+            "POST",
+            "/admin/webhooks/tested/test",
+            &[],
+            sample("push", "", false),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the ops token is needed"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for sink in &sinks {
+        assert_eq!(sink.attempts(), 0, "nothing was delivered");
+    }
+}
+
+/// `webhook-server test ID --body FILE -H 'K: V'`: the same report from the config files.
+#[test]
+fn the_cli_test_command_prints_the_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let webhooks = dir.path().join("webhooks.json");
+    std::fs::write(
+        &webhooks,
+        r#"{"gh": {"module": "log", "transform": {"jq": "{repo: .repository.full_name, event: $headers[\"x-github-event\"]}"}}}"#,
+    )
+    .unwrap();
+    let body = dir.path().join("push.json");
+    std::fs::write(&body, PUSH).unwrap();
+    let out = Command::new(crate::spool_crash::BIN)
+        .args(["test", "gh", "--body"])
+        .arg(&body)
+        .args(["-H", "X-GitHub-Event: push", "--webhooks-config"])
+        .arg(&webhooks)
+        .current_dir(dir.path())
+        .env_remove("CONNECTIONS_CONFIG_FILE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["destinations"][0]["body"],
+        serde_json::json!({"repo": "octo/hello", "event": "push"}),
+        "{report}"
+    );
+    let out = Command::new(crate::spool_crash::BIN)
+        .args(["test", "nosuch", "--webhooks-config"])
+        .arg(&webhooks)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no webhook `nosuch`"));
+}
