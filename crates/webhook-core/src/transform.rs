@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use crate::{BoxFuture, Delivery};
+use crate::{BoxFuture, DataType, Delivery};
 
 /// Bounds of one run of a program (the keys beside the program in `transform`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -115,8 +115,11 @@ pub struct TransformError(pub String);
 pub enum TransformOutput {
     /// Deliver this body (and these headers, when the program changed them).
     Deliver {
-        /// The new body: JSON text.
+        /// The new body.
         body: Bytes,
+        /// What the new body is: JSON text, or any other bytes (a JS program that returns a
+        /// string body).
+        data_type: DataType,
         /// The headers the destination gets instead of the received ones; `None` keeps them.
         headers: Option<HeaderMap>,
     },
@@ -164,8 +167,10 @@ impl std::fmt::Debug for DestinationTransform {
 }
 
 /// Grace beyond `timeout_ms` before the pipeline stops waiting for a language that did
-/// not end its run itself.
-const OVERSTAY: Duration = Duration::from_millis(500);
+/// not end its run itself. Each language enforces `timeout_ms` from the moment a run
+/// starts; this safety net also covers the wait for a free worker under load, so it is
+/// generous: a run cut off here is a dead letter.
+const OVERSTAY: Duration = Duration::from_secs(10);
 
 impl DestinationTransform {
     /// Run on `delivery`: `Ok(Some(..))` the delivery this destination gets, `Ok(None)` it
@@ -194,10 +199,14 @@ impl DestinationTransform {
                     self.limits.max_output_bytes
                 )))
             }
-            TransformOutput::Deliver { body, headers } => Ok(Some(Delivery {
+            TransformOutput::Deliver {
+                body,
+                data_type,
+                headers,
+            } => Ok(Some(Delivery {
                 body,
                 headers: headers.map_or_else(|| Arc::clone(&delivery.headers), Arc::new),
-                data_type: crate::DataType::Json,
+                data_type,
                 ..delivery.clone()
             })),
         }

@@ -128,6 +128,7 @@ impl Transform for JqTransform {
             match self.pool.run(&frame, limits.timeout()).await? {
                 protocol::Response::Output(json) => Ok(TransformOutput::Deliver {
                     body: Bytes::from(json),
+                    data_type: webhook_core::DataType::Json,
                     headers: None,
                 }),
                 protocol::Response::Skip => Ok(TransformOutput::Skip),

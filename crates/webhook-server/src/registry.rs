@@ -67,7 +67,6 @@ pub fn registry() -> Registry {
             eprintln!("jq transforms are off: cannot find this executable ({err})");
             let mut registry = base_registry();
             registry.transform_not_in_build("jq", "jq");
-            registry.transform_not_in_build("js", "js");
             registry
         }
     }
@@ -89,7 +88,6 @@ pub fn registry_with_workers(executable: std::path::PathBuf) -> Registry {
         let _ = executable;
         registry.transform_not_in_build("jq", "jq");
     }
-    registry.transform_not_in_build("js", "js");
     registry
 }
 
@@ -98,6 +96,11 @@ fn base_registry() -> Registry {
     webhook_validators::register(&mut registry);
     webhook_log::register(&mut registry);
     register_destinations(&mut registry);
+    // JavaScript runs on threads of its own in this process (QuickJS bounds each run).
+    #[cfg(feature = "js")]
+    registry.register_transform_language(std::sync::Arc::new(webhook_js::JsLanguage::per_cpu()));
+    #[cfg(not(feature = "js"))]
+    registry.transform_not_in_build("js", "js");
     registry
 }
 

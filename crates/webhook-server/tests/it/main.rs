@@ -25,6 +25,7 @@ mod spool_disk_full;
 mod ssrf;
 mod stats_redis;
 mod transform;
+mod transform_js;
 mod validation;
 mod verification_edges;
 mod verify;

@@ -20,11 +20,11 @@ use webhook_testkit::{TestClient, TestServer};
 const TOKEN: &str = "transform-token";
 
 /// A GitHub push, shortened.
-const PUSH: &str = r#"{"ref": "refs/heads/main", "repository": {"full_name": "octo/hello"},
+pub(crate) const PUSH: &str = r#"{"ref": "refs/heads/main", "repository": {"full_name": "octo/hello"},
   "commits": [{"id": "c1", "message": "one"}, {"id": "c2", "message": "two"}],
   "pusher": {"name": "octocat"}}"#;
 
-fn redis_parts() -> (String, u16) {
+pub(crate) fn redis_parts() -> (String, u16) {
     let url = service_url("redis", "redis://127.0.0.1:6379/0");
     let rest = url.trim_start_matches("redis://");
     let hostport = rest.split('/').next().unwrap_or(rest);
@@ -33,7 +33,7 @@ fn redis_parts() -> (String, u16) {
 }
 
 /// The bodies of `stream`'s entries, as redis-py's XREAD gives them.
-fn stream_bodies(stream: &str, at_least: usize) -> Vec<serde_json::Value> {
+pub(crate) fn stream_bodies(stream: &str, at_least: usize) -> Vec<serde_json::Value> {
     let (host, port) = redis_parts();
     let out = Command::new(python())
         .arg(scripts_dir().join("redis_xread.py"))
@@ -64,7 +64,7 @@ fn stream_bodies(stream: &str, at_least: usize) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn wait_for(sink: &Sink, n: usize) {
+pub(crate) async fn wait_for(sink: &Sink, n: usize) {
     for _ in 0..100 {
         if sink.bodies().len() >= n {
             break;
@@ -350,7 +350,11 @@ async fn bad_programs_are_config_errors_naming_webhook_key_and_position() {
             "hook.transform.jq",
             "undefined variable",
         ),
-        (r#"{"js": "x"}"#, "hook.transform.js", "--features js"),
+        (
+            r#"{"js": "x"}"#,
+            "hook.transform.js",
+            "line 1, column 1: threw ReferenceError: x is not defined",
+        ),
         (
             r#"{"lua": "x"}"#,
             "hook.transform.lua",
