@@ -77,10 +77,22 @@ impl Delivery {
             .collect()
     }
 
-    /// When the request was received, as RFC 3339 in UTC (`2026-12-02T18:41:33.123Z`).
+    /// When the request was received, in whole milliseconds since the Unix epoch (cut,
+    /// not rounded: the precision the spool keeps, so a request recovered after a crash
+    /// says the same).
+    pub fn received_at_millis(&self) -> i64 {
+        self.received_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+            })
+    }
+
+    /// When the request was received, as RFC 3339 in UTC (`2026-12-02T18:41:33.123Z`), to
+    /// the millisecond of [`Delivery::received_at_millis`].
     pub fn received_at_rfc3339(&self) -> String {
-        jiff::Timestamp::try_from(self.received_at)
-            .map(|t| t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string())
+        jiff::Timestamp::from_millisecond(self.received_at_millis())
+            .map(|t| t.to_string())
             .unwrap_or_default()
     }
 

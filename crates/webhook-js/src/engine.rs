@@ -82,7 +82,11 @@ impl Loaded {
     /// register a handler.
     pub(crate) fn load(source: &str, limits: &TransformLimits) -> Result<Self, ProgramError> {
         let start_error = |err: rquickjs::Error| {
-            ProgramError::at(source, 0, format!("cannot start a JavaScript runtime: {err}"))
+            ProgramError::at(
+                source,
+                0,
+                format!("cannot start a JavaScript runtime: {err}"),
+            )
         };
         let runtime = Runtime::new().map_err(start_error)?;
         let memory = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
@@ -162,18 +166,22 @@ impl Loaded {
                         .unwrap_or_default();
                     let message =
                         describe(&ctx, err, &self.deadline, input.timeout, self.memory_mb);
-                    TransformError(format!("{message}{at}"))
+                    if message.starts_with(THREW) {
+                        TransformError(format!("{message}{at}"))
+                    } else {
+                        TransformError(message)
+                    }
                 }
                 Failure::Output(message) => TransformError(format!("js transform {message}")),
             })
         });
         let result = match result {
-            Err(TransformError(message)) if message == THREW_NULL && self.heap_is_full() => Err(
-                TransformError(format!(
+            Err(TransformError(message)) if message == THREW_NULL && self.heap_is_full() => {
+                Err(TransformError(format!(
                     "js transform ran out of its memory limit ({} MiB)",
                     self.memory_mb
-                )),
-            ),
+                )))
+            }
             other => other,
         };
         self.runtime.run_gc();
@@ -227,6 +235,9 @@ fn eval_options(filename: &str) -> EvalOptions {
 /// How [`describe`]'s messages begin.
 const PREFIX: &str = "js transform ";
 
+/// How [`describe`] begins an exception's message (which gets its position).
+const THREW: &str = "js transform threw";
+
 /// What [`describe`] says of a thrown `null`.
 const THREW_NULL: &str = "js transform threw null";
 
@@ -242,7 +253,10 @@ fn describe<'js>(
     memory_mb: u64,
 ) -> String {
     if deadline.hit.load(Ordering::Relaxed) {
-        return format!("js transform did not finish within {} ms", timeout.as_millis());
+        return format!(
+            "js transform did not finish within {} ms",
+            timeout.as_millis()
+        );
     }
     let out_of_memory = || format!("js transform ran out of its memory limit ({memory_mb} MiB)");
     match err {
@@ -312,7 +326,9 @@ mod tests {
     #[test]
     fn positions_come_from_the_program_frame() {
         assert_eq!(
-            position(Some("    at f (transform.js:3:9)\n    at <eval> (transform.js:5:1)\n")),
+            position(Some(
+                "    at f (transform.js:3:9)\n    at <eval> (transform.js:5:1)\n"
+            )),
             Some((3, 9))
         );
         assert_eq!(position(Some("    at transform.js:12:2\n")), Some((12, 2)));

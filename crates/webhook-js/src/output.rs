@@ -28,14 +28,13 @@ pub(crate) fn convert<'js>(
     let Some(request) = returned.as_object().filter(|_| !returned.is_array()) else {
         return Err(Failure::Output(format!(
             "returned {}, not a request object (return null to skip this destination)",
-            returned.type_name()
+            kind(&returned)
         )));
     };
     let body: Value<'_> = request.get("body").catch(ctx)?;
     let (text, data_type) = if body.is_null() || body.is_undefined() {
         return Err(Failure::Output(
-            "returned a request without a body (return null to skip this destination)"
-                .to_owned(),
+            "returned a request without a body (return null to skip this destination)".to_owned(),
         ));
     } else if let Some(text) = body.as_string() {
         (text.to_string().catch(ctx)?, DataType::Blob)
@@ -74,17 +73,22 @@ fn header_map<'js>(ctx: &Ctx<'js>, headers: &Value<'js>) -> Result<HeaderMap, Fa
     let Some(object) = headers.as_object().filter(|_| !headers.is_array()) else {
         return Err(Failure::Output(format!(
             "returned headers that are {}, not an object of name → value",
-            headers.type_name()
+            kind(headers)
         )));
     };
     let mut map = HeaderMap::new();
     for entry in object.props::<String, Value<'_>>() {
         let (name, value) = entry.catch(ctx)?;
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            Failure::Output(format!("returned a header name {name:?} that HTTP does not allow"))
+            Failure::Output(format!(
+                "returned a header name {name:?} that HTTP does not allow"
+            ))
         })?;
         let values: Vec<Value<'_>> = match value.as_array() {
-            Some(array) => array.iter::<Value<'_>>().collect::<Result<_, _>>().catch(ctx)?,
+            Some(array) => array
+                .iter::<Value<'_>>()
+                .collect::<Result<_, _>>()
+                .catch(ctx)?,
             None => vec![value],
         };
         for value in values {
@@ -94,7 +98,7 @@ fn header_map<'js>(ctx: &Ctx<'js>, headers: &Value<'js>) -> Result<HeaderMap, Fa
             if !(value.is_string() || value.is_number() || value.is_bool()) {
                 return Err(Failure::Output(format!(
                     "returned header {name:?} as {}: a value must be a string, a number or an array of them",
-                    value.type_name()
+                    kind(&value)
                 )));
             }
             let Coerced(text) = value.get::<Coerced<String>>().catch(ctx)?;
@@ -107,4 +111,23 @@ fn header_map<'js>(ctx: &Ctx<'js>, headers: &Value<'js>) -> Result<HeaderMap, Fa
         }
     }
     Ok(map)
+}
+
+/// A value's kind, for messages: "a number", "an array"…
+fn kind(value: &Value<'_>) -> &'static str {
+    if value.is_array() {
+        "an array"
+    } else if value.is_function() {
+        "a function"
+    } else if value.is_object() {
+        "an object"
+    } else if value.is_string() {
+        "a string"
+    } else if value.is_number() {
+        "a number"
+    } else if value.is_bool() {
+        "a boolean"
+    } else {
+        "a symbol or a big integer"
+    }
 }

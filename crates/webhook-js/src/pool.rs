@@ -125,7 +125,10 @@ fn run(loaded: &mut HashMap<u64, Slot>, job: &Job, tick: u64) -> Answer {
     let id = job.program.id;
     if !loaded.contains_key(&id) {
         if loaded.len() >= LOADED_PER_THREAD
-            && let Some(oldest) = loaded.iter().min_by_key(|(_, slot)| slot.used).map(|(id, _)| *id)
+            && let Some(oldest) = loaded
+                .iter()
+                .min_by_key(|(_, slot)| slot.used)
+                .map(|(id, _)| *id)
         {
             loaded.remove(&oldest);
         }

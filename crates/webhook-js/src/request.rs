@@ -3,10 +3,8 @@
 //! request_id, received_at}` (Hookdeck's shape plus ours) and `{webhook_id, request_id,
 //! received_at}`.
 
-use std::collections::BTreeMap;
-use std::time::UNIX_EPOCH;
-
 use serde::Serialize;
+use std::collections::BTreeMap;
 use webhook_core::transform::{TransformError, webhook_path};
 use webhook_core::{DataType, Delivery};
 
@@ -61,7 +59,9 @@ pub(crate) fn input(
     request_json.push_str(",\"body\":");
     match delivery.data_type {
         DataType::Json => request_json.push_str(body),
-        DataType::Blob => request_json.push_str(&serde_json::to_string(body).map_err(encode_error)?),
+        DataType::Blob => {
+            request_json.push_str(&serde_json::to_string(body).map_err(encode_error)?)
+        }
     }
     request_json.push('}');
     let context_json = serde_json::to_string(&ContextFields {
@@ -70,10 +70,7 @@ pub(crate) fn input(
         received_at: &received_at,
     })
     .map_err(encode_error)?;
-    let now_ms = delivery
-        .received_at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |since| since.as_millis() as f64);
+    let now_ms = delivery.received_at_millis() as f64;
     let id = delivery.request_id.as_u128();
     let seed = [0, 32, 64, 96].map(|shift| (id >> shift) as u32);
     Ok(Input {

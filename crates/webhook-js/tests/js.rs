@@ -20,7 +20,7 @@ fn delivery(body: &str, data_type: DataType) -> Delivery {
         headers: Arc::new(headers),
         query: Some(Arc::from("a=1&b=x%20y")),
         body: Bytes::from(body.to_owned()),
-        received_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123),
+        received_at: SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_000_000_123_900),
         data_type,
     }
 }
@@ -36,11 +36,10 @@ fn limits(timeout_ms: u64) -> TransformLimits {
 async fn run(program: &str, delivery: &Delivery) -> Result<TransformOutput, String> {
     let language = JsLanguage::new(2);
     let limits = limits(100);
-    let compiled = language.compile(program, &limits).map_err(|e| e.to_string())?;
-    compiled
-        .run(delivery, &limits)
-        .await
-        .map_err(|e| e.0)
+    let compiled = language
+        .compile(program, &limits)
+        .map_err(|e| e.to_string())?;
+    compiled.run(delivery, &limits).await.map_err(|e| e.0)
 }
 
 fn body_of(output: &TransformOutput) -> (String, DataType) {
@@ -88,7 +87,11 @@ async fn a_hookdeck_program_reshapes_body_and_headers() {
             "id": "01234567-89ab-cdef-0123-456789abcdef", "at": "2025-11-24T16:00:00.123Z"
         })
     );
-    let TransformOutput::Deliver { headers: Some(headers), .. } = output else {
+    let TransformOutput::Deliver {
+        headers: Some(headers),
+        ..
+    } = output
+    else {
         panic!("headers were returned");
     };
     assert_eq!(headers.get("x-transformed").unwrap(), "yes");
@@ -100,16 +103,24 @@ async fn a_hookdeck_program_reshapes_body_and_headers() {
 
 #[tokio::test]
 async fn null_skips_and_a_string_body_is_sent_as_it_is() {
-    let skip = r#"addHandler("transform", (r) => r.headers["x-github-event"] === "push" ? null : r)"#;
+    let skip =
+        r#"addHandler("transform", (r) => r.headers["x-github-event"] === "push" ? null : r)"#;
     assert!(matches!(
         run(skip, &delivery(PUSH, DataType::Json)).await.unwrap(),
         TransformOutput::Skip
     ));
     let text = r#"addHandler("transform", (r) => ({ body: r.body.toUpperCase() }))"#;
-    let output = run(text, &delivery("plain text", DataType::Blob)).await.unwrap();
+    let output = run(text, &delivery("plain text", DataType::Blob))
+        .await
+        .unwrap();
     assert_eq!(body_of(&output), ("PLAIN TEXT".to_owned(), DataType::Blob));
-    let TransformOutput::Deliver { headers, .. } = output else { unreachable!() };
-    assert!(headers.is_none(), "no headers returned: the received ones are kept");
+    let TransformOutput::Deliver { headers, .. } = output else {
+        unreachable!()
+    };
+    assert!(
+        headers.is_none(),
+        "no headers returned: the received ones are kept"
+    );
 }
 
 #[tokio::test]
@@ -123,7 +134,10 @@ async fn date_and_random_are_the_same_on_every_run() {
     let request = delivery(PUSH, DataType::Json);
     let first = body_of(&compiled.run(&request, &limits).await.unwrap()).0;
     for _ in 0..5 {
-        assert_eq!(body_of(&compiled.run(&request, &limits).await.unwrap()).0, first);
+        assert_eq!(
+            body_of(&compiled.run(&request, &limits).await.unwrap()).0,
+            first
+        );
     }
     let first: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(first["now"], 1_764_000_000_123_u64);
@@ -134,32 +148,56 @@ async fn date_and_random_are_the_same_on_every_run() {
     other.request_id = uuid::Uuid::from_u128(7);
     let second: serde_json::Value =
         serde_json::from_str(&body_of(&compiled.run(&other, &limits).await.unwrap()).0).unwrap();
-    assert_ne!(first["r"], second["r"], "another request id, another sequence");
+    assert_ne!(
+        first["r"], second["r"],
+        "another request id, another sequence"
+    );
 }
 
 #[tokio::test]
 async fn hostile_programs_end_within_their_limits() {
     let cases = [
         ("for (;;) {}", "did not finish within 100 ms"),
-        ("try { for (;;) {} } catch (e) {}", "did not finish within 100 ms"),
-        ("const a = []; for (;;) a.push(new Array(100000).fill(1))", "ran out of its memory limit (16 MiB)"),
-        ("function f(n) { return f(n + 1) + 1 } f(0)", "recursed too deep"),
+        (
+            "try { for (;;) {} } catch (e) {}",
+            "did not finish within 100 ms",
+        ),
+        (
+            "const a = []; for (;;) a.push(new Array(100000).fill(1))",
+            "ran out of its memory limit (16 MiB)",
+        ),
+        (
+            "function f(n) { return f(n + 1) + 1 } f(0)",
+            "recursed too deep",
+        ),
         ("r.body = 'x'.repeat(2 << 20)", "over max_output_bytes"),
-        ("throw new RangeError('nope')", "threw RangeError: nope (line 1, column"),
+        (
+            "throw new RangeError('nope')",
+            "threw RangeError: nope (line 1, column",
+        ),
         ("throw 'plain'", "threw \"plain\""),
         ("return new Promise(() => {})", "returned a Promise"),
-        ("return 42", "returned int, not a request object"),
+        ("return 42", "returned a number, not a request object"),
         ("return { headers: {} }", "without a body"),
         ("r.headers['bad name'] = 'v'", "header name \"bad name\""),
-        ("r.headers['x'] = 'a\\nb'", "with a value HTTP does not allow"),
+        (
+            "r.headers['x'] = 'a\\nb'",
+            "with a value HTTP does not allow",
+        ),
     ];
     for (code, expected) in cases {
         let program = format!("addHandler('transform', (r) => {{ {code}; return r }})");
         let started = Instant::now();
-        let error = run(&program, &delivery(PUSH, DataType::Json)).await.unwrap_err();
+        let error = run(&program, &delivery(PUSH, DataType::Json))
+            .await
+            .unwrap_err();
         println!("{code}: {error}");
         assert!(error.contains(expected), "{code}: {error}");
-        assert!(started.elapsed() < Duration::from_secs(2), "{code} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{code} took {:?}",
+            started.elapsed()
+        );
     }
 }
 
@@ -180,7 +218,10 @@ async fn a_failed_run_leaves_nothing_behind() {
     for _ in 0..3 {
         let error = compiled.run(&looping, &limits).await.unwrap_err();
         assert!(error.0.contains("did not finish within 50 ms"), "{error}");
-        let fine = compiled.run(&delivery(PUSH, DataType::Json), &limits).await.unwrap();
+        let fine = compiled
+            .run(&delivery(PUSH, DataType::Json), &limits)
+            .await
+            .unwrap();
         assert_eq!(body_of(&fine).0, r#"{"ok":true}"#);
     }
 }
@@ -189,7 +230,9 @@ async fn a_failed_run_leaves_nothing_behind() {
 async fn binary_bodies_are_refused() {
     let mut request = delivery("", DataType::Blob);
     request.body = Bytes::from_static(&[0xff, 0xfe, 0x00]);
-    let error = run("addHandler('transform', (r) => r)", &request).await.unwrap_err();
+    let error = run("addHandler('transform', (r) => r)", &request)
+        .await
+        .unwrap_err();
     assert!(error.contains("binary"), "{error}");
 }
 
@@ -201,13 +244,26 @@ fn compile_errors_name_their_position() {
     let syntax = error("addHandler('transform', (r) => {\n  return r +;\n});");
     assert_eq!((syntax.line, syntax.column), (2, 13), "{syntax}");
     let missing = error("const x = 1;");
-    assert!(missing.message.contains("does not call addHandler"), "{missing}");
+    assert!(
+        missing.message.contains("does not call addHandler"),
+        "{missing}"
+    );
     let thrown = error("\n\nnull.x;");
     assert_eq!(thrown.line, 3, "{thrown}");
     assert!(thrown.message.contains("TypeError"), "{thrown}");
     let kind = error("addHandler('filter', (r) => r)");
-    assert!(kind.message.contains("only \"transform\" handlers"), "{kind}");
+    assert!(
+        kind.message.contains("only \"transform\" handlers"),
+        "{kind}"
+    );
     let slow = error("for (;;) {}");
-    assert!(slow.message.contains("did not finish within 100 ms"), "{slow}");
-    assert!(language.compile("addHandler('transform', r => r)", &limits).is_ok());
+    assert!(
+        slow.message.contains("did not finish within 100 ms"),
+        "{slow}"
+    );
+    assert!(
+        language
+            .compile("addHandler('transform', r => r)", &limits)
+            .is_ok()
+    );
 }

@@ -353,7 +353,7 @@ async fn bad_programs_are_config_errors_naming_webhook_key_and_position() {
         (
             r#"{"js": "x"}"#,
             "hook.transform.js",
-            "line 1, column 1: threw ReferenceError: x is not defined",
+            "does not compile: threw ReferenceError: x is not defined (line 1, column 1",
         ),
         (
             r#"{"lua": "x"}"#,
