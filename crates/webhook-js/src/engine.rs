@@ -204,7 +204,7 @@ impl Loaded {
         let request = ctx.json_parse(input.request_json.as_str()).catch(ctx)?;
         let context = ctx.json_parse(input.context_json.as_str()).catch(ctx)?;
         let returned: Value<'_> = handler.call((request, context)).catch(ctx)?;
-        output::convert(ctx, returned, input.max_output_bytes)
+        output::convert(ctx, &returned, input.max_output_bytes)
     }
 }
 

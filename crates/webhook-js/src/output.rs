@@ -13,7 +13,7 @@ use crate::engine::Failure;
 /// Convert the handler's return value.
 pub(crate) fn convert<'js>(
     ctx: &Ctx<'js>,
-    returned: Value<'js>,
+    returned: &Value<'js>,
     max_output_bytes: usize,
 ) -> Result<TransformOutput, Failure<'js>> {
     if returned.is_null() || returned.is_undefined() {
@@ -28,7 +28,7 @@ pub(crate) fn convert<'js>(
     let Some(request) = returned.as_object().filter(|_| !returned.is_array()) else {
         return Err(Failure::Output(format!(
             "returned {}, not a request object (return null to skip this destination)",
-            kind(&returned)
+            kind(returned)
         )));
     };
     let body: Value<'_> = request.get("body").catch(ctx)?;

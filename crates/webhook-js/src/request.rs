@@ -60,7 +60,7 @@ pub(crate) fn input(
     match delivery.data_type {
         DataType::Json => request_json.push_str(body),
         DataType::Blob => {
-            request_json.push_str(&serde_json::to_string(body).map_err(encode_error)?)
+            request_json.push_str(&serde_json::to_string(body).map_err(encode_error)?);
         }
     }
     request_json.push('}');
@@ -83,6 +83,7 @@ pub(crate) fn input(
     })
 }
 
+#[allow(clippy::needless_pass_by_value)] // the shape `map_err` passes
 fn encode_error(err: serde_json::Error) -> TransformError {
     TransformError(format!("js transform could not encode the request: {err}"))
 }
