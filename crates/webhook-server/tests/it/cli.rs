@@ -100,6 +100,49 @@ fn every_compiled_out_destination_names_its_feature() {
     }
 }
 
+/// A transform language is in the build with its feature (`--version` lists it and a good
+/// program passes `check-config`), or asking for it names the feature to rebuild with.
+#[test]
+fn transform_languages_are_in_the_build_or_name_their_feature() {
+    let version = Command::new(BIN).arg("--version").output().unwrap();
+    let version = String::from_utf8(version.stdout).unwrap();
+    let listed: Vec<&str> = version
+        .lines()
+        .find_map(|l| l.strip_prefix("transforms: "))
+        .unwrap_or("")
+        .split(", ")
+        .filter(|l| !l.is_empty())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.json");
+    for (language, program, built) in [
+        ("jq", "{ref}", cfg!(feature = "jq")),
+        (
+            "js",
+            "addHandler('transform', (r) => r)",
+            cfg!(feature = "js"),
+        ),
+    ] {
+        assert_eq!(listed.contains(&language), built, "{version}");
+        let config = serde_json::json!({"t": {"module": "log", "transform": {language: program}}});
+        std::fs::write(&path, config.to_string()).unwrap();
+        let out = Command::new(BIN)
+            .args(["check-config", "--webhooks-config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), built, "{language}: {stderr}");
+        if !built {
+            assert!(
+                stderr.contains(&format!("t.transform.{language}"))
+                    && stderr.contains(&format!("--features {language}")),
+                "{stderr}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn serves_from_env_config_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
