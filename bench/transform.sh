@@ -37,13 +37,14 @@ wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
 LUA
+# timeout_ms 10 s: under callgrind (below) a run is tens of times slower than the default 100 ms allows.
 cat > "$work/webhooks.json" <<'JSON'
 {
   "plain": {"ack": "delivered", "module": "log"},
   "jq": {"ack": "delivered", "module": "log",
-         "transform": {"jq": "{ref, repo: .repository.full_name, commits: [.commits[].id]}"}},
+         "transform": {"jq": "{ref, repo: .repository.full_name, commits: [.commits[].id]}", "timeout_ms": 10000}},
   "js": {"ack": "delivered", "module": "log",
-         "transform": {"js": "addHandler('transform', (request) => { const b = request.body; request.body = {ref: b.ref, repo: b.repository.full_name, commits: b.commits.map((c) => c.id)}; return request; });"}}
+         "transform": {"js": "addHandler('transform', (request) => { const b = request.body; request.body = {ref: b.ref, repo: b.repository.full_name, commits: b.commits.map((c) => c.id)}; return request; });", "timeout_ms": 10000}}
 }
 JSON
 export BODY_FILE="$work/body.json"
@@ -109,6 +110,7 @@ for row in plain jq js; do
     --callgrind-out-file="$work/callgrind.%p" ./target/release/webhook-server --host 127.0.0.1 \
     --port "$PORT" --webhooks-config "$work/webhooks.json" --data-dir "$work" \
     --spool-dir "$work/spool" >/dev/null 2>"$work/valgrind.$row.log" & pid=$!
+  pids+=("$pid")
   wait_tcp 127.0.0.1 "$PORT" 120
   python3 "$work/send.py" "$PORT" "/webhook/$row" 200
   callgrind_control -i on >/dev/null # every callgrind process: the server and its workers
