@@ -196,8 +196,9 @@ async fn a_retry_gets_the_same_output() {
     );
 }
 
-async fn dead_letters(client: &TestClient) -> Vec<serde_json::Value> {
-    let bearer = format!("Bearer {TOKEN}");
+/// The dead letters, as `GET /admin/dead-letters` with the ops token `token` lists them.
+pub(crate) async fn dead_letters(client: &TestClient, token: &str) -> Vec<serde_json::Value> {
+    let bearer = format!("Bearer {token}");
     let answer = client
         .request(
             "GET",
@@ -285,7 +286,7 @@ async fn hostile_programs_end_as_dead_letters_while_others_flow() {
     );
     let mut letters = Vec::new();
     while letters.len() < hostile.len() && started.elapsed() < Duration::from_secs(20) {
-        letters = dead_letters(&server).await;
+        letters = dead_letters(&server, TOKEN).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let all_dead = started.elapsed();

@@ -19,7 +19,7 @@ use webhook_testkit::recorder::Sink;
 use webhook_testkit::target::HttpTarget;
 use webhook_testkit::{TestClient, TestServer};
 
-use crate::transform::{PUSH, redis_parts, stream_bodies, wait_for};
+use crate::transform::{PUSH, dead_letters, redis_parts, stream_bodies, wait_for};
 
 const TOKEN: &str = "transform-js-token";
 
@@ -266,23 +266,6 @@ async fn every_attempt_gets_the_same_output_across_retries_and_a_sigkill() {
     let _ = server.wait();
 }
 
-async fn dead_letters(client: &TestClient) -> Vec<serde_json::Value> {
-    let bearer = format!("Bearer {TOKEN}");
-    let answer = client
-        .request(
-            "GET",
-            "/admin/dead-letters",
-            &[("Authorization", bearer.as_str())],
-            "",
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK);
-    answer.json()["dead_letters"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// Each hostile program ends within its limit as a dead letter naming what happened, while
 /// a healthy JavaScript webhook keeps flowing on the same threads (latencies printed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,7 +354,7 @@ async fn hostile_js_programs_end_as_dead_letters_while_others_flow() {
     );
     let mut letters = Vec::new();
     while letters.len() < hostile.len() && started.elapsed() < Duration::from_secs(20) {
-        letters = dead_letters(&server).await;
+        letters = dead_letters(&server, TOKEN).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let all_dead = started.elapsed();
