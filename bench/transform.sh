@@ -69,7 +69,7 @@ for round in $(seq "$ROUNDS"); do
     esac
     runs[$row]+="$(rate "$url") "
   done
-  echo "round $round: bare ${runs[bare]##* }… plain/jq/js so far: ${runs[plain]} / ${runs[jq]} / ${runs[js]}" >&2
+  echo "round $round: bare ${runs[bare]}/ plain/jq/js so far: ${runs[plain]} / ${runs[jq]} / ${runs[js]}" >&2
 done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 bare=$(median "${runs[bare]}"); plain=$(median "${runs[plain]}"); jq=$(median "${runs[jq]}"); js=$(median "${runs[js]}")

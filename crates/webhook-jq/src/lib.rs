@@ -118,14 +118,15 @@ impl Transform for JqTransform {
     ) -> BoxFuture<'a, Result<TransformOutput, TransformError>> {
         Box::pin(async move {
             let vars = variables(delivery);
-            let frame = protocol::Request {
+            let request = protocol::Request {
+                id: 0,
+                timeout_ms: 0,
+                max_output: u32::try_from(limits.max_output_bytes).unwrap_or(u32::MAX),
                 program: &self.program,
                 vars: &vars,
-                max_output: u32::try_from(limits.max_output_bytes).unwrap_or(u32::MAX),
                 body: &delivery.body,
-            }
-            .encode();
-            match self.pool.run(&frame, limits.timeout()).await? {
+            };
+            match self.pool.run(request, limits.timeout()).await? {
                 protocol::Response::Output(json) => Ok(TransformOutput::Deliver {
                     body: Bytes::from(json),
                     data_type: webhook_core::DataType::Json,

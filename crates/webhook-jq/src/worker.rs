@@ -1,5 +1,5 @@
 //! The worker: a copy of the server's own executable, started with [`WORKER_ENV`] set,
-//! that runs jq programs for it, one request at a time, over stdin and stdout.
+//! that runs jq programs for it, one request at a time, in batches over stdin and stdout.
 //!
 //! It is a process of its own so that every way a program can go wrong ends there: an
 //! endless loop is killed at its time limit, a huge allocation meets the memory limit
@@ -8,12 +8,15 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Write as _};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use jaq_json::Val;
 
 use crate::program::Program;
-use crate::protocol::{Request, Response, read_frame};
+use crate::protocol::{OVERSTAYED, Request, Response, has_whole_frame, read_frame};
 
 /// Set (to anything) in a worker's environment; [`crate::serve_if_worker`] checks it.
 pub(crate) const WORKER_ENV: &str = "WEBHOOK_JQ_WORKER";
@@ -44,21 +47,132 @@ pub(crate) fn serve() -> i32 {
             return 3;
         }
     }
-    let mut stdin = io::stdin().lock();
-    let mut stdout = io::stdout().lock();
+    let watch = Watch::start();
+    // Requests come in batches: read them from a large buffer and answer into another,
+    // flushed only when no whole request is left to read (one hop per batch).
+    let mut input = io::BufReader::with_capacity(INPUT_BUFFER, io::stdin().lock());
+    let mut output = io::BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock());
     let mut programs: HashMap<String, Program> = HashMap::new();
     loop {
-        let payload = match read_frame(&mut stdin) {
+        if !has_whole_frame(&input) && output.flush().is_err() {
+            return 0;
+        }
+        let payload = match read_frame(&mut input) {
             Ok(Some(payload)) => payload,
             Ok(None) => return 0,
             Err(_) => return 2,
         };
         let response = match Request::decode(&payload) {
-            Some(request) => handle(&mut programs, &request),
+            Some(request) => {
+                watch.begin(request.id, request.timeout_ms);
+                let response = handle(&mut programs, &request);
+                watch.end();
+                response
+            }
             None => Response::Error("malformed request frame".to_owned()),
         };
-        if response.write_to(&mut stdout).is_err() {
+        if response.write_to(&mut output).is_err() {
             return 0;
+        }
+    }
+}
+
+/// How much of the batch the worker reads at once.
+const INPUT_BUFFER: usize = 256 << 10;
+/// How much of its answers the worker keeps before writing them.
+const OUTPUT_BUFFER: usize = 64 << 10;
+
+/// The watchdog: a thread that ends the worker when the request it runs overstays its
+/// time limit (jaq cannot be interrupted), after naming that request on stderr.
+struct Watch {
+    state: Arc<WatchState>,
+    thread: std::thread::Thread,
+}
+
+struct WatchState {
+    base: Instant,
+    /// When the current request began, in ns after `base`, plus one; 0 between requests.
+    began: AtomicU64,
+    id: AtomicU64,
+    timeout_ms: AtomicU64,
+    /// The watchdog parks until it is woken (it saw no request running).
+    asleep: AtomicBool,
+}
+
+impl WatchState {
+    fn now(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Watch {
+    fn start() -> Self {
+        let state = Arc::new(WatchState {
+            base: Instant::now(),
+            began: AtomicU64::new(0),
+            id: AtomicU64::new(0),
+            timeout_ms: AtomicU64::new(0),
+            asleep: AtomicBool::new(false),
+        });
+        let watched = Arc::clone(&state);
+        let thread = std::thread::Builder::new()
+            .name("jq-watchdog".to_owned())
+            .stack_size(64 << 10)
+            .spawn(move || watch(&watched))
+            .map_or_else(|_| std::thread::current(), |handle| handle.thread().clone());
+        Self { state, thread }
+    }
+
+    fn begin(&self, id: u64, timeout_ms: u32) {
+        self.state.id.store(id, Ordering::SeqCst);
+        self.state
+            .timeout_ms
+            .store(u64::from(timeout_ms), Ordering::SeqCst);
+        self.state
+            .began
+            .store(self.state.now().saturating_add(1), Ordering::SeqCst);
+        if self.state.asleep.swap(false, Ordering::SeqCst) {
+            self.thread.unpark();
+        }
+    }
+
+    fn end(&self) {
+        self.state.began.store(0, Ordering::SeqCst);
+    }
+}
+
+fn watch(state: &WatchState) {
+    loop {
+        let began = state.began.load(Ordering::SeqCst);
+        if began == 0 {
+            state.asleep.store(true, Ordering::SeqCst);
+            if state.began.load(Ordering::SeqCst) == 0 {
+                std::thread::park();
+            }
+            state.asleep.store(false, Ordering::SeqCst);
+            continue;
+        }
+        let id = state.id.load(Ordering::SeqCst);
+        let timeout_ns = state
+            .timeout_ms
+            .load(Ordering::SeqCst)
+            .saturating_mul(1_000_000);
+        if state.began.load(Ordering::SeqCst) != began {
+            continue; // the next request began meanwhile
+        }
+        let deadline = (began - 1).saturating_add(timeout_ns);
+        let now = state.now();
+        if now < deadline {
+            std::thread::park_timeout(Duration::from_nanos(deadline - now));
+            continue;
+        }
+        if state.began.load(Ordering::SeqCst) == began {
+            eprintln!("{OVERSTAYED}{id}");
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
+            std::process::exit(5);
         }
     }
 }
