@@ -3,7 +3,9 @@
 # the gateway with the HMAC + `log` webhook of bench/run.sh, `ack: delivered` and
 # `ack: persisted`, and the bare hyper + HMAC ceiling. Instrumentation is switched on after
 # start-up and a warm-up, then a fixed number of requests is sent over one keep-alive
-# connection; Ir of the whole process (every thread) divided by that number.
+# connection; Ir of the whole process (every thread) divided by that number, with and
+# without SHA-256's compression function (valgrind runs the software SHA: the same large
+# constant for every row), and each row's heaviest functions.
 #
 #   bash bench/instructions.sh                      # REQUESTS=2000 WARMUP_REQUESTS=200
 #   BEFORE=/tmp/old/webhook-server bash bench/instructions.sh   # an older build beside it
@@ -55,11 +57,34 @@ measure_ir() {
   python3 "$work/send.py" "$PORT" "$REQUESTS"
   callgrind_control -i off "$pid" >/dev/null
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  local ir
+  # self cost per function (every thread): the SHA-256 compression is summed apart, and
+  # the heaviest functions are kept for the report
+  callgrind_annotate --inclusive=no --auto=no --threshold=100 "$out".* 2>/dev/null >"$work/annotate.$name"
+  local ir sha
   ir=$(cat "$out".* | awk '/^totals:/ {s += $2} END {print s}')
+  sha=$(python3 "$work/self_cost.py" sha "$work/annotate.$name")
   rm -f "$out".*
-  echo "$name $ir"
+  echo "$name $ir $sha"
 }
+
+# self_cost.py sha FILE: Ir in SHA-256's compression function; top FILE N: the N heaviest
+cat > "$work/self_cost.py" <<'PY'
+import collections, re, sys
+what, path = sys.argv[1], sys.argv[2]
+costs = collections.Counter()
+for line in open(path, errors="replace"):
+    m = re.match(r"\s*([\d,]+) \([^)]*\)\s+(.*?):(.*)$", line)
+    if not m or m.group(3).strip() == "" or "PROGRAM TOTALS" in line:
+        continue
+    function = re.sub(r" \[[^\]]*\]$", "", m.group(3)).strip()
+    costs[function] += int(m.group(1).replace(",", ""))
+if what == "sha":
+    print(sum(c for f, c in costs.items() if "sha256" in f and "compress" in f))
+else:
+    n, requests = int(sys.argv[3]), int(sys.argv[4])
+    for function, cost in costs.most_common(n):
+        print(f"| {cost / requests:,.0f} | `{function[:110]}` |")
+PY
 
 results="$work/results"
 : >"$results"
@@ -75,16 +100,22 @@ done
 
 python3 - "$results" "$REQUESTS" <<'PY'
 import sys
-rows = dict(l.split() for l in open(sys.argv[1]) if l.strip())
+rows = {l.split()[0]: (int(l.split()[1]), int(l.split()[2])) for l in open(sys.argv[1]) if l.strip()}
 n = int(sys.argv[2])
-bare = int(rows["bare"]) / n
-print(f"callgrind Ir per webhook ({n} requests after warm-up, every thread; SHA-256 included)")
-print("| server | Ir / webhook | ratio to bare |")
-print("|---|---:|---:|")
-for name, ir in rows.items():
-    per = int(ir) / n
-    print(f"| {name} | {per:,.0f} | {per / bare:.2f} |")
+bare_all, bare_sha = rows["bare"]
+print(f"callgrind Ir per webhook ({n} requests after warm-up, every thread)")
+print("| server | Ir / webhook | ratio to bare | without SHA-256 compression | ratio to bare |")
+print("|---|---:|---:|---:|---:|")
+for name, (ir, sha) in rows.items():
+    print(f"| {name} | {ir / n:,.0f} | {ir / bare_all:.2f} | {(ir - sha) / n:,.0f} | {(ir - sha) / (bare_all - bare_sha):.2f} |")
 for mode in ("delivered", "persisted"):
     if "before_" + mode in rows:
-        print(f"{mode} after / before: {int(rows[mode]) / int(rows['before_' + mode]):.3f}")
+        print(f"{mode} after / before: {rows[mode][0] / rows['before_' + mode][0]:.3f}")
 PY
+for name in $(awk '{print $1}' "$results"); do
+  echo
+  echo "$name: the ${TOP:-15} heaviest functions (self Ir per webhook)"
+  echo "| Ir / webhook | function |"
+  echo "|---:|---|"
+  python3 "$work/self_cost.py" top "$work/annotate.$name" "${TOP:-15}" "$REQUESTS"
+done
