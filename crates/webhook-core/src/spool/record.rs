@@ -167,25 +167,55 @@ pub(crate) fn encode_attempt(seq: u64, destination: u8, attempts: u32) -> Vec<u8
     seal(p)
 }
 
-/// What binds a frame to its segment: distinct for distinct ids (multiplication by an odd
-/// constant is a bijection on u32), so a frame left over from a recycled file's earlier life
-/// fails its check.
-/// The padding frame that brings `len` bytes up to a multiple of `block` (empty when `len`
-/// already is one).
-pub(crate) fn padding(len: usize, block: usize) -> Vec<u8> {
+/// Append to `out` the padding frame, stamped with `segment`, that brings `len` bytes up
+/// to a multiple of `block` (nothing when `len` already is one). Written in place, with
+/// its checksum from a table: a padding frame is the same zeros every time.
+pub(crate) fn push_padding(out: &mut Vec<u8>, len: usize, block: usize, segment: u32) {
     let mut gap = (block - len % block) % block;
     if gap == 0 {
-        return Vec::new();
+        return;
     }
     if gap <= FRAME_HEADER {
         gap += block;
     }
-    let mut p = open_frame(gap - FRAME_HEADER);
-    p.push(PADDING);
-    p.resize(gap, 0);
-    seal(p)
+    let payload_len = gap - FRAME_HEADER;
+    let crc = padding_crc(payload_len) ^ segment_key(segment);
+    let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.push(PADDING);
+    out.resize(out.len() + payload_len - 1, 0);
 }
 
+/// The CRC32 of a padding payload of `len` bytes (its type, then zeros).
+fn padding_crc(len: usize) -> u32 {
+    /// Payload lengths the table holds: every gap up to a 4 KiB block and a frame header.
+    const KEPT: usize = 4096 + FRAME_HEADER;
+    static TABLE: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&[PADDING]);
+        let mut table = vec![0, hasher.clone().finalize()];
+        for _ in 2..=KEPT {
+            hasher.update(&[0]);
+            table.push(hasher.clone().finalize());
+        }
+        table
+    });
+    match table.get(len) {
+        Some(&crc) => crc,
+        None => {
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(&[PADDING]);
+            hasher.update(&vec![0; len.saturating_sub(1)]);
+            hasher.finalize()
+        }
+    }
+}
+
+/// What binds a frame to its segment: distinct for distinct ids (multiplication by an odd
+/// constant is a bijection on u32), so a frame left over from a recycled file's earlier life
+/// fails its check.
 fn segment_key(segment: u32) -> u32 {
     segment.wrapping_add(1).wrapping_mul(0x9E37_79B1)
 }
@@ -364,18 +394,26 @@ mod tests {
 
     #[test]
     fn padding_fills_up_to_the_block_and_reads_as_padding() {
-        for len in [0, 1, 100, 4087, 4088, 4089, 4095, 4096, 4097, 10_000] {
-            let mut pad = padding(len, 4096);
-            assert_eq!((len + pad.len()) % 4096, 0, "{len}");
-            if len % 4096 == 0 {
-                assert!(pad.is_empty());
-                continue;
+        for block in [4096, 8192] {
+            for len in [0, 1, 100, 4087, 4088, 4089, 4095, 4096, 4097, 8190, 10_000] {
+                let mut pad = b"earlier bytes".to_vec();
+                push_padding(&mut pad, len, block, 3);
+                let pad = &pad[13..];
+                assert_eq!((len + pad.len()) % block, 0, "{len}");
+                if len % block == 0 {
+                    assert!(pad.is_empty());
+                    continue;
+                }
+                assert!(pad.len() > FRAME_HEADER, "{len}: a frame has a payload");
+                let (record, used) = decode(pad, 3).unwrap();
+                assert!(matches!(record, Record::Padding));
+                assert_eq!(used, pad.len());
+                assert_eq!(
+                    decode(pad, 4).unwrap_err(),
+                    FrameError::Checksum,
+                    "bound to its segment"
+                );
             }
-            assert!(pad.len() > FRAME_HEADER, "{len}: a frame has a payload");
-            stamp(&mut pad, 3);
-            let (record, used) = decode(&pad, 3).unwrap();
-            assert!(matches!(record, Record::Padding));
-            assert_eq!(used, pad.len());
         }
     }
 

@@ -82,18 +82,24 @@ pub(super) fn write_frames(
         return Ok(());
     }
     let logical = end.partial.len() + frames.len();
-    let mut padding = record::padding(logical, BLOCK);
-    record::stamp(&mut padding, segment as u32);
-    scratch.clear();
-    scratch.reserve(logical + padding.len() + BLOCK);
+    // room for the alignment, the group and its padding (at most a block and a header)
+    let needed = BLOCK + logical + BLOCK + 2 * record::FRAME_HEADER;
+    if scratch.capacity() < needed {
+        *scratch = Vec::with_capacity(needed.next_power_of_two());
+    }
     let aligned = scratch.as_ptr().align_offset(BLOCK);
     if aligned >= BLOCK {
         return Err(io::Error::other("cannot align the write buffer"));
     }
-    scratch.resize(aligned, 0);
+    // what lies before `aligned` never reaches the file: kept as it is, not zeroed again
+    if scratch.len() >= aligned {
+        scratch.truncate(aligned);
+    } else {
+        scratch.resize(aligned, 0);
+    }
     scratch.extend_from_slice(&end.partial);
     scratch.extend_from_slice(frames);
-    scratch.extend_from_slice(&padding);
+    record::push_padding(scratch, logical, BLOCK, segment as u32);
     let start = end.offset - end.partial.len() as u64;
     file.write_all_at(&scratch[aligned..], start)
         .map_err(|err| match err.raw_os_error() {
