@@ -6,7 +6,7 @@
 //! that request fails, the rest of its batch runs again on a fresh worker (a program gives
 //! the same output on every run). A worker that dies otherwise (its memory limit, a stack
 //! overflow) is replaced and the unanswered part of its batch runs one request at a time,
-//! so that only the request that kills a worker on its own fails.
+//! so that only the request that kills a fresh worker on its own fails.
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
@@ -176,6 +176,7 @@ async fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
 /// Answer every request of `batch`, on `slot`'s worker or fresh ones.
 async fn run_batch(shared: &Shared, slot: &mut Option<Worker>, mut batch: Vec<Job>) {
     let mut one_at_a_time = false;
+    let mut retried_fresh = false;
     while !batch.is_empty() {
         if one_at_a_time && batch.len() > 1 {
             for job in batch {
@@ -195,6 +196,7 @@ async fn run_batch(shared: &Shared, slot: &mut Option<Worker>, mut batch: Vec<Jo
                 }
             },
         };
+        let fresh = worker.served == 0;
         let mut answers = Vec::with_capacity(batch.len());
         let backstop = batch
             .iter()
@@ -202,6 +204,7 @@ async fn run_batch(shared: &Shared, slot: &mut Option<Worker>, mut batch: Vec<Jo
             .sum::<Duration>()
             .saturating_add(BACKSTOP_SLACK);
         let finished = tokio::time::timeout(backstop, worker.exchange(&batch, &mut answers)).await;
+        worker.served += answers.len();
         let unanswered = batch.split_off(answers.len());
         for (job, answer) in batch.into_iter().zip(answers) {
             job.finish(Ok(answer));
@@ -226,10 +229,13 @@ async fn run_batch(shared: &Shared, slot: &mut Option<Worker>, mut batch: Vec<Jo
                 Some(index) => batch.remove(index).timed_out(),
                 None => one_at_a_time = true,
             },
-            Death::Other(err) if batch.len() == 1 => {
+            // Blamed only after it killed a fresh worker by itself: a worker that served
+            // others first may have died of what they left behind (memory kept).
+            Death::Other(err) if batch.len() == 1 && (fresh || retried_fresh) => {
                 batch.remove(0).finish(Err(err));
                 return;
             }
+            Death::Other(_) if batch.len() == 1 => retried_fresh = true,
             Death::Other(_) => one_at_a_time = true,
         }
     }
@@ -259,6 +265,7 @@ impl Shared {
             return Err(TransformError("a jq worker has no pipes".to_owned()));
         };
         Ok(Worker {
+            served: 0,
             child,
             stdin: BufWriter::with_capacity(64 << 10, stdin),
             stdout: BufReader::with_capacity(64 << 10, stdout),
@@ -268,6 +275,8 @@ impl Shared {
 }
 
 struct Worker {
+    /// Requests it answered.
+    served: usize,
     child: Child,
     stdin: BufWriter<ChildStdin>,
     stdout: BufReader<ChildStdout>,

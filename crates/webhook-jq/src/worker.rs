@@ -167,7 +167,11 @@ fn watch(state: &WatchState) {
             continue;
         }
         if state.began.load(Ordering::SeqCst) == began {
-            eprintln!("{OVERSTAYED}{id}");
+            // No allocation here: the program may have taken all the memory there is, and
+            // this thread's first allocation would then fail and hide the cause.
+            let mut line = [0u8; OVERSTAYED.len() + 21];
+            let len = overstayed_line(id, &mut line);
+            let _ = rustix::io::write(rustix::stdio::stderr(), &line[..len]);
             let _ = rustix::process::kill_process(
                 rustix::process::getpid(),
                 rustix::process::Signal::KILL,
@@ -232,5 +236,44 @@ impl std::fmt::Write for Capped {
         }
         self.text.push_str(s);
         Ok(())
+    }
+}
+
+/// Write [`OVERSTAYED`], `id` and a newline into `out`; the length written.
+fn overstayed_line(id: u64, out: &mut [u8; OVERSTAYED.len() + 21]) -> usize {
+    let prefix = OVERSTAYED.as_bytes();
+    out[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 20];
+    let mut n = id;
+    let mut count = 0;
+    loop {
+        digits[count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (slot, digit) in out[prefix.len()..]
+        .iter_mut()
+        .zip(digits[..count].iter().rev())
+    {
+        *slot = *digit;
+    }
+    out[prefix.len() + count] = b'\n';
+    prefix.len() + count + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overstayed_line_names_the_request() {
+        for id in [0, 7, 10, 123_456_789, u64::MAX] {
+            let mut line = [0u8; OVERSTAYED.len() + 21];
+            let len = overstayed_line(id, &mut line);
+            assert_eq!(line[..len], *format!("{OVERSTAYED}{id}\n").as_bytes());
+        }
     }
 }

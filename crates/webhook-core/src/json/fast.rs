@@ -8,252 +8,210 @@
 
 /// serde_json refuses the 128th level of nesting whatever the configured limit.
 const SERDE_MAX_DEPTH: usize = 127;
-
-/// Nesting levels the container stack holds (a bit per level: object or array).
-const STACK_BITS: usize = 128;
-
-/// Whether `text` (valid UTF-8) is one JSON value nested at most `max_depth` levels.
-pub(super) fn is_valid(text: &[u8], max_depth: usize) -> bool {
-    Validator {
-        b: text,
-        i: 0,
-        max_depth: max_depth.min(SERDE_MAX_DEPTH),
-        depth: 0,
-        objects: [0; STACK_BITS / 64],
-    }
-    .run()
-    .is_some()
-}
-
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-struct Validator<'a> {
-    b: &'a [u8],
-    i: usize,
-    max_depth: usize,
-    depth: usize,
-    /// Bit `d` set: the container at depth `d + 1` is an object.
-    objects: [u64; STACK_BITS / 64],
+/// Whether `text` (valid UTF-8) is one JSON value nested at most `max_depth` levels.
+pub(super) fn is_valid(text: &[u8], max_depth: usize) -> bool {
+    validate(text, max_depth.min(SERDE_MAX_DEPTH)).is_some()
 }
 
-impl Validator<'_> {
-    /// `Some` when the input is valid.
-    fn run(&mut self) -> Option<()> {
-        'value: loop {
-            self.skip_space();
-            match self.next()? {
-                b'{' => {
-                    self.enter(true)?;
-                    self.skip_space();
-                    if self.peek() == Some(b'}') {
-                        self.i += 1;
-                        self.depth -= 1;
-                    } else {
-                        self.key()?;
-                        continue 'value;
-                    }
-                }
-                b'[' => {
-                    self.enter(false)?;
-                    self.skip_space();
-                    if self.peek() == Some(b']') {
-                        self.i += 1;
-                        self.depth -= 1;
-                    } else {
-                        continue 'value;
-                    }
-                }
-                b'"' => self.string()?,
-                b't' => self.literal(b"rue")?,
-                b'f' => self.literal(b"alse")?,
-                b'n' => self.literal(b"ull")?,
-                b'-' | b'0'..=b'9' => self.number()?,
-                _ => return None,
+/// One loop over the whole text with the position in a local (the helpers take and
+/// return it): `Some` when the text is valid.
+fn validate(b: &[u8], max_depth: usize) -> Option<()> {
+    let mut i = 0usize;
+    let mut depth = 0usize;
+    // whether the container at depth d + 1 is an object
+    let mut objects = [false; SERDE_MAX_DEPTH + 1];
+    macro_rules! space {
+        () => {
+            while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
+                i += 1;
             }
-            // after a value: close containers, or go on to the next element
-            loop {
-                self.skip_space();
-                if self.depth == 0 {
-                    return (self.i == self.b.len()).then_some(());
-                }
-                let in_object = self.in_object();
-                match self.next()? {
-                    b',' if in_object => {
-                        self.skip_space();
-                        self.key()?;
-                        continue 'value;
-                    }
-                    b',' => continue 'value,
-                    b'}' if in_object => self.depth -= 1,
-                    b']' if !in_object => self.depth -= 1,
-                    _ => return None,
-                }
-            }
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let byte = self.peek()?;
-        self.i += 1;
-        Some(byte)
-    }
-
-    fn skip_space(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
-            self.i += 1;
-        }
-    }
-
-    fn enter(&mut self, object: bool) -> Option<()> {
-        if self.depth >= self.max_depth {
-            return None;
-        }
-        let (word, bit) = (self.depth / 64, self.depth % 64);
-        let slot = self.objects.get_mut(word)?;
-        if object {
-            *slot |= 1 << bit;
-        } else {
-            *slot &= !(1 << bit);
-        }
-        self.depth += 1;
-        Some(())
-    }
-
-    fn in_object(&self) -> bool {
-        let level = self.depth - 1;
-        self.objects
-            .get(level / 64)
-            .is_some_and(|word| word & (1 << (level % 64)) != 0)
-    }
-
-    /// An object key and its colon.
-    fn key(&mut self) -> Option<()> {
-        if self.next()? != b'"' {
-            return None;
-        }
-        self.string()?;
-        self.skip_space();
-        (self.next()? == b':').then_some(())
-    }
-
-    fn literal(&mut self, rest: &[u8]) -> Option<()> {
-        let end = self.i + rest.len();
-        (self.b.get(self.i..end)? == rest).then(|| self.i = end)
-    }
-
-    /// The rest of a string, after its opening quote.
-    fn string(&mut self) -> Option<()> {
-        loop {
-            // eight bytes at a time up to the first quote, backslash or control byte (the
-            // lowest flagged byte of each test is exact; higher ones may be borrow noise)
-            while let Some(chunk) = self.b.get(self.i..self.i + 8) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                let v = u64::from_le_bytes(word);
-                let quote = v ^ (ONES * u64::from(b'"'));
-                let backslash = v ^ (ONES * u64::from(b'\\'));
-                let special = (quote.wrapping_sub(ONES) & !quote)
-                    | (backslash.wrapping_sub(ONES) & !backslash)
-                    | (v.wrapping_sub(ONES * 0x20) & !v);
-                let special = special & HIGHS;
-                if special == 0 {
-                    self.i += 8;
-                } else {
-                    self.i += (special.trailing_zeros() / 8) as usize;
-                    break;
-                }
-            }
-            match self.next()? {
-                b'"' => return Some(()),
-                b'\\' => self.escape()?,
-                0x00..=0x1f => return None,
-                _ => {}
-            }
-        }
-    }
-
-    /// An escape, after its backslash.
-    fn escape(&mut self) -> Option<()> {
-        match self.next()? {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(()),
-            b'u' => match self.hex4()? {
-                0xD800..=0xDBFF => {
-                    // a high surrogate must be followed by an escaped low one
-                    if self.next()? != b'\\' || self.next()? != b'u' {
-                        return None;
-                    }
-                    matches!(self.hex4()?, 0xDC00..=0xDFFF).then_some(())
-                }
-                0xDC00..=0xDFFF => None,
-                _ => Some(()),
-            },
-            _ => None,
-        }
-    }
-
-    fn hex4(&mut self) -> Option<u32> {
-        let digits = self.b.get(self.i..self.i + 4)?;
-        let mut value = 0;
-        for &d in digits {
-            value = value * 16 + char::from(d).to_digit(16)?;
-        }
-        self.i += 4;
-        Some(value)
-    }
-
-    /// A number, from its first byte (already read).
-    fn number(&mut self) -> Option<()> {
-        let start = self.i - 1;
-        let first = match self.b.get(start)? {
-            b'-' => self.next()?,
-            &digit => digit,
         };
-        match first {
-            b'0' => {}
-            b'1'..=b'9' => {
-                self.digits();
+    }
+    // a key (from its opening quote) and its colon
+    macro_rules! key {
+        () => {
+            if b.get(i) != Some(&b'"') {
+                return None;
             }
+            i = string_end(b, i + 1)?;
+            space!();
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i += 1;
+        };
+    }
+    'value: loop {
+        space!();
+        let c = *b.get(i)?;
+        i += 1;
+        match c {
+            b'"' => i = string_end(b, i)?,
+            b'{' | b'[' => {
+                if depth >= max_depth {
+                    return None;
+                }
+                let object = c == b'{';
+                *objects.get_mut(depth)? = object;
+                depth += 1;
+                space!();
+                if b.get(i) == Some(if object { &b'}' } else { &b']' }) {
+                    i += 1;
+                    depth -= 1;
+                } else {
+                    if object {
+                        key!();
+                    }
+                    continue 'value;
+                }
+            }
+            b't' => i = literal(b, i, b"rue")?,
+            b'f' => i = literal(b, i, b"alse")?,
+            b'n' => i = literal(b, i, b"ull")?,
+            b'-' | b'0'..=b'9' => i = number_end(b, i - 1)?,
             _ => return None,
         }
-        let mut plain = self.i - start <= 15;
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            if self.digits() == 0 {
-                return None;
+        // after a value: close containers, or go on to the next element
+        loop {
+            space!();
+            if depth == 0 {
+                return (i == b.len()).then_some(());
+            }
+            let in_object = *objects.get(depth - 1)?;
+            let c = *b.get(i)?;
+            i += 1;
+            match c {
+                b',' => {
+                    if in_object {
+                        space!();
+                        key!();
+                    }
+                    continue 'value;
+                }
+                b'}' if in_object => depth -= 1,
+                b']' if !in_object => depth -= 1,
+                _ => return None,
             }
         }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.i += 1;
-            }
-            if self.digits() == 0 {
-                return None;
-            }
-            plain = false;
-        }
-        if plain {
-            return Some(());
-        }
-        // long or with an exponent: it must fit a double
-        let text = std::str::from_utf8(self.b.get(start..self.i)?).ok()?;
-        text.parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .map(|_| ())
     }
+}
 
-    /// Digits from here on; how many.
-    fn digits(&mut self) -> usize {
-        let start = self.i;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.i += 1;
+#[inline]
+fn literal(b: &[u8], i: usize, rest: &[u8]) -> Option<usize> {
+    let end = i + rest.len();
+    (b.get(i..end)? == rest).then_some(end)
+}
+
+/// Where the string whose contents start at `i` ends (after its closing quote).
+#[inline(always)]
+fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        // eight bytes at a time up to the first quote, backslash or control byte (the
+        // lowest flagged byte of each test is exact; higher ones may be borrow noise)
+        while let Some(chunk) = b.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let v = u64::from_le_bytes(word);
+            let quote = v ^ (ONES * u64::from(b'"'));
+            let backslash = v ^ (ONES * u64::from(b'\\'));
+            let special = ((quote.wrapping_sub(ONES) & !quote)
+                | (backslash.wrapping_sub(ONES) & !backslash)
+                | (v.wrapping_sub(ONES * 0x20) & !v))
+                & HIGHS;
+            if special != 0 {
+                i += (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
         }
-        self.i - start
+        let c = *b.get(i)?;
+        i += 1;
+        match c {
+            b'"' => return Some(i),
+            b'\\' => i = escape_end(b, i)?,
+            0x00..=0x1f => return None,
+            _ => {}
+        }
     }
+}
+
+/// Where the escape whose letter is at `i` ends.
+#[cold]
+fn escape_end(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(i + 1),
+        b'u' => match hex4(b, i + 1)? {
+            0xD800..=0xDBFF => {
+                // a high surrogate must be followed by an escaped low one
+                if b.get(i + 5..i + 7)? != b"\\u" {
+                    return None;
+                }
+                matches!(hex4(b, i + 7)?, 0xDC00..=0xDFFF).then_some(i + 11)
+            }
+            0xDC00..=0xDFFF => None,
+            _ => Some(i + 5),
+        },
+        _ => None,
+    }
+}
+
+fn hex4(b: &[u8], i: usize) -> Option<u32> {
+    let mut value = 0;
+    for &d in b.get(i..i + 4)? {
+        value = value * 16 + char::from(d).to_digit(16)?;
+    }
+    Some(value)
+}
+
+/// Where the number starting at `start` ends.
+fn number_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start;
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match *b.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits_end(b, i + 1),
+        _ => return None,
+    }
+    let mut plain = i - start <= 15;
+    if b.get(i) == Some(&b'.') {
+        let end = digits_end(b, i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        i = end;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        let end = digits_end(b, i);
+        if end == i {
+            return None;
+        }
+        i = end;
+        plain = false;
+    }
+    if plain {
+        return Some(i);
+    }
+    // long or with an exponent: it must fit a double
+    let text = std::str::from_utf8(b.get(start..i)?).ok()?;
+    text.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .map(|_| i)
+}
+
+#[inline]
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    while let Some(b'0'..=b'9') = b.get(i) {
+        i += 1;
+    }
+    i
 }

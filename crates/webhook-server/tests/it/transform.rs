@@ -308,7 +308,11 @@ async fn hostile_programs_end_as_dead_letters_while_others_flow() {
         let error = letter["error"].as_str().unwrap();
         assert!(
             error.contains("jq transform") && error.contains(expected),
-            "{name}: {error}"
+            "{name}: {error} (all: {:?})",
+            letters
+                .iter()
+                .map(|l| format!("{} {}", l["webhook"], l["error"]))
+                .collect::<Vec<_>>()
         );
         assert_eq!(letter["attempts"], 1, "{name}: not retried");
     }
