@@ -119,14 +119,14 @@ impl Transform for JqTransform {
         Box::pin(async move {
             let vars = variables(delivery);
             let request = protocol::Request {
-                id: 0,
-                timeout_ms: 0,
+                id: 0, // set by the pool
+                timeout_ms: u32::try_from(limits.timeout_ms).unwrap_or(u32::MAX),
                 max_output: u32::try_from(limits.max_output_bytes).unwrap_or(u32::MAX),
                 program: &self.program,
                 vars: &vars,
                 body: &delivery.body,
             };
-            match self.pool.run(request, limits.timeout()).await? {
+            match self.pool.run(request).await? {
                 protocol::Response::Output(json) => Ok(TransformOutput::Deliver {
                     body: Bytes::from(json),
                     data_type: webhook_core::DataType::Json,

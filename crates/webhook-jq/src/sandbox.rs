@@ -85,16 +85,12 @@ impl Pool {
         }
     }
 
-    /// Run one request on a worker: `request`'s id and time limit are set here; the limit
-    /// counts the run in the worker only (not the wait for a batch or a worker's start).
-    pub(crate) async fn run(
-        &self,
-        mut request: Request<'_>,
-        timeout: Duration,
-    ) -> Result<Response, TransformError> {
+    /// Run one request on a worker (its id is set here). Its time limit counts the run in
+    /// the worker only, not the wait for a batch or a worker's start.
+    pub(crate) async fn run(&self, mut request: Request<'_>) -> Result<Response, TransformError> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         request.id = id;
-        request.timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        let timeout = Duration::from_millis(u64::from(request.timeout_ms));
         let (answer, answered) = oneshot::channel();
         let job = Job {
             id,
