@@ -92,7 +92,7 @@ impl Delivery {
     /// the millisecond of [`Delivery::received_at_millis`].
     pub fn received_at_rfc3339(&self) -> String {
         jiff::Timestamp::from_millisecond(self.received_at_millis())
-            .map(|t| t.to_string())
+            .map(|t| format!("{t:.3}"))
             .unwrap_or_default()
     }
 
@@ -163,5 +163,41 @@ fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Serialising strings and string maps into a Vec cannot fail.
     if serde_json::to_writer(&mut *out, value).is_err() {
         out.extend_from_slice(b"null");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn received_at(millis: u64) -> Delivery {
+        Delivery {
+            webhook_id: Arc::from("w"),
+            request_id: Uuid::nil(),
+            headers: Arc::new(HeaderMap::new()),
+            query: None,
+            body: Bytes::new(),
+            received_at: UNIX_EPOCH + Duration::from_millis(millis) + Duration::from_micros(999),
+            data_type: DataType::Json,
+        }
+    }
+
+    /// Always three fraction digits, as JavaScript's `Date.prototype.toISOString` writes
+    /// them: a transformation comparing the two strings must see the same text.
+    #[test]
+    fn received_at_has_three_fraction_digits_like_javascript() {
+        assert_eq!(
+            received_at(1_796_000_000_250).received_at_rfc3339(),
+            "2026-11-30T00:53:20.250Z"
+        );
+        assert_eq!(
+            received_at(1_796_000_000_000).received_at_rfc3339(),
+            "2026-11-30T00:53:20.000Z"
+        );
+        assert_eq!(
+            received_at(1_796_000_000_007).received_at_millis(),
+            1_796_000_000_007
+        );
     }
 }
