@@ -9,6 +9,7 @@
 #
 #   bash bench/instructions.sh                      # REQUESTS=2000 WARMUP_REQUESTS=200
 #   BEFORE=/tmp/old/webhook-server bash bench/instructions.sh   # an older build beside it
+#   KEEP=/tmp/cg bash bench/instructions.sh     # keep the callgrind files (callgrind_annotate)
 #
 # A report, not a pass/fail test. Needs valgrind (apt).
 set -euo pipefail
@@ -63,6 +64,7 @@ measure_ir() {
   local ir sha
   ir=$(cat "$out".* | awk '/^totals:/ {s += $2} END {print s}')
   sha=$(python3 "$work/self_cost.py" sha "$work/annotate.$name")
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$out".* "$KEEP/"; fi
   rm -f "$out".*
   echo "$name $ir $sha"
 }

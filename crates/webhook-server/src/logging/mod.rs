@@ -5,7 +5,8 @@
 //! flusher thread, and when the server stops. A burst of lines thus costs one `write`
 //! instead of one per line, and no thread spins waiting for lines. (The per-line channel
 //! and worker of `tracing-appender` cost the benchmark about a tenth of its throughput on
-//! two cores; see BENCHMARKS.md.)
+//! two cores; see BENCHMARKS.md.) Text lines not meant for a terminal are formatted by
+//! [`text_line`], which writes what tracing-subscriber's default format writes, cheaper.
 
 use std::io::{self, BufWriter, Stdout, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,6 +14,10 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+mod text_line;
+
+use text_line::{TextFields, TextLine};
 
 const BUFFER_BYTES: usize = 64 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
@@ -93,7 +98,10 @@ pub fn init(format: LogFormat) -> LogOutput {
         .with_writer(output.clone())
         .with_ansi(ansi);
     match format {
-        LogFormat::Text => builder.init(),
+        // on a terminal, tracing-subscriber's coloured lines; elsewhere the same text
+        // written the cheap way
+        LogFormat::Text if ansi => builder.init(),
+        LogFormat::Text => builder.event_format(TextLine).fmt_fields(TextFields).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     let flusher = output.clone();
