@@ -168,23 +168,38 @@ pub(crate) fn encode_attempt(seq: u64, destination: u8, attempts: u32) -> Vec<u8
 }
 
 /// Append to `out` the padding frame, stamped with `segment`, that brings `len` bytes up
-/// to a multiple of `block` (nothing when `len` already is one). Written in place, with
-/// its checksum from a table: a padding frame is the same zeros every time.
+/// to a multiple of `block` (nothing when `len` already is one).
+#[cfg(test)]
 pub(crate) fn push_padding(out: &mut Vec<u8>, len: usize, block: usize, segment: u32) {
+    if let Some((start, gap)) = padding(len, block, segment) {
+        out.extend_from_slice(&start);
+        out.resize(out.len() + gap - start.len(), 0);
+    }
+}
+
+/// The padding frame, stamped with `segment`, that brings `len` bytes up to a multiple of
+/// `block`: its first bytes (header and type) and its whole length, the rest being zeros;
+/// `None` when `len` already is a multiple. Its checksum comes from a table: a padding
+/// frame is the same zeros every time.
+pub(crate) fn padding(
+    len: usize,
+    block: usize,
+    segment: u32,
+) -> Option<([u8; FRAME_HEADER + 1], usize)> {
     let mut gap = (block - len % block) % block;
     if gap == 0 {
-        return;
+        return None;
     }
     if gap <= FRAME_HEADER {
         gap += block;
     }
     let payload_len = gap - FRAME_HEADER;
     let crc = padding_crc(payload_len) ^ segment_key(segment);
-    let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.push(PADDING);
-    out.resize(out.len() + payload_len - 1, 0);
+    let mut start = [0u8; FRAME_HEADER + 1];
+    start[..4].copy_from_slice(&u32::try_from(payload_len).unwrap_or(u32::MAX).to_le_bytes());
+    start[4..8].copy_from_slice(&crc.to_le_bytes());
+    start[8] = PADDING;
+    Some((start, gap))
 }
 
 /// The CRC32 of a padding payload of `len` bytes (its type, then zeros).

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use super::dead_letters::dead_letter_bytes;
 use super::record::Record;
 use super::scan;
-use super::writer::{End, Writer, open_segment};
+use super::writer::{End, Scratch, Writer, open_segment};
 use super::*;
 
 impl Spool {
@@ -155,7 +155,7 @@ impl Spool {
             segments,
             live,
         };
-        let scratch = Vec::new();
+        let scratch = Scratch::default();
         let end = End::default();
         let dead_bytes = Arc::new(AtomicU64::new(dead_letter_bytes(&dir.join("dead"))?));
         let used = Arc::new(AtomicU64::new(

@@ -56,14 +56,80 @@ pub(super) struct End {
     pub(super) partial: Vec<u8>,
 }
 
+/// The block-aligned buffer a direct write is put together in. It stays allocated and
+/// initialised between groups; only what a group's padding needs is zeroed again.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    bytes: Vec<u8>,
+    /// Where the aligned part of `bytes` starts.
+    start: usize,
+    /// Every byte of `bytes` from here on is zero.
+    zero_from: usize,
+}
+
+impl Scratch {
+    /// Put `partial`, `frames` and the padding frame (stamped with `segment`) up to
+    /// [`BLOCK`] together at an aligned address; the aligned bytes to write.
+    fn group(&mut self, partial: &[u8], frames: &[u8], segment: u32) -> io::Result<&[u8]> {
+        let logical = partial.len() + frames.len();
+        // room for the alignment, the group and its padding (at most a block and a header)
+        let needed = BLOCK + logical + BLOCK + 2 * record::FRAME_HEADER;
+        if self.bytes.len() < needed {
+            self.bytes = vec![0; needed.next_power_of_two()];
+            self.start = self.bytes.as_ptr().align_offset(BLOCK);
+            self.zero_from = 0;
+            if self.start >= BLOCK {
+                return Err(io::Error::other("cannot align the write buffer"));
+            }
+        }
+        let start = self.start;
+        let frames_at = start + partial.len();
+        let group_end = frames_at + frames.len();
+        let out_of_room = || io::Error::other("the write buffer is too small");
+        self.bytes
+            .get_mut(start..frames_at)
+            .ok_or_else(out_of_room)?
+            .copy_from_slice(partial);
+        self.bytes
+            .get_mut(frames_at..group_end)
+            .ok_or_else(out_of_room)?
+            .copy_from_slice(frames);
+        let mut end = group_end;
+        let mut nonzero_to = group_end;
+        if let Some((head, gap)) = record::padding(logical, BLOCK, segment) {
+            let head_end = group_end + head.len();
+            end = group_end + gap;
+            self.bytes
+                .get_mut(group_end..head_end)
+                .ok_or_else(out_of_room)?
+                .copy_from_slice(&head);
+            // zeros after the header: only where an earlier, longer group left bytes
+            if self.zero_from > head_end {
+                self.bytes
+                    .get_mut(head_end..self.zero_from.min(end))
+                    .ok_or_else(out_of_room)?
+                    .fill(0);
+            }
+            nonzero_to = head_end;
+        }
+        self.zero_from = if self.zero_from > end {
+            self.zero_from
+        } else {
+            nonzero_to
+        };
+        self.bytes.get(start..end).ok_or_else(out_of_room)
+    }
+}
+
 /// Write sealed `frames` at `end` of segment `segment`'s `file`, stamped with the segment,
 /// and move `end` past them. Direct: one aligned write of `end.partial` + frames + a padding
-/// frame up to [`BLOCK`], copied into `scratch`, durable when it returns. Buffered: synced
-/// when `sync`. On failure `end` stays: the next group overwrites what reached the file.
+/// frame up to [`BLOCK`], put together in `scratch`, durable when it returns. Buffered:
+/// synced when `sync`. On failure `end` stays: the next group overwrites what reached the
+/// file.
 pub(super) fn write_frames(
     file: &File,
     direct: bool,
-    scratch: &mut Vec<u8>,
+    scratch: &mut Scratch,
     end: &mut End,
     frames: &mut [u8],
     segment: u64,
@@ -82,26 +148,9 @@ pub(super) fn write_frames(
         return Ok(());
     }
     let logical = end.partial.len() + frames.len();
-    // room for the alignment, the group and its padding (at most a block and a header)
-    let needed = BLOCK + logical + BLOCK + 2 * record::FRAME_HEADER;
-    if scratch.capacity() < needed {
-        *scratch = Vec::with_capacity(needed.next_power_of_two());
-    }
-    let aligned = scratch.as_ptr().align_offset(BLOCK);
-    if aligned >= BLOCK {
-        return Err(io::Error::other("cannot align the write buffer"));
-    }
-    // what lies before `aligned` never reaches the file: kept as it is, not zeroed again
-    if scratch.len() >= aligned {
-        scratch.truncate(aligned);
-    } else {
-        scratch.resize(aligned, 0);
-    }
-    scratch.extend_from_slice(&end.partial);
-    scratch.extend_from_slice(frames);
-    record::push_padding(scratch, logical, BLOCK, segment as u32);
     let start = end.offset - end.partial.len() as u64;
-    file.write_all_at(&scratch[aligned..], start)
+    let group = scratch.group(&end.partial, frames, segment as u32)?;
+    file.write_all_at(group, start)
         .map_err(|err| match err.raw_os_error() {
             // opened with O_DIRECT, yet the file system refuses the write itself
             Some(libc::EINVAL) => io::Error::other(format!(
@@ -111,9 +160,9 @@ pub(super) fn write_frames(
         })?;
     end.offset += frames.len() as u64;
     let keep = logical % BLOCK;
-    let group = &scratch[aligned..aligned + logical];
+    let tail = group.get(logical - keep..logical).unwrap_or_default();
     end.partial.clear();
-    end.partial.extend_from_slice(&group[logical - keep..]);
+    end.partial.extend_from_slice(tail);
     Ok(())
 }
 
@@ -124,7 +173,7 @@ pub(super) struct Writer {
     /// `file` was opened for direct I/O (see [`open_segment`]).
     pub(super) direct: bool,
     /// The aligned copy of a group for direct writes.
-    pub(super) scratch: Vec<u8>,
+    pub(super) scratch: Scratch,
     /// Where the next frame goes in `file`.
     pub(super) end: End,
     /// Segments to delete, to the unlink thread.
@@ -403,6 +452,41 @@ impl Writer {
                 // syncs into it do not journal new extents. Stale frames in it fail their
                 // checksum (bound to the old segment id).
                 fs::rename(path, spare)?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Groups of changing sizes in one buffer: each comes out aligned, block-sized, with
+    /// its bytes in front and a padding frame that reads back (its checksum covers the
+    /// zeros, so a byte left over from a longer earlier group fails it).
+    #[test]
+    fn each_group_is_its_bytes_then_a_valid_padding_frame() {
+        let mut scratch = Scratch::default();
+        for (round, len) in [3000, 100, 5000, 50, 4087, 4088, 9000, 1, 4096, 200]
+            .into_iter()
+            .enumerate()
+        {
+            let partial = vec![0xAB; round * 37 % 300];
+            let frames = vec![0xCD; len];
+            let group = scratch
+                .group(&partial, &frames, 7)
+                .unwrap_or_default()
+                .to_vec();
+            let logical = partial.len() + frames.len();
+            assert_eq!(group.len() % BLOCK, 0, "{len}");
+            assert_eq!(&group[..partial.len()], &partial[..]);
+            assert_eq!(&group[partial.len()..logical], &frames[..]);
+            if group.len() > logical {
+                let (record, used) = record::decode(&group[logical..], 7).unwrap_or_else(|err| {
+                    panic!("round {round} ({len} bytes): padding does not read back: {err:?}")
+                });
+                assert!(matches!(record, record::Record::Padding));
+                assert_eq!(logical + used, group.len());
             }
         }
     }
