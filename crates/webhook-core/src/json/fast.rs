@@ -11,7 +11,8 @@ const SERDE_MAX_DEPTH: usize = 127;
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether `text` (valid UTF-8) is one JSON value nested at most `max_depth` levels.
+/// Whether `text` is UTF-8 and one JSON value nested at most `max_depth` levels. (Outside
+/// strings JSON is ASCII; inside them each run of non-ASCII bytes is checked as UTF-8.)
 pub(super) fn is_valid(text: &[u8], max_depth: usize) -> bool {
     validate(text, max_depth.min(SERDE_MAX_DEPTH)).is_some()
 }
@@ -119,13 +120,24 @@ fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
             b'"' => return Some(i),
             b'\\' => i = escape_end(b, i)?,
             0x00..=0x1f => return None,
+            0x80.. => i = utf8_end(b, i - 1)?,
             _ => {}
         }
     }
 }
 
-/// Where the run of string bytes that need no look (not a quote, backslash or control
-/// byte) starting at `i` ends, sixteen bytes at a time with SSE2 (part of every x86-64),
+/// Where the run of non-ASCII bytes starting at `start` ends, if it is whole UTF-8 (the
+/// ASCII byte after it cannot be inside a character).
+#[cold]
+fn utf8_end(b: &[u8], start: usize) -> Option<usize> {
+    let rest = b.get(start..)?;
+    let run = rest.iter().position(u8::is_ascii).unwrap_or(rest.len());
+    std::str::from_utf8(rest.get(..run)?).ok()?;
+    Some(start + run)
+}
+
+/// Where the run of string bytes that need no look (not a quote, backslash, control byte or
+/// non-ASCII byte) starting at `i` ends, sixteen bytes at a time with SSE2 (part of every x86-64),
 /// then eight at a time (`safe_arch`: the intrinsics without `unsafe`).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -139,7 +151,9 @@ fn plain_end(b: &[u8], mut i: usize) -> usize {
         let quote = cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'"' as i8));
         let backslash = cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'\\' as i8));
         let control = cmp_eq_mask_i8_m128i(min_u8_m128i(v, set_splat_i8_m128i(0x1f)), v);
-        let special = move_mask_i8_m128i(bitor_m128i(bitor_m128i(quote, backslash), control));
+        // the high bit of each byte: non-ASCII
+        let special = move_mask_i8_m128i(bitor_m128i(bitor_m128i(quote, backslash), control))
+            | move_mask_i8_m128i(v);
         if special != 0 {
             return i + special.trailing_zeros() as usize;
         }
@@ -155,7 +169,7 @@ fn plain_end(b: &[u8], i: usize) -> usize {
 }
 
 /// [`plain_end`] eight bytes at a time in a `u64` (the lowest flagged byte of each test is
-/// exact; higher ones may be borrow noise).
+/// exact; higher ones may be borrow noise; a byte with its high bit set is flagged as such).
 #[inline(always)]
 fn plain_end_by_eight(b: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = b.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
@@ -164,7 +178,8 @@ fn plain_end_by_eight(b: &[u8], mut i: usize) -> usize {
         let backslash = v ^ (ONES * u64::from(b'\\'));
         let special = ((quote.wrapping_sub(ONES) & !quote)
             | (backslash.wrapping_sub(ONES) & !backslash)
-            | (v.wrapping_sub(ONES * 0x20) & !v))
+            | (v.wrapping_sub(ONES * 0x20) & !v)
+            | v)
             & HIGHS;
         if special != 0 {
             return i + (special.trailing_zeros() / 8) as usize;
