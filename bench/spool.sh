@@ -8,6 +8,7 @@
 #
 #   bash bench/spool.sh      # ROUNDS=3 DURATION=10 CONNECTIONS=64 by default
 #   BEFORE=/tmp/old/webhook-server bash bench/spool.sh   # also an older build, interleaved
+#   SERVER_CPU=1 WRK_CPU=0 bash bench/spool.sh   # each server alone on one core, wrk on the other
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +28,8 @@ ack_configs persisted delivered
 results="$work/results"
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
-  ./target/release/bare-hyper "$BARE_PORT" "$SECRET" & bare=$!; pids+=("$bare")
+  # shellcheck disable=SC2086 # SERVER_CPU: the servers on these CPUs (taskset), when set
+  ${SERVER_CPU:+taskset -c $SERVER_CPU} ./target/release/bare-hyper "$BARE_PORT" "$SECRET" & bare=$!; pids+=("$bare")
   wait_port "$BARE_PORT"
   echo "bare $(measure bare "$BARE_PORT" /webhook/bench "$bare")" >>"$results"
   kill "$bare"; wait "$bare" 2>/dev/null || true
@@ -37,7 +39,8 @@ for round in $(seq 1 "$ROUNDS"); do
       rm -rf "$work/spool"
       config=${mode%_fdatasync}
       sync=direct; [ "$mode" = persisted_fdatasync ] && sync=fdatasync
-      RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} "$bin" --host 127.0.0.1 \
+      # shellcheck disable=SC2086
+      RUST_LOG=${GATEWAY_LOG:-info,webhook::request=off} ${SERVER_CPU:+taskset -c $SERVER_CPU} "$bin" --host 127.0.0.1 \
         --port "$GATEWAY_PORT" --webhooks-config "$work/$config.json" --data-dir "$work" \
         --spool-dir "$work/spool" --spool-sync "$sync" >/dev/null 2>&1 & gw=$!; pids+=("$gw")
       wait_port "$GATEWAY_PORT"

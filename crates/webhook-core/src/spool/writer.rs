@@ -205,6 +205,10 @@ impl Writer {
                     return;
                 }
             }
+            // Let the request handlers that woke this thread run on first: on a single
+            // core the writer would otherwise preempt them after every entry and write
+            // groups of one (BENCHMARKS.md, issue 19). Elsewhere this returns at once.
+            std::thread::yield_now();
             // Everything that queued up while the last sync ran goes into this group.
             while let Ok(op) = receiver.try_recv() {
                 batch.push(op);
