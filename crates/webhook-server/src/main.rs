@@ -167,6 +167,18 @@ struct Cli {
     #[arg(long, env = "WEBHOOK_WATCH_CONFIG", default_value_t = 0, global = true)]
     watch_config: u64,
 
+    /// The Redis that several instances share (`redis://[:password@]host:port/db`): the
+    /// `/stats` counters (unless --stats-redis-url names another), every `rate_limit`
+    /// (counted for all instances together) and every `verify.dedup` window that names no
+    /// `redis_url` of its own.
+    #[arg(
+        long,
+        env = "WEBHOOK_SHARED_REDIS_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    shared_redis_url: Option<String>,
+
     /// Keep the `/stats` counters in Redis (`redis://[:password@]host:port/db`), shared by
     /// every instance using the same Redis and kept across restarts.
     #[arg(
@@ -341,6 +353,13 @@ async fn run(cli: Cli, registry: Registry) -> Result<()> {
         return dead_letters(&cli, command).await;
     }
     let options = pipeline_options(&cli)?;
+    if let Some(url) = &cli.shared_redis_url {
+        if !cfg!(feature = "redis") {
+            bail!("--shared-redis-url needs Redis support: rebuild with `--features redis`");
+        }
+        // before the config is built: the validators read it then
+        webhook_validators::shared_redis::set_default_url(url);
+    }
     let (config, webhooks_text) = load_config(&cli, &registry)?;
     let openapi = webhook_server::openapi::document(&webhooks_text);
     match cli.command.as_ref().unwrap_or(&Command::Serve) {
@@ -428,7 +447,11 @@ async fn serve(
         let _ = webhook_server::metrics::install();
     }
     let mut options = options;
-    if let Some(url) = &cli.stats_redis_url {
+    if let Some(url) = cli
+        .stats_redis_url
+        .as_ref()
+        .or(cli.shared_redis_url.as_ref())
+    {
         options.stats_store = Some(stats_store(url, &cli.stats_redis_prefix).await?);
     }
     let pipeline = Pipeline::build(config, options.clone()).await?;

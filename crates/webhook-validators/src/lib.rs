@@ -15,7 +15,7 @@
 //! | `oauth2` | a bearer token at an RFC 7662 introspection endpoint (cached briefly) or as a local JWT; scopes | 401 |
 //! | `jwt` | a bearer JWT: signature (HS/RS/PS/ES/EdDSA, never `none`), `exp`, `iss`, `aud` | 401 |
 //! | `recaptcha` | a reCAPTCHA v2/v3 token at the siteverify endpoint (v3: a minimum score) | 401 |
-//! | `rate_limit` | at most `max_requests` per sliding `window_seconds` | 429 + `Retry-After` |
+//! | `rate_limit` | at most `max_requests` per sliding `window_seconds` (per instance, or shared through Redis) | 429 + `Retry-After` |
 //! | `json_schema` | the body matches a JSON Schema | 422 (400 if not JSON) |
 //!
 //! [`register`] adds them in that order, so a request is rate-limited only once it is
@@ -32,6 +32,7 @@ mod oauth1;
 mod oauth2;
 mod rate_limit;
 mod recaptcha;
+pub mod shared_redis;
 mod verify;
 
 pub use authorization::Authorization;

@@ -19,6 +19,7 @@ mod original_options;
 mod recaptcha;
 mod reload;
 mod retry_schedule;
+mod shared_rate_limit;
 mod spool;
 mod spool_crash;
 mod spool_disk_full;

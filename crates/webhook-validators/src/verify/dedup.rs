@@ -40,7 +40,8 @@ pub struct DedupSource {
     #[serde(default, deserialize_with = "webhook_core::config::de::option_number")]
     pub window: Option<u64>,
     /// Keep the window in Redis (`redis://[:password@]host:port/db`) so that several
-    /// instances share it (feature `redis`); default: in memory.
+    /// instances share it (feature `redis`); default: the server's `--shared-redis-url`,
+    /// else in memory.
     #[serde(default)]
     pub redis_url: Option<String>,
     /// Prefix of the Redis keys (default `webhook-gateway:dedup`).
@@ -136,7 +137,7 @@ impl Dedup {
         if window == 0 {
             return Err(BuildError::key("dedup.window", "must be positive"));
         }
-        let store = match &config.redis_url {
+        let store = match crate::shared_redis::url_for(config.redis_url.as_ref()) {
             None => Store::Memory(Arc::default()),
             #[cfg(feature = "redis")]
             Some(url) => Store::Redis(Arc::new(super::redis_store::RedisStore::new(

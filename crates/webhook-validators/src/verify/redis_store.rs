@@ -7,69 +7,38 @@ use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::Expiration;
-use fred::types::config::{Config as FredConfig, ReconnectPolicy};
-use tokio::sync::OnceCell;
 use webhook_core::BuildError;
 
+use crate::shared_redis::{SharedClient, command_options};
+
 /// One Redis client for a webhook's de-duplication window.
+#[derive(Debug)]
 pub(crate) struct RedisStore {
-    client: Client,
-    connected: OnceCell<()>,
+    client: SharedClient,
     prefix: String,
 }
 
-impl std::fmt::Debug for RedisStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
-}
+const TIMEOUT: Duration = Duration::from_secs(1);
 
 fn options() -> Options {
-    Options {
-        fail_fast: true,
-        max_attempts: Some(1),
-        timeout: Some(Duration::from_secs(1)),
-        ..Options::default()
+    command_options(TIMEOUT)
+}
+
+/// `command` within [`TIMEOUT`] (fred keeps a command while it reconnects: the bound is
+/// ours).
+async fn bounded<T>(command: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    match tokio::time::timeout(TIMEOUT, command).await {
+        Ok(answer) => answer,
+        Err(_) => Err(Error::new(ErrorKind::Timeout, "no answer within 1 s")),
     }
 }
 
 impl RedisStore {
     pub(crate) fn new(url: &str, prefix: String) -> Result<Self, BuildError> {
-        let config = FredConfig::from_url(url).map_err(|e| {
-            BuildError::key("dedup.redis_url", format!("is not a valid Redis URL: {e}"))
-        })?;
-        let client = Builder::from_config(FredConfig {
-            fail_fast: true,
-            ..config
-        })
-        .with_connection_config(|c| {
-            c.connection_timeout = Duration::from_secs(2);
-            c.max_command_attempts = 1;
-        })
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-        .build()
-        .map_err(|e| BuildError::key("dedup.redis_url", e.to_string()))?;
         Ok(Self {
-            client,
-            connected: OnceCell::new(),
+            client: SharedClient::new(url, "dedup.redis_url", "dedup")?,
             prefix,
         })
-    }
-
-    async fn ready(&self) {
-        self.connected
-            .get_or_init(|| async {
-                let _task = self.client.connect();
-                if tokio::time::timeout(Duration::from_secs(2), self.client.wait_for_connect())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!("dedup: redis not reachable yet; retrying in the background");
-                }
-            })
-            .await;
     }
 
     fn key(&self, webhook_id: &str, id: &[u8]) -> Key {
@@ -84,12 +53,13 @@ impl RedisStore {
 
     /// Whether `id` was delivered within the window; `false` when Redis cannot tell.
     pub(crate) async fn seen(&self, webhook_id: &str, id: &[u8]) -> bool {
-        self.ready().await;
-        let found: Result<i64, Error> = self
-            .client
-            .with_options(&options())
-            .exists(self.key(webhook_id, id))
-            .await;
+        let client = self.client.ready().await;
+        let found: Result<i64, Error> = bounded(
+            client
+                .with_options(&options())
+                .exists(self.key(webhook_id, id)),
+        )
+        .await;
         match found {
             Ok(count) => count > 0,
             Err(err) => {
@@ -101,19 +71,16 @@ impl RedisStore {
 
     /// Remember `id` for `window`.
     pub(crate) async fn remember(&self, webhook_id: &str, id: &[u8], window: Duration) {
-        self.ready().await;
         let seconds = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
-        let stored: Result<(), Error> = self
-            .client
-            .with_options(&options())
-            .set(
-                self.key(webhook_id, id),
-                1,
-                Some(Expiration::EX(seconds)),
-                None,
-                false,
-            )
-            .await;
+        let client = self.client.ready().await;
+        let stored: Result<(), Error> = bounded(client.with_options(&options()).set(
+            self.key(webhook_id, id),
+            1,
+            Some(Expiration::EX(seconds)),
+            None,
+            false,
+        ))
+        .await;
         if let Err(err) = stored {
             tracing::warn!(webhook = webhook_id, error = %err, "dedup: could not record the delivery id in redis");
         }

@@ -1,3 +1,6 @@
+//! `rate_limit`: a sliding window per webhook, in memory or shared by every instance
+//! through Redis ([`shared`]).
+
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -6,8 +9,11 @@ use serde::Deserialize;
 use webhook_core::config::de;
 use webhook_core::{BuildError, Check, Rejection, RequestView, Validator};
 
+#[cfg(feature = "redis")]
+mod shared;
+
 /// The `rate_limit` key of a webhook entry.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// `false` switches the limit off (the original's key; default `true`).
@@ -20,6 +26,16 @@ pub struct RateLimitConfig {
     /// Length of the sliding window in seconds (default 60).
     #[serde(default = "default_window", deserialize_with = "de::number")]
     pub window_seconds: u64,
+    /// Count in Redis (`redis://[:password@]host:port/db`), so that every instance using
+    /// it allows `max_requests` in total (feature `redis`); default: the server's
+    /// `--shared-redis-url`, else in memory per instance. When Redis cannot answer, each
+    /// instance falls back to its own count (logged, and counted in
+    /// `webhook_rate_limit_fallback_total`).
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys (default `webhook-gateway:rate`).
+    #[serde(default)]
+    pub key_prefix: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -38,15 +54,19 @@ fn default_window() -> u64 {
 const MAX_REQUESTS_LIMIT: u32 = 1_000_000;
 
 /// `rate_limit`: at most `max_requests` accepted requests per webhook in any sliding window
-/// of `window_seconds`. Over the limit: 429 with `Retry-After` (when the oldest request in
-/// the window leaves it).
+/// of `window_seconds`, counted by this instance or, with a Redis, by all instances
+/// together. Over the limit: 429 with `Retry-After` (when the oldest request in the window
+/// leaves it).
 ///
 /// It runs after the authentication validators, so only authenticated requests count.
 #[derive(Debug)]
 pub struct RateLimit {
     max_requests: usize,
     window: Duration,
+    /// This instance's own count: the limit itself, or the fallback of a shared one.
     log: Mutex<VecDeque<Instant>>,
+    #[cfg(feature = "redis")]
+    shared: Option<shared::SharedWindow>,
 }
 
 impl Validator for RateLimit {
@@ -70,10 +90,30 @@ impl Validator for RateLimit {
                 "must be between 1 and 2678400 (31 days)",
             ));
         }
+        let shared = crate::shared_redis::url_for(config.redis_url.as_ref());
+        #[cfg(not(feature = "redis"))]
+        if shared.is_some() {
+            return Err(BuildError::key(
+                "redis_url",
+                "this build has no Redis support; rebuild with `--features redis`",
+            ));
+        }
         Ok(Self {
             max_requests: config.max_requests as usize,
             window: Duration::from_secs(config.window_seconds),
             log: Mutex::new(VecDeque::new()),
+            #[cfg(feature = "redis")]
+            shared: shared
+                .map(|url| {
+                    shared::SharedWindow::new(
+                        url,
+                        config
+                            .key_prefix
+                            .clone()
+                            .unwrap_or_else(|| "webhook-gateway:rate".to_owned()),
+                    )
+                })
+                .transpose()?,
         })
     }
 
@@ -81,7 +121,23 @@ impl Validator for RateLimit {
         false
     }
 
-    fn check<'a>(&'a self, _request: &'a RequestView<'a>) -> Check<'a> {
+    fn check<'a>(&'a self, request: &'a RequestView<'a>) -> Check<'a> {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared
+            && self.max_requests > 0
+        {
+            return Check::Pending(Box::pin(async move {
+                match shared
+                    .admit(request.webhook_id, self.max_requests, self.window)
+                    .await
+                {
+                    Some(decision) => decision.map(|()| None),
+                    // Redis could not answer: this instance's own count decides
+                    None => self.admit(Instant::now()).map(|()| None),
+                }
+            }));
+        }
+        let _ = request;
         self.admit(Instant::now()).into()
     }
 }
@@ -118,6 +174,8 @@ mod tests {
             enabled: true,
             max_requests: 3,
             window_seconds: 10,
+            redis_url: None,
+            key_prefix: None,
         })
         .unwrap();
         let t0 = Instant::now();
@@ -138,6 +196,8 @@ mod tests {
             enabled: true,
             max_requests,
             window_seconds,
+            redis_url: None,
+            key_prefix: None,
         };
         assert_eq!(
             RateLimit::build(cfg(MAX_REQUESTS_LIMIT + 1, 60))
