@@ -35,6 +35,20 @@ pub fn service_url(service: &str, default: &str) -> String {
         .unwrap_or_else(|_| default.to_owned())
 }
 
+/// The host and port of a `scheme://[user:password@]host:port[/…]` service URL.
+pub fn host_port(url: &str) -> (String, u16) {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("no port in {url}"));
+    (
+        host.to_owned(),
+        port.parse().unwrap_or_else(|_| panic!("bad port in {url}")),
+    )
+}
+
 /// Panic with a clear message when `host:port` does not accept connections.
 pub fn require_tcp(service: &str, host: &str, port: u16) {
     let addrs: Vec<SocketAddr> = (host, port)

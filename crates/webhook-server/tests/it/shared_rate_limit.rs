@@ -13,22 +13,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 use webhook_testkit::TestClient;
-use webhook_testkit::interop::{OwnServer, free_port, require_tcp, service_url, unique};
+use webhook_testkit::interop::{OwnServer, free_port, host_port, require_tcp, service_url, unique};
 
 use crate::spool_crash::start_server;
-
-fn redis_host_port(url: &str) -> (String, u16) {
-    let hostport = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .rsplit('@')
-        .next()
-        .unwrap();
-    let (host, port) = hostport.rsplit_once(':').unwrap();
-    (host.to_owned(), port.parse().unwrap())
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -59,7 +46,7 @@ async fn spread(addrs: &[SocketAddr], id: &str, n: usize) -> Vec<(StatusCode, Op
 #[tokio::test]
 async fn three_instances_allow_the_configured_total_together() {
     let url = service_url("redis", "redis://127.0.0.1:6379/0");
-    let (host, port) = redis_host_port(&url);
+    let (host, port) = host_port(&url);
     require_tcp("redis", &host, port);
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique("rate-test");

@@ -595,19 +595,10 @@ async fn stripe_dedup_by_event_id_in_the_body() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn two_instances_share_the_dedup_window_through_redis() {
-    use webhook_testkit::interop::{require_tcp, service_url, unique};
+    use webhook_testkit::interop::{host_port, require_tcp, service_url, unique};
     let url = service_url("redis", "redis://127.0.0.1:6379/0");
-    let hostport = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .to_owned();
-    let (host, port) = hostport.rsplit_once(':').unwrap();
-    require_tcp("redis", host, port.parse().unwrap());
+    let (host, port) = host_port(&url);
+    require_tcp("redis", &host, port);
 
     let recorded = Sink::named("dedup_redis");
     let secret = "shpss_shared";
