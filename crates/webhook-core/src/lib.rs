@@ -54,6 +54,7 @@ mod validator;
 pub use delivery::{DataType, Delivery, is_sensitive_header};
 pub use error::{BuildError, ErrorClass, ModuleError, Rejection, RejectionKind};
 pub use module::{BuildContext, DynModule, Module, NoConnection};
+pub use outbox::SharedSpoolOptions;
 pub use pipeline::{
     BodyBudget, DryRunError, Handled, Health, Pipeline, PipelineOptions, ResponseBody, Sample,
 };

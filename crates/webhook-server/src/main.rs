@@ -220,6 +220,18 @@ struct Cli {
     )]
     spool_dir: PathBuf,
 
+    /// A spool shared by several instances instead of the local directory:
+    /// `postgres://user:password@host:port/database` (the tables are created and migrated
+    /// at start). `persisted` answers 2xx once PostgreSQL committed; any instance delivers
+    /// what one that stopped left, and the dead letters are the cluster's.
+    #[arg(long, env = "WEBHOOK_SPOOL", global = true, hide_env_values = true)]
+    spool: Option<String>,
+
+    /// With --spool postgres://…: seconds an instance's entries stay its own without a
+    /// heartbeat; after a crash the others deliver them this long after its last one.
+    #[arg(long, env = "WEBHOOK_SPOOL_LEASE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    spool_lease: u64,
+
     /// Most bytes the spool may take; past it, persisted webhooks get 503 + Retry-After.
     #[arg(long, env = "WEBHOOK_SPOOL_MAX_BYTES", default_value_t = 1 << 30, global = true)]
     spool_max_bytes: u64,
@@ -454,6 +466,10 @@ async fn serve(
     {
         options.stats_store = Some(stats_store(url, &cli.stats_redis_prefix).await?);
     }
+    if let Some(url) = &cli.spool {
+        options.shared_spool = Some(shared_spool(url).await?);
+        options.shared_spool_options.lease = Duration::from_secs(cli.spool_lease);
+    }
     let pipeline = Pipeline::build(config, options.clone()).await?;
     let drain_timeout = Duration::from_secs(cli.drain_timeout);
     let live = Arc::new(match config_files(cli) {
@@ -512,6 +528,25 @@ async fn stats_store(
     _prefix: &str,
 ) -> Result<Arc<dyn webhook_core::stats::StatsStore>> {
     bail!("--stats-redis-url needs Redis support: rebuild with `--features redis`")
+}
+
+#[cfg(feature = "spool-postgres")]
+async fn shared_spool(url: &str) -> Result<Arc<dyn webhook_core::spool::shared::SharedSpool>> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        bail!(
+            "--spool {}: only postgres:// (or postgresql://) URLs name a shared spool; the local spool is --spool-dir",
+            webhook_core::url_for_logs(url)
+        );
+    }
+    let spool = webhook_spool_postgres::PgSpool::connect(url)
+        .await
+        .map_err(|err| anyhow::anyhow!("--spool: {err}"))?;
+    Ok(Arc::new(spool))
+}
+
+#[cfg(not(feature = "spool-postgres"))]
+async fn shared_spool(_url: &str) -> Result<Arc<dyn webhook_core::spool::shared::SharedSpool>> {
+    bail!("--spool postgres://… needs the shared spool: rebuild with `--features spool-postgres`")
 }
 
 /// SIGHUP: reload the config files (errors are logged; the old config keeps serving).

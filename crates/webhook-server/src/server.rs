@@ -163,7 +163,9 @@ pub async fn serve(
             tracing::warn!(timeout = ?options.drain_timeout, "drain timeout reached, closing remaining connections");
         }
     }
-    live.current().shutdown().await;
+    let pipeline = live.current();
+    pipeline.shutdown().await;
+    pipeline.leave_shared_spool().await;
 }
 
 /// Where a request goes, parsed once from its path.

@@ -10,9 +10,9 @@ use crate::attempt::{Destination, Route};
 use crate::config::{AckMode, Config, ConfigError, ConfigErrors, DestinationPlan};
 use crate::metrics::{DestinationMetrics, WebhookMetrics};
 use crate::module::BuildContext;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, SharedStore, Store};
 use crate::retry::RetryPolicy;
-use crate::spool::Spool;
+use crate::spool::{MemoryQuota, Spool};
 use crate::stats::StatsWindows;
 use crate::{BuildError, DataType, SharedClients};
 
@@ -156,25 +156,13 @@ impl Pipeline {
                 },
             );
         }
-        let needs_outbox = webhooks.values().any(|w| w.ack != AckMode::Delivered);
+        let needs_outbox = webhooks.values().any(|w| w.ack != AckMode::Delivered)
+            || options.shared_spool.is_some();
         let mut outbox = previous.and_then(|p| p.outbox.clone());
         if outbox.is_none() && needs_outbox && errors.is_empty() {
-            let spool_options = options.spool.clone();
-            let opened = tokio::task::spawn_blocking(move || Spool::open(spool_options)).await;
-            match opened {
-                Ok(Ok(spool)) => outbox = Some(Outbox::new(spool)),
-                Ok(Err(err)) => errors.push(ConfigError::new(
-                    &options.spool.dir.display().to_string(),
-                    None,
-                    "spool",
-                    format!("cannot open the spool: {err}"),
-                )),
-                Err(err) => errors.push(ConfigError::new(
-                    &options.spool.dir.display().to_string(),
-                    None,
-                    "spool",
-                    format!("cannot open the spool: {err}"),
-                )),
+            match open_store(&options).await {
+                Ok(store) => outbox = Some(Outbox::new(store)),
+                Err(err) => errors.push(err),
             }
         }
         let pipeline = Self {
@@ -294,4 +282,40 @@ pub(super) fn strip_headers(
     names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     names.dedup();
     names
+}
+
+/// The outbox's store: the shared spool when one is configured, else the local spool.
+async fn open_store(options: &PipelineOptions) -> Result<Store, ConfigError> {
+    if let Some(spool) = &options.shared_spool {
+        let described = spool.describe();
+        let store = SharedStore::start(Arc::clone(spool), options.shared_spool_options.clone())
+            .await
+            .map_err(|err| {
+                ConfigError::new(
+                    &described,
+                    None,
+                    "spool",
+                    format!("cannot use the shared spool: {err}"),
+                )
+            })?;
+        return Ok(Store::Shared {
+            store,
+            memory: MemoryQuota::new(&options.spool),
+            dead_letter_ttl: options.spool.dead_letter_ttl,
+        });
+    }
+    let spool_options = options.spool.clone();
+    let failed = |err: &dyn std::fmt::Display| {
+        ConfigError::new(
+            &options.spool.dir.display().to_string(),
+            None,
+            "spool",
+            format!("cannot open the spool: {err}"),
+        )
+    };
+    match tokio::task::spawn_blocking(move || Spool::open(spool_options)).await {
+        Ok(Ok(spool)) => Ok(Store::Local(spool)),
+        Ok(Err(err)) => Err(failed(&err)),
+        Err(err) => Err(failed(&err)),
+    }
 }

@@ -60,6 +60,13 @@ pub struct PipelineOptions {
     /// Where and how big the spool is (opened when a webhook uses `persisted` or
     /// `accepted`).
     pub spool: SpoolOptions,
+    /// A spool shared by several instances (default none: the local spool of `spool`).
+    /// With one, the outbox is always opened (so this instance lists and replays the
+    /// cluster's dead letters), `spool.max_bytes` bounds only what `accepted` webhooks hold
+    /// in memory, and `spool.dead_letter_ttl` applies to the shared dead letters.
+    pub shared_spool: Option<Arc<dyn crate::spool::shared::SharedSpool>>,
+    /// How the shared spool is used (lease, commit timeout).
+    pub shared_spool_options: crate::SharedSpoolOptions,
     /// Most deliveries in flight per destination, in every ack mode (default 64).
     pub destination_concurrency: usize,
     /// Time a body may take before the minimum rate applies (default 30 s): a body must be
@@ -85,6 +92,8 @@ impl Default for PipelineOptions {
             stats_store: None,
             default_ack: AckMode::Persisted,
             spool: SpoolOptions::default(),
+            shared_spool: None,
+            shared_spool_options: crate::SharedSpoolOptions::default(),
             destination_concurrency: 64,
             body_read_timeout: Duration::from_secs(30),
             min_body_rate: 8 * 1024,

@@ -20,19 +20,19 @@ pub struct Health {
 }
 
 impl Pipeline {
-    /// The spool, when a webhook of this pipeline (or an earlier one) opened it.
+    /// The local spool, when a webhook of this pipeline (or an earlier one) opened it
+    /// (`None` with a shared spool).
     pub fn spool(&self) -> Option<&Arc<Spool>> {
-        self.outbox.as_ref().map(|o| o.spool())
+        self.outbox.as_ref().and_then(|o| o.store().local())
     }
 
-    /// The dead letters (deliveries given up), oldest first; empty without a spool.
+    /// The dead letters (deliveries given up), oldest first; empty without a spool. With a
+    /// shared spool: every instance's.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, SpoolError> {
-        let Some(spool) = self.spool().cloned() else {
-            return Ok(Vec::new());
-        };
-        tokio::task::spawn_blocking(move || spool.dead_letters())
-            .await
-            .map_err(|_| SpoolError::Closed)?
+        match &self.outbox {
+            Some(outbox) => outbox.dead_letters().await,
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Deliver dead letter `id` again (spooled anew for its one destination, same request
@@ -46,13 +46,19 @@ impl Pipeline {
 
     /// Drop dead letter `id` for good (not delivered); its bytes leave the spool's quota.
     pub async fn delete_dead_letter(&self, id: &str) -> Result<DeadLetter, SpoolError> {
-        let Some(spool) = self.spool().cloned() else {
-            return Err(SpoolError::NoDeadLetter(id.to_owned()));
-        };
-        let owned = id.to_owned();
-        tokio::task::spawn_blocking(move || spool.delete_dead_letter(&owned))
-            .await
-            .map_err(|_| SpoolError::Closed)?
+        match &self.outbox {
+            Some(outbox) => outbox.delete_dead_letter(id).await,
+            None => Err(SpoolError::NoDeadLetter(id.to_owned())),
+        }
+    }
+
+    /// Shutting down for good (not a reload): with a shared spool, hand what this instance
+    /// has not delivered to the other instances at once (they would take it after the
+    /// lease anyway).
+    pub async fn leave_shared_spool(&self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.leave().await;
+        }
     }
 
     /// The `/stats` answer: from the shared store when one is configured (an error when it

@@ -42,6 +42,29 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// The dead letter of `entry` given up for destination `destination`, now.
+    pub(crate) fn of(
+        entry: &EntryRecord,
+        destination: u8,
+        module: &str,
+        attempts: u32,
+        error: &str,
+    ) -> Self {
+        Self {
+            id: format!("{}-{destination}", entry.delivery.request_id.hyphenated()),
+            webhook: entry.delivery.webhook_id.to_string(),
+            request_id: entry.delivery.request_id.hyphenated().to_string(),
+            destination,
+            module: module.to_owned(),
+            attempts,
+            error: error.to_owned(),
+            received_at: rfc3339(entry.delivery.received_at),
+            dead_at: rfc3339(SystemTime::now()),
+            body_bytes: entry.delivery.body.len(),
+            damaged: false,
+        }
+    }
+
     /// What is known of a dead letter whose file is damaged: its id.
     fn damaged(id: &str) -> Self {
         Self {
@@ -75,24 +98,9 @@ impl Spool {
         attempts: u32,
         error: &str,
     ) -> Result<DeadLetter, SpoolError> {
-        let id = format!("{}-{destination}", entry.delivery.request_id.hyphenated());
-        let letter = DeadLetter {
-            id: id.clone(),
-            webhook: entry.delivery.webhook_id.to_string(),
-            request_id: entry.delivery.request_id.hyphenated().to_string(),
-            destination,
-            module: module.to_owned(),
-            attempts,
-            error: error.to_owned(),
-            received_at: rfc3339(entry.delivery.received_at),
-            dead_at: rfc3339(SystemTime::now()),
-            body_bytes: entry.delivery.body.len(),
-            damaged: false,
-        };
-        let mut single = entry.clone();
-        single.targets = 1 << destination;
-        single.done = 0;
-        single.attempts = vec![0; usize::from(destination) + 1];
+        let letter = DeadLetter::of(entry, destination, module, attempts, error);
+        let id = letter.id.clone();
+        let single = letter_entry(entry, destination);
         let meta = serde_json::to_vec(&letter).map_err(io::Error::other)?;
         let mut bytes = record::encode_raw(&meta);
         bytes.extend_from_slice(&record::encode_entry(&single));
@@ -234,6 +242,15 @@ impl Spool {
         }
         expired
     }
+}
+
+/// The entry a dead letter keeps: `entry` for its one destination, nothing done yet.
+pub(crate) fn letter_entry(entry: &EntryRecord, destination: u8) -> EntryRecord {
+    let mut single = entry.clone();
+    single.targets = 1 << destination;
+    single.done = 0;
+    single.attempts = vec![0; usize::from(destination) + 1];
+    single
 }
 
 /// Bytes the dead letters in `dead` take (what a restart finds).

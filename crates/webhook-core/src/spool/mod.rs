@@ -26,6 +26,7 @@ mod dead_letters;
 pub(crate) mod record;
 mod recovery;
 mod scan;
+pub mod shared;
 mod shares;
 mod writer;
 
@@ -43,6 +44,7 @@ use crate::Delivery;
 use record::EntryRecord;
 
 pub use dead_letters::DeadLetter;
+pub(crate) use dead_letters::letter_entry;
 
 /// Hooks for the fuzz targets (`fuzz/`), not a stable API.
 #[doc(hidden)]
@@ -152,6 +154,9 @@ pub enum SpoolError {
     /// No dead letter has this id.
     #[error("no dead letter with id {0}")]
     NoDeadLetter(String),
+    /// The shared spool (PostgreSQL) did not commit or answer.
+    #[error("the shared spool: {0}")]
+    Shared(#[from] shared::SharedSpoolError),
 }
 
 /// A pending entry with its progress, as handed to the delivery workers.
@@ -222,6 +227,60 @@ impl Reservation {
     /// The bytes stay charged: the spool accounts for them from now on.
     fn keep(mut self) {
         self.bytes = 0;
+    }
+}
+
+/// The quota of requests held only in memory where there is no local spool (`ack:
+/// accepted` webhooks of a server whose spool is shared): the same limits as the spool's
+/// (`max_bytes`, each webhook's share).
+#[derive(Debug)]
+pub(crate) struct MemoryQuota {
+    used: Arc<AtomicU64>,
+    shares: Arc<shares::Shares>,
+    max: u64,
+    share_max: u64,
+}
+
+impl MemoryQuota {
+    pub(crate) fn new(options: &SpoolOptions) -> Self {
+        let share_max =
+            options.max_bytes / 100 * u64::from(options.webhook_share_percent.clamp(1, 100));
+        Self {
+            used: Arc::new(AtomicU64::new(0)),
+            shares: Arc::new(shares::Shares::new(share_max)),
+            max: options.max_bytes,
+            share_max,
+        }
+    }
+
+    /// Hold `bytes` for `webhook` until the reservation is dropped.
+    pub(crate) fn reserve(
+        &self,
+        webhook: &Arc<str>,
+        bytes: u64,
+    ) -> Result<Reservation, SpoolError> {
+        let before = self.used.fetch_add(bytes, Ordering::AcqRel);
+        if before + bytes > self.max {
+            release(&self.used, bytes);
+            return Err(SpoolError::Full {
+                used: before,
+                max: self.max,
+            });
+        }
+        if let Err(held) = self.shares.try_charge(webhook, bytes) {
+            release(&self.used, bytes);
+            return Err(SpoolError::ShareFull {
+                webhook: webhook.to_string(),
+                held,
+                max: self.share_max,
+            });
+        }
+        Ok(Reservation {
+            used: Arc::clone(&self.used),
+            shares: Arc::clone(&self.shares),
+            webhook: Arc::clone(webhook),
+            bytes,
+        })
     }
 }
 

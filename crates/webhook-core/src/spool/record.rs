@@ -260,6 +260,21 @@ pub(crate) fn is_record_type(byte: u8) -> bool {
     matches!(byte, ENTRY | DONE | ATTEMPT | PADDING)
 }
 
+/// An entry as one self-contained frame (what a shared spool stores, opaque to it).
+pub(crate) fn entry_blob(entry: &EntryRecord) -> Vec<u8> {
+    let mut bytes = encode_entry(entry);
+    stamp(&mut bytes, 0);
+    bytes
+}
+
+/// The entry of [`entry_blob`]'s bytes; `None` when they are not one.
+pub(crate) fn entry_from_blob(bytes: &[u8]) -> Option<EntryRecord> {
+    match decode(bytes, 0) {
+        Ok((Record::Entry(entry), _)) => Some(entry),
+        _ => None,
+    }
+}
+
 /// Frame arbitrary bytes (used for dead-letter metadata).
 pub(crate) fn encode_raw(payload: &[u8]) -> Vec<u8> {
     let mut p = open_frame(payload.len());

@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Pending bytes per webhook, against one cap.
 #[derive(Debug)]
-pub(super) struct Shares {
+pub(crate) struct Shares {
     max: u64,
     held: Mutex<HashMap<Arc<str>, u64>>,
 }
 
 impl Shares {
     /// At most `max` bytes per webhook.
-    pub(super) fn new(max: u64) -> Self {
+    pub(crate) fn new(max: u64) -> Self {
         Self {
             max,
             held: Mutex::new(HashMap::new()),
@@ -30,7 +30,7 @@ impl Shares {
     }
 
     /// Charge `bytes` to `webhook` if its share allows; `Err(held)` when it does not.
-    pub(super) fn try_charge(&self, webhook: &Arc<str>, bytes: u64) -> Result<(), u64> {
+    pub(crate) fn try_charge(&self, webhook: &Arc<str>, bytes: u64) -> Result<(), u64> {
         let mut held = self.held();
         let now = held.get(webhook).copied().unwrap_or(0);
         if now + bytes > self.max {
@@ -41,12 +41,12 @@ impl Shares {
     }
 
     /// Charge `bytes` to `webhook` whatever its share (recovered or replayed entries).
-    pub(super) fn charge(&self, webhook: &Arc<str>, bytes: u64) {
+    pub(crate) fn charge(&self, webhook: &Arc<str>, bytes: u64) {
         *self.held().entry(Arc::clone(webhook)).or_insert(0) += bytes;
     }
 
     /// Give `bytes` back.
-    pub(super) fn release(&self, webhook: &str, bytes: u64) {
+    pub(crate) fn release(&self, webhook: &str, bytes: u64) {
         let mut held = self.held();
         if let Some(now) = held.get_mut(webhook) {
             *now = now.saturating_sub(bytes);

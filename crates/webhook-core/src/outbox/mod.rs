@@ -1,7 +1,15 @@
 //! Background delivery for `ack: persisted` and `ack: accepted` webhooks: the one delivery
 //! path ([`crate::attempt`]) run in a task of its own per entry, with progress recorded in
 //! the spool (so a restart resumes where it stopped) and what is given up kept as a dead
-//! letter.
+//! letter. Its rooms: this file the background delivery; `store.rs` where entries are kept
+//! (the local spool or a shared one); `shared.rs` this instance's use of a shared spool.
+
+mod shared;
+mod store;
+
+pub use shared::SharedSpoolOptions;
+pub(crate) use shared::SharedStore;
+pub(crate) use store::Store;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,11 +19,12 @@ use std::time::Duration;
 use crate::Delivery;
 use crate::attempt::{self, GiveUp, Job, Progress, Route, Routes};
 use crate::spool::record::EntryRecord;
-use crate::spool::{DeadLetter, Reservation, Spool, SpoolError, Write};
+use crate::spool::{DeadLetter, Reservation, SpoolError};
+use store::{Appending, Replayed};
 
 /// Background delivery state shared by every pipeline built from one server's configs.
 pub(crate) struct Outbox {
-    spool: Arc<Spool>,
+    store: Store,
     routes: RwLock<Arc<HashMap<Arc<str>, Arc<Route>>>>,
     resumed: AtomicBool,
 }
@@ -23,7 +32,7 @@ pub(crate) struct Outbox {
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox")
-            .field("spool", &self.spool)
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
@@ -51,13 +60,13 @@ struct Background<'a> {
 impl Progress for Background<'_> {
     fn delivered(&self, index: u8) {
         if self.spooled {
-            self.outbox.spool.done(self.entry.seq, index);
+            self.outbox.store.done(self.entry.seq, index);
         }
     }
 
     fn failed(&self, index: u8, attempts: u32) {
         if self.spooled {
-            self.outbox.spool.attempt(self.entry.seq, index, attempts);
+            self.outbox.store.attempt(self.entry.seq, index, attempts);
         }
     }
 
@@ -78,19 +87,18 @@ impl Progress for Background<'_> {
             destination.metrics.dead_lettered.increment(1);
         }
         let reason = error.chain();
-        // While the dead letters are full the entry stays pending (charged to its webhook's
-        // share) and the write is tried again, until an operator makes room.
+        // While the dead letters are full (or a shared spool does not answer) the entry
+        // stays pending (charged to its webhook's share) and the write is tried again,
+        // until an operator makes room.
         let mut wait = Duration::from_secs(1);
         let written = loop {
-            let spool = Arc::clone(&self.outbox.spool);
-            let entry = self.entry.clone();
-            let reason = reason.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                spool.write_dead_letter(&entry, index, module, attempts, &reason)
-            })
-            .await;
+            let written = self
+                .outbox
+                .store
+                .bury(self.entry, index, module, attempts, &reason)
+                .await;
             match written {
-                Ok(Err(SpoolError::DeadLettersFull { used, max })) if self.spooled => {
+                Err(SpoolError::DeadLettersFull { used, max }) if self.spooled => {
                     if wait == Duration::from_secs(1) {
                         tracing::error!(
                             webhook = %self.entry.delivery.webhook_id,
@@ -102,12 +110,24 @@ impl Progress for Background<'_> {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(30));
                 }
+                Err(SpoolError::Shared(err)) if self.spooled => {
+                    if wait == Duration::from_secs(1) {
+                        tracing::error!(
+                            webhook = %self.entry.delivery.webhook_id,
+                            request_id = %self.entry.delivery.request_id,
+                            error = %err,
+                            "cannot write a dead letter to the shared spool: tried again"
+                        );
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
                 other => break other,
             }
         };
         let delivery = &self.entry.delivery;
         match written {
-            Ok(Ok(letter)) => {
+            Ok(letter) => {
                 tracing::error!(
                     webhook = %letter.webhook,
                     request_id = %letter.request_id,
@@ -117,55 +137,67 @@ impl Progress for Background<'_> {
                     "delivery given up: kept as a dead letter"
                 );
                 if self.spooled {
-                    self.outbox.spool.done(self.entry.seq, index);
+                    self.outbox.store.done(self.entry.seq, index);
                 }
             }
-            Ok(Err(err)) => tracing::error!(
+            Err(err) => tracing::error!(
                 webhook = %delivery.webhook_id,
                 request_id = %delivery.request_id,
                 error = %err,
                 "cannot write a dead letter; the entry stays in the spool"
             ),
-            Err(err) => tracing::error!(error = %err, "dead-letter task failed"),
         }
     }
 }
 
 impl Outbox {
-    pub(crate) fn new(spool: Arc<Spool>) -> Arc<Self> {
+    pub(crate) fn new(store: Store) -> Arc<Self> {
         Arc::new(Self {
-            spool,
+            store,
             routes: RwLock::new(Arc::new(HashMap::new())),
             resumed: AtomicBool::new(false),
         })
     }
 
-    pub(crate) fn spool(&self) -> &Arc<Spool> {
-        &self.spool
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Make `routes` the destinations used from now on; the first time, resume what the
-    /// spool recovered.
+    /// spool recovered (a shared spool: start taking over the entries of stopped instances).
     pub(crate) fn install(self: &Arc<Self>, routes: HashMap<Arc<str>, Arc<Route>>) {
         match self.routes.write() {
             Ok(mut current) => *current = Arc::new(routes),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(routes),
         }
         if !self.resumed.swap(true, Ordering::AcqRel) {
-            if let Some(ttl) = self.spool.dead_letter_ttl() {
-                let spool = Arc::clone(&self.spool);
+            if let Some(ttl) = self.store.dead_letter_ttl() {
+                let outbox = Arc::downgrade(self);
                 let every = (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
                 tokio::spawn(async move {
-                    loop {
-                        let expiring = Arc::clone(&spool);
-                        let _ =
-                            tokio::task::spawn_blocking(move || expiring.expire_dead_letters(ttl))
-                                .await;
+                    while let Some(outbox) = outbox.upgrade() {
+                        outbox.store.expire_dead_letters(ttl).await;
+                        drop(outbox);
                         tokio::time::sleep(every).await;
                     }
                 });
             }
-            let pending = self.spool.pending();
+            if let Some(shared) = self.store.shared() {
+                let outbox = Arc::downgrade(self);
+                let every = shared.tick_every();
+                tokio::spawn(async move {
+                    while let Some(outbox) = outbox.upgrade() {
+                        if let Some(shared) = outbox.store.shared() {
+                            for (entry, pending, attempts) in shared.tick().await {
+                                outbox.spawn(entry, pending, attempts, true, None);
+                            }
+                        }
+                        drop(outbox);
+                        tokio::time::sleep(every).await;
+                    }
+                });
+            }
+            let pending = self.store.pending();
             if !pending.is_empty() {
                 tracing::info!(
                     entries = pending.len(),
@@ -176,6 +208,23 @@ impl Outbox {
                 let pending = p.entry.targets & !p.done;
                 self.spawn(p.entry, pending, p.attempts, true, None);
             }
+        }
+    }
+
+    /// The dead letters, oldest first.
+    pub(crate) async fn dead_letters(&self) -> Result<Vec<DeadLetter>, SpoolError> {
+        self.store.dead_letters().await
+    }
+
+    /// Drop dead letter `id` for good.
+    pub(crate) async fn delete_dead_letter(&self, id: &str) -> Result<DeadLetter, SpoolError> {
+        self.store.delete_dead_letter(id).await
+    }
+
+    /// Shutting down: a shared spool's entries not finished are handed to the others.
+    pub(crate) async fn leave(&self) {
+        if let Some(shared) = self.store.shared() {
+            shared.leave().await;
         }
     }
 
@@ -191,12 +240,12 @@ impl Outbox {
             let mut write = Unanswered {
                 outbox: Arc::clone(self),
                 targets,
-                write: Some(self.spool.append(delivery, targets)?),
+                write: Some(self.store.append(delivery, targets)?),
             };
             (write.wait().await?, None)
         } else {
             let hold = self
-                .spool
+                .store
                 .reserve(&delivery.webhook_id, delivery.held_bytes())?;
             let entry = EntryRecord {
                 seq: 0,
@@ -222,22 +271,16 @@ impl Outbox {
     }
 
     async fn replay_to_the_end(self: &Arc<Self>, id: String) -> Result<DeadLetter, SpoolError> {
-        let spool = Arc::clone(&self.spool);
-        let owned = id.clone();
-        let (letter, entry) = tokio::task::spawn_blocking(move || spool.read_dead_letter(&owned))
-            .await
-            .map_err(|_| SpoolError::Closed)??;
-        let spooled = self.spool.respool(entry)?.wait().await?;
-        let spool = Arc::clone(&self.spool);
-        let owned = id.clone();
-        let removed = tokio::task::spawn_blocking(move || spool.remove_dead_letter(&owned))
-            .await
-            .map_err(|_| SpoolError::Closed);
-        tracing::info!(id, webhook = %spooled.delivery.webhook_id, "dead letter replayed");
-        let targets = spooled.targets;
+        let Replayed {
+            letter,
+            entry,
+            removed,
+        } = self.store.replay(&id).await?;
+        tracing::info!(id, webhook = %entry.delivery.webhook_id, "dead letter replayed");
+        let targets = entry.targets;
         // spooled again: delivered even if the dead letter could not be removed
-        self.spawn(spooled, targets, Vec::new(), true, None);
-        removed??;
+        self.spawn(entry, targets, Vec::new(), true, None);
+        removed?;
         Ok(letter)
     }
 
@@ -276,7 +319,7 @@ impl Outbox {
 struct Unanswered {
     outbox: Arc<Outbox>,
     targets: u32,
-    write: Option<Write>,
+    write: Option<Appending>,
 }
 
 impl Unanswered {
