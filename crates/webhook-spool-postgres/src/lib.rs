@@ -68,6 +68,7 @@ impl std::fmt::Debug for PgSpool {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // the shape `map_err` wants
 fn store_error(err: sqlx::Error) -> SharedSpoolError {
     SharedSpoolError(format!("PostgreSQL: {err}"))
 }
@@ -111,7 +112,7 @@ impl PgSpool {
             })?;
         let pool = PgPoolOptions::new()
             .max_connections(CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(3))
+            .acquire_timeout(Duration::from_secs(1))
             .connect_with(options)
             .await
             .map_err(|source| PgSpoolError::Database {

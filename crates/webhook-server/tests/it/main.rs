@@ -20,6 +20,7 @@ mod recaptcha;
 mod reload;
 mod retry_schedule;
 mod shared_rate_limit;
+mod shared_spool;
 mod spool;
 mod spool_crash;
 mod spool_disk_full;
