@@ -107,10 +107,15 @@ fn base_registry() -> Registry {
 /// One line per destination and validator, for `--version`.
 pub fn describe(registry: &Registry) -> String {
     format!(
-        "{}\ndestinations: {}\nvalidators: {}\ntransforms: {}",
+        "{}\ndestinations: {}\nvalidators: {}\ntransforms: {}\nspools: {}",
         env!("CARGO_PKG_VERSION"),
         registry.module_kinds().join(", "),
         registry.validator_keys().join(", "),
-        registry.transform_keys().join(", ")
+        registry.transform_keys().join(", "),
+        if cfg!(feature = "spool-postgres") {
+            "local, postgres"
+        } else {
+            "local"
+        }
     )
 }
