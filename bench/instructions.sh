@@ -10,6 +10,9 @@
 #   bash bench/instructions.sh                      # REQUESTS=2000 WARMUP_REQUESTS=200
 #   BEFORE=/tmp/old/webhook-server bash bench/instructions.sh   # an older build beside it
 #   KEEP=/tmp/cg bash bench/instructions.sh     # keep the callgrind files (callgrind_annotate)
+#   SHARED_SPOOL=postgres://…/webhook_bench     # the `persisted_postgres` row (default: the
+#       # machine's PostgreSQL; the database is dropped and created afresh; SHARED_SPOOL= skips it).
+#       # Only the gateway's instructions: PostgreSQL's own work is not in the count.
 #
 # A report, not a pass/fail test. Needs valgrind (apt).
 set -euo pipefail
@@ -19,6 +22,7 @@ REQUESTS=${REQUESTS:-2000}
 WARMUP_REQUESTS=${WARMUP_REQUESTS:-200}
 SECRET=bench-secret
 PORT=${PORT:-9111}
+SHARED_SPOOL=${SHARED_SPOOL-postgres://postgres@127.0.0.1:5432/webhook_bench?sslmode=disable}
 
 source bench/common.sh
 source bench/payload.sh
@@ -99,6 +103,12 @@ for gateway in "${gateways[@]}"; do
       --webhooks-config "$work/$mode.json" --data-dir "$work" --spool-dir "$work/spool" >>"$results"
   done
 done
+if [ -n "$SHARED_SPOOL" ]; then
+  db=${SHARED_SPOOL##*/}; db=${db%%\?*}
+  psql "${SHARED_SPOOL%/*}/postgres" -q -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+  measure_ir persisted_postgres ./target/release/webhook-server --host 127.0.0.1 --port "$PORT" \
+    --webhooks-config "$work/persisted.json" --data-dir "$work" --spool "$SHARED_SPOOL" >>"$results"
+fi
 
 python3 - "$results" "$REQUESTS" <<'PY'
 import sys

@@ -141,7 +141,11 @@ impl PgSpool {
         let targets: Vec<i32> = entries.iter().map(|e| e.targets as i32).collect();
         let bytes: Vec<&[u8]> = entries.iter().map(|e| e.bytes.as_slice()).collect();
         sqlx::query(
-            "INSERT INTO webhook_gateway_entries \
+            // the owner's row is made if it is missing (an instance whose row was cleaned up
+            // while it was cut off), so `claim` always finds these rows through it
+            "WITH owner AS (INSERT INTO webhook_gateway_instances (id, alive_until) \
+                 VALUES ($6, now()) ON CONFLICT (id) DO NOTHING) \
+             INSERT INTO webhook_gateway_entries \
                  (id, webhook, request_id, received_at, targets, owner, entry) \
              SELECT u.id, u.webhook, u.request_id, to_timestamp(u.ms / 1000.0), u.targets, $6, u.entry \
              FROM unnest($1::bigint[], $2::text[], $3::uuid[], $4::float8[], $5::integer[], $7::bytea[]) \
@@ -202,7 +206,8 @@ impl PgSpool {
         .bind(lease.as_millis() as f64)
         .execute(&self.pool)
         .await?;
-        // instances gone for an hour whose entries were all taken over
+        // instances gone for an hour whose entries were all taken over (an instance's row
+        // outlives its entries, so `claim` finds every orphan through the owner index)
         sqlx::query(
             "DELETE FROM webhook_gateway_instances i \
              WHERE i.alive_until < now() - interval '1 hour' \
@@ -219,7 +224,6 @@ impl PgSpool {
                  SELECT e.id FROM webhook_gateway_entries e \
                  WHERE e.owner IS NULL \
                     OR e.owner IN (SELECT i.id FROM webhook_gateway_instances i WHERE i.alive_until <= now()) \
-                    OR NOT EXISTS (SELECT 1 FROM webhook_gateway_instances i WHERE i.id = e.owner) \
                  ORDER BY e.received_at \
                  LIMIT $2 \
                  FOR UPDATE OF e SKIP LOCKED) \

@@ -275,6 +275,14 @@ impl SharedStore {
             );
             return None;
         };
+        {
+            let book = lock(&self.book);
+            if book.owned.contains_key(&stored.id) || book.finished.contains(&stored.id) {
+                // ours already (claimed back after our own lease ran out while the store was
+                // unreachable): its task is still delivering it, or it is delivered
+                return None;
+            }
+        }
         entry.seq = stored.id as u64;
         entry.targets = stored.targets;
         entry.done = stored.done;
