@@ -7,9 +7,10 @@
 //! current configuration's after a reload).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{ChainConfig, Execution};
+use crate::history::{AttemptRecord, AttemptState, HistoryEvent};
 use crate::metrics::DestinationMetrics;
 use crate::retry::RetryPolicy;
 use crate::{Delivery, DynModule, ErrorClass, ModuleError};
@@ -33,6 +34,8 @@ pub(crate) struct Destination {
 pub(crate) struct Route {
     pub(crate) destinations: Vec<Destination>,
     pub(crate) chain: ChainConfig,
+    /// Where each attempt is recorded (the request history), if anywhere.
+    pub(crate) history: Option<Arc<dyn crate::history::HistorySink>>,
 }
 
 impl Route {
@@ -152,14 +155,29 @@ pub(crate) async fn run_chain(routes: &impl Routes, job: &Job<'_>, progress: &im
             let mut failed: Option<u8> = None;
             for index in job.targets() {
                 if let Some(first) = failed {
+                    let error = ModuleError::permanent(format!(
+                        "not attempted: destination {first} of the chain failed"
+                    ));
+                    if let Some(destination) = route.destinations.get(usize::from(index)) {
+                        let now = SystemTime::now();
+                        record(
+                            &route,
+                            job.delivery,
+                            index,
+                            destination,
+                            0,
+                            now,
+                            Duration::ZERO,
+                            Some(&error),
+                            None,
+                        );
+                    }
                     progress
                         .gave_up(GiveUp {
                             index,
                             module: "?",
                             attempts: job.attempts_of(index),
-                            error: ModuleError::permanent(format!(
-                                "not attempted: destination {first} of the chain failed"
-                            )),
+                            error,
                         })
                         .await;
                     continue;
@@ -219,6 +237,18 @@ async fn attempt_until_settled(
                     return Ok(());
                 }
                 Err(error) => {
+                    let at = SystemTime::now();
+                    record(
+                        &route,
+                        delivery,
+                        index,
+                        destination,
+                        attempts + 1,
+                        at,
+                        Duration::ZERO,
+                        Some(&error),
+                        None,
+                    );
                     return Err(GiveUp {
                         index,
                         module: destination.module.kind(),
@@ -233,11 +263,27 @@ async fn attempt_until_settled(
             Some(deadline) => timeout.min(deadline.saturating_duration_since(Instant::now())),
             None => timeout,
         };
+        let at = SystemTime::now();
+        let started = Instant::now();
         let result = attempt(destination, delivery, limit, route.chain.timeout).await;
         let err = match result {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                record(
+                    &route,
+                    delivery,
+                    index,
+                    destination,
+                    attempts + 1,
+                    at,
+                    started.elapsed(),
+                    None,
+                    None,
+                );
+                return Ok(());
+            }
             Err(err) => err,
         };
+        let took = started.elapsed();
         attempts += 1;
         progress.failed(index, attempts);
         tracing::warn!(
@@ -256,19 +302,77 @@ async fn attempt_until_settled(
             attempts,
             error,
         };
-        if !err.is_retryable() || attempts >= destination.retry.attempts() {
-            return Err(give_up(err));
-        }
         let delay = destination.retry.delay(attempts, err.retry_after());
-        if job
-            .deadline
-            .is_some_and(|deadline| Instant::now() + delay >= deadline)
+        if !err.is_retryable()
+            || attempts >= destination.retry.attempts()
+            || job
+                .deadline
+                .is_some_and(|deadline| Instant::now() + delay >= deadline)
         {
+            record(
+                &route,
+                delivery,
+                index,
+                destination,
+                attempts,
+                at,
+                took,
+                Some(&err),
+                None,
+            );
             return Err(give_up(err));
         }
+        record(
+            &route,
+            delivery,
+            index,
+            destination,
+            attempts,
+            at,
+            took,
+            Some(&err),
+            Some(SystemTime::now() + delay),
+        );
         destination.metrics.retried.increment(1);
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Tell the route's history (if any) about one attempt: delivered when `error` is `None`,
+/// retrying when `next_retry` is set, else given up.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    route: &Route,
+    delivery: &Delivery,
+    index: u8,
+    destination: &Destination,
+    attempt: u32,
+    at: SystemTime,
+    duration: Duration,
+    error: Option<&ModuleError>,
+    next_retry: Option<SystemTime>,
+) {
+    let Some(history) = &route.history else {
+        return;
+    };
+    let state = match (error, next_retry) {
+        (None, _) => AttemptState::Delivered,
+        (Some(_), Some(_)) => AttemptState::Retrying,
+        (Some(_), None) => AttemptState::GivenUp,
+    };
+    history.record(HistoryEvent::Attempt(AttemptRecord {
+        request_id: delivery.request_id,
+        webhook: Arc::clone(&delivery.webhook_id),
+        destination: index,
+        module: destination.module.kind(),
+        attempt,
+        at,
+        duration,
+        state,
+        error_class: error.map(|e| e.class().as_str()),
+        error: error.map(ModuleError::chain),
+        next_retry,
+    }));
 }
 
 /// Run `destination`'s transform on `delivery`: what the destination gets, `None` to skip

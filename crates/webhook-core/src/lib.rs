@@ -36,6 +36,7 @@ pub mod config;
 mod delivery;
 mod error;
 pub mod filter;
+pub mod history;
 mod json;
 mod metrics;
 mod module;

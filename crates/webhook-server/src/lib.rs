@@ -7,6 +7,7 @@
 pub mod admin_client;
 pub mod connection;
 pub mod health;
+pub mod history_api;
 pub mod live;
 pub mod logging;
 pub mod metrics;

@@ -232,6 +232,24 @@ struct Cli {
     #[arg(long, env = "WEBHOOK_SPOOL_LEASE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     spool_lease: u64,
 
+    /// Keep a request history (every request, its reason, its delivery attempts) for
+    /// `/admin/requests`: `auto` (on when an ops token is set), `on` or `off`.
+    #[arg(long, env = "WEBHOOK_HISTORY", default_value = "auto", value_parser = ["auto", "on", "off"], global = true)]
+    history: String,
+
+    /// The request history's SQLite file (default: `history.sqlite` beside the spool
+    /// directory).
+    #[arg(long, env = "WEBHOOK_HISTORY_FILE", global = true)]
+    history_file: Option<PathBuf>,
+
+    /// Most requests the history keeps (the oldest go first).
+    #[arg(long, env = "WEBHOOK_HISTORY_MAX_ENTRIES", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    history_max_entries: u64,
+
+    /// Oldest request the history keeps, in seconds (default 7 days).
+    #[arg(long, env = "WEBHOOK_HISTORY_MAX_AGE", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    history_max_age: u64,
+
     /// Most bytes the spool may take; past it, persisted webhooks get 503 + Retry-After.
     #[arg(long, env = "WEBHOOK_SPOOL_MAX_BYTES", default_value_t = 1 << 30, global = true)]
     spool_max_bytes: u64,
@@ -470,6 +488,8 @@ async fn serve(
         options.shared_spool = Some(shared_spool(url).await?);
         options.shared_spool_options.lease = Duration::from_secs(cli.spool_lease);
     }
+    let history = history(cli, ops_token.is_some())?;
+    options.history = history.as_ref().map(webhook_history::History::sink);
     let pipeline = Pipeline::build(config, options.clone()).await?;
     let drain_timeout = Duration::from_secs(cli.drain_timeout);
     let live = Arc::new(match config_files(cli) {
@@ -494,6 +514,7 @@ async fn serve(
         public_openapi: cli.public_openapi,
         openapi: (!cli.no_openapi).then(|| bytes::Bytes::from(openapi.to_string())),
         health_cache: webhook_server::health::HEALTH_CACHE_TTL,
+        history,
     };
     if let (Some(address), false) = (&cli.metrics_listen, cli.no_metrics) {
         let metrics_listener = TcpListener::bind(address)
@@ -644,6 +665,34 @@ fn pipeline_options(cli: &Cli) -> Result<PipelineOptions> {
         body_budget: webhook_core::BodyBudget::new(cli.max_inflight_body_bytes),
         ..PipelineOptions::default()
     })
+}
+
+/// The request history, when `--history` (or an ops token with `auto`) turns it on.
+fn history(cli: &Cli, has_ops_token: bool) -> Result<Option<webhook_history::History>> {
+    let on = match cli.history.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => has_ops_token,
+    };
+    if !on {
+        return Ok(None);
+    }
+    let path = cli.history_file.clone().unwrap_or_else(|| {
+        let dir = cli.spool_dir.parent().filter(|p| !p.as_os_str().is_empty());
+        dir.map_or_else(
+            || PathBuf::from("history.sqlite"),
+            |d| d.join("history.sqlite"),
+        )
+    });
+    let options = webhook_history::HistoryOptions {
+        max_entries: cli.history_max_entries,
+        max_age: Duration::from_secs(cli.history_max_age),
+        ..webhook_history::HistoryOptions::default()
+    };
+    let history = webhook_history::History::open(&path, options)
+        .with_context(|| format!("--history-file {}", path.display()))?;
+    tracing::info!(file = %path.display(), max_entries = cli.history_max_entries, max_age_s = cli.history_max_age, "request history on");
+    Ok(Some(history))
 }
 
 /// The config files in use: given, or found in the working directory; `None` when the

@@ -21,6 +21,7 @@ use webhook_core::response::{self, json, json_bytes};
 use webhook_core::{Pipeline, ResponseBody, SpoolError};
 
 use crate::connection::{self, ConnectionLimits, IdleTimeout, Slots};
+use crate::history_api::HistoryRoute;
 use crate::live::{LivePipeline, ReloadError};
 
 /// Settings of the HTTP front.
@@ -46,6 +47,8 @@ pub struct ServerOptions {
     /// Serve `/openapi.json` to anyone even when an ops token is set (default false: it
     /// lists every webhook id and which ones have no authentication).
     pub public_openapi: bool,
+    /// The request history behind `/admin/requests` and `/admin/summary` (`None`: off).
+    pub history: Option<webhook_history::History>,
 }
 
 /// The token that protects `/metrics` and `/stats`, kept as a SHA-256 digest and compared
@@ -88,6 +91,7 @@ impl Default for ServerOptions {
             openapi: None,
             public_openapi: false,
             health_cache: crate::health::HEALTH_CACHE_TTL,
+            history: None,
         }
     }
 }
@@ -166,6 +170,10 @@ pub async fn serve(
     let pipeline = live.current();
     pipeline.shutdown().await;
     pipeline.leave_shared_spool().await;
+    if let Some(history) = options.history.clone() {
+        // what was answered is in the history file before the process ends
+        let _ = tokio::task::spawn_blocking(move || history.flush(Duration::from_secs(5))).await;
+    }
 }
 
 /// Where a request goes, parsed once from its path.
@@ -202,6 +210,8 @@ enum AdminRoute<'a> {
     Replay(&'a str),
     /// `/admin/webhooks/{id}/test`.
     Test(&'a str),
+    /// `/admin/requests`, `/admin/requests/{id}`, `/admin/summary`.
+    History(HistoryRoute<'a>),
     /// Any other path under `/admin/`.
     Unknown,
 }
@@ -215,6 +225,14 @@ impl<'a> Route<'a> {
             return Route::Admin(match admin {
                 "reload" => AdminRoute::Reload,
                 "dead-letters" => AdminRoute::DeadLetters,
+                "requests" => AdminRoute::History(HistoryRoute::List),
+                "summary" => AdminRoute::History(HistoryRoute::Summary),
+                _ if admin.starts_with("requests/") => match admin.strip_prefix("requests/") {
+                    Some(id) if !id.is_empty() && !id.contains('/') => {
+                        AdminRoute::History(HistoryRoute::One(id))
+                    }
+                    _ => AdminRoute::Unknown,
+                },
                 _ if admin.starts_with("webhooks/") && admin.ends_with("/test") => {
                     match admin
                         .strip_prefix("webhooks/")
@@ -347,6 +365,10 @@ pub async fn route(
                 json(StatusCode::INTERNAL_SERVER_ERROR, DEAD_LETTERS_UNREADABLE)
             }
         },
+        Route::Admin(AdminRoute::History(asked)) if get => {
+            let query = request.uri().query().unwrap_or("");
+            crate::history_api::answer(options.history.as_ref(), asked, query).await
+        }
         Route::Admin(AdminRoute::Replay(id)) if method == Method::POST => {
             dead_letter_answer(pipeline.replay_dead_letter(id).await, "replayed")
         }
@@ -362,7 +384,7 @@ pub async fn route(
         Route::Admin(AdminRoute::Reload | AdminRoute::Replay(_) | AdminRoute::Test(_)) => {
             only("POST")
         }
-        Route::Admin(AdminRoute::DeadLetters) => get_only(),
+        Route::Admin(AdminRoute::DeadLetters | AdminRoute::History(_)) => get_only(),
         Route::Admin(AdminRoute::DeadLetter(_)) => only("DELETE"),
         _ => json(StatusCode::NOT_FOUND, response::NO_ROUTE),
     }

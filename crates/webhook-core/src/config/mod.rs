@@ -259,6 +259,8 @@ pub(crate) struct WebhookPlan {
     /// `filter`: requests that do not match are answered 200 and neither stored nor
     /// delivered.
     pub(crate) filter: Option<crate::filter::Filter>,
+    /// `history`: whether the request history keeps bodies, and how much of each.
+    pub(crate) history: crate::history::HistoryConfig,
 }
 
 pub(crate) struct DestinationPlan {

@@ -31,6 +31,7 @@ const CORE_KEYS: &[&str] = &[
     "credential_cleanup",
     "filter",
     "transform",
+    "history",
 ];
 
 /// Keys that older files put at the top level instead of in `module-config`.
@@ -252,6 +253,8 @@ fn parse_webhook(
             }
         })
         .collect();
+    let history =
+        take::<crate::history::HistoryConfig>(&mut map, "history", ctx).unwrap_or_default();
     let transform = map.remove("transform");
     let chain = map.remove("chain");
     let chain_config = take::<ChainConfig>(&mut map, "chain-config", ctx).unwrap_or_default();
@@ -361,6 +364,7 @@ fn parse_webhook(
         trusted_proxies,
         cleanup,
         filter,
+        history,
     })
 }
 

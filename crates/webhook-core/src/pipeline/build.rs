@@ -131,6 +131,7 @@ impl Pipeline {
                     data_type: plan.data_type,
                     cleanup: plan.cleanup,
                     filter: plan.filter,
+                    history: plan.history,
                     trusted_proxies: options
                         .trusted_proxies
                         .iter()
@@ -147,6 +148,7 @@ impl Pipeline {
                     route: Arc::new(Route {
                         destinations,
                         chain: plan.chain,
+                        history: options.history.clone(),
                     }),
                     ack,
                     stats: old.map_or_else(

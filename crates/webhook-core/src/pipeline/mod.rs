@@ -7,6 +7,7 @@
 mod body;
 mod build;
 mod dry_run;
+mod notes;
 mod ops;
 mod request;
 
@@ -79,6 +80,8 @@ pub struct PipelineOptions {
     /// Request-body bytes held in memory across all requests (default 256 MiB); past it new
     /// bodies are answered 503 + `Retry-After`.
     pub body_budget: BodyBudget,
+    /// Where the request history goes (default none: no history is recorded).
+    pub history: Option<Arc<dyn crate::history::HistorySink>>,
 }
 
 impl Default for PipelineOptions {
@@ -98,6 +101,7 @@ impl Default for PipelineOptions {
             body_read_timeout: Duration::from_secs(30),
             min_body_rate: 8 * 1024,
             body_budget: BodyBudget::new(256 << 20),
+            history: None,
         }
     }
 }
@@ -112,6 +116,8 @@ struct Webhook {
     cleanup: Option<crate::cleanup::CredentialCleanup>,
     /// `filter`: what a request must match to be stored and delivered.
     filter: Option<crate::filter::Filter>,
+    /// `history`: bodies kept in the request history or not.
+    history: crate::history::HistoryConfig,
     /// The server's trusted proxies and the webhook's own `trusted_proxies`.
     trusted_proxies: Vec<IpNet>,
     /// Headers holding the gateway's own inbound credentials, removed before delivery.

@@ -12,9 +12,11 @@ use ipnet::IpNet;
 use uuid::Uuid;
 
 use super::body::{BodyError, BodyLimits, ReadBody, read_body};
+use super::notes::Notes;
 use super::{Pipeline, ResponseBody, Webhook, unix_secs};
 use crate::attempt;
 use crate::config::AckMode;
+use crate::history::RequestOutcome;
 use crate::response::{self, json, json_bytes, set_retry_after};
 use crate::validator::{Check, DynValidator, RequestView};
 use crate::{DataType, Delivery, ErrorClass, ModuleError, Rejection, RejectionKind};
@@ -70,11 +72,23 @@ impl Pipeline {
         let request_id = Uuid::now_v7();
         let (mut response, latency) = match self.webhooks.get(webhook_id) {
             Some(webhook) => {
+                let mut notes = Notes::default();
                 let response = self
-                    .handle_known(webhook, request, peer, received_at, request_id)
+                    .handle_known(webhook, request, peer, received_at, request_id, &mut notes)
                     .await;
                 let latency = started.elapsed();
                 webhook.metrics.duration.record(latency.as_secs_f64());
+                if let Some(history) = &self.options.history {
+                    let status = response.status().as_u16();
+                    notes.record(
+                        &**history,
+                        webhook,
+                        request_id,
+                        received_at,
+                        status,
+                        latency,
+                    );
+                }
                 (response, latency)
             }
             None => (
@@ -101,6 +115,7 @@ impl Pipeline {
         peer: SocketAddr,
         received_at: SystemTime,
         request_id: Uuid,
+        notes: &mut Notes,
     ) -> Response<ResponseBody>
     where
         B: http_body::Body,
@@ -108,8 +123,11 @@ impl Pipeline {
     {
         let webhook_id = &*webhook.id;
         webhook.metrics.received.increment(1);
+        notes.method = request.method().clone();
         if request.method() != Method::POST {
             webhook.metrics.rejected("method_not_allowed");
+            notes.reason = Some("method_not_allowed");
+            notes.headers = Some(Arc::new(request.headers().clone()));
             let mut response = json(StatusCode::METHOD_NOT_ALLOWED, response::METHOD_NOT_ALLOWED);
             response
                 .headers_mut()
@@ -118,6 +136,9 @@ impl Pipeline {
         }
         let (parts, body) = request.into_parts();
         let client_ip = client_ip(peer, &parts.headers, &webhook.trusted_proxies);
+        notes.client_ip = Some(client_ip);
+        let headers = Arc::new(parts.headers);
+        notes.headers = Some(Arc::clone(&headers));
 
         // The checks that need no body run before a byte of it is read.
         let (head, rest) = webhook.validators.split_at(webhook.head_validators);
@@ -127,13 +148,13 @@ impl Pipeline {
                 webhook_id,
                 method: &parts.method,
                 uri: &parts.uri,
-                headers: &parts.headers,
+                headers: &headers,
                 peer,
                 client_ip,
                 body: &no_body,
                 received_at,
             };
-            if let Some(answer) = self.validate(webhook, head, &view, request_id).await {
+            if let Some(answer) = self.validate(webhook, head, &view, request_id, notes).await {
                 return answer;
             }
         }
@@ -143,20 +164,23 @@ impl Pipeline {
             timeout: self.options.body_read_timeout,
             min_rate: self.options.min_body_rate,
         };
-        let body = match read_body(body, &parts.headers, limits, &self.options.body_budget).await {
+        let body = match read_body(body, &headers, limits, &self.options.body_budget).await {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
                 webhook.metrics.rejected("body_too_large");
+                notes.reason = Some("body_too_large");
                 tracing::info!(webhook = webhook_id, %request_id, limit = self.options.max_body_bytes, "body over the size cap");
                 return json(StatusCode::PAYLOAD_TOO_LARGE, response::TOO_LARGE);
             }
             Err(BodyError::TimedOut) => {
                 webhook.metrics.rejected("body_timeout");
+                notes.reason = Some("body_timeout");
                 tracing::info!(webhook = webhook_id, %request_id, client = %client_ip, "body not received in time");
                 return json(StatusCode::REQUEST_TIMEOUT, response::BODY_TIMEOUT);
             }
             Err(BodyError::Busy) => {
                 webhook.metrics.rejected("body_budget_exhausted");
+                notes.reason = Some("body_budget_exhausted");
                 tracing::warn!(webhook = webhook_id, %request_id, budget = self.options.body_budget.max(), "in-flight body budget exhausted: 503");
                 let mut response = json(StatusCode::SERVICE_UNAVAILABLE, response::BUSY);
                 set_retry_after(&mut response, Duration::from_secs(1));
@@ -164,6 +188,7 @@ impl Pipeline {
             }
             Err(BodyError::Read(err)) => {
                 webhook.metrics.rejected("body_unreadable");
+                notes.reason = Some("body_unreadable");
                 tracing::info!(webhook = webhook_id, %request_id, error = %err, "could not read the body");
                 return json(StatusCode::BAD_REQUEST, response::BAD_BODY);
             }
@@ -177,12 +202,16 @@ impl Pipeline {
         let delivery = Delivery {
             webhook_id: Arc::clone(&webhook.id),
             request_id,
-            headers: Arc::new(parts.headers),
+            headers,
             query: parts.uri.query().map(Arc::from),
             body,
             received_at,
             data_type: webhook.data_type,
         };
+        notes.body_size = delivery.body.len();
+        if webhook.history.bodies {
+            notes.body = Some(delivery.body.clone());
+        }
         let view = RequestView {
             webhook_id,
             method: &parts.method,
@@ -193,7 +222,7 @@ impl Pipeline {
             body: &delivery.body,
             received_at,
         };
-        if let Some(answer) = self.validate(webhook, rest, &view, request_id).await {
+        if let Some(answer) = self.validate(webhook, rest, &view, request_id, notes).await {
             return answer;
         }
 
@@ -201,6 +230,7 @@ impl Pipeline {
             && let Err(err) = crate::json::check(&delivery.body, self.options.max_json_depth)
         {
             webhook.metrics.rejected("malformed_json");
+            notes.reason = Some("malformed_json");
             tracing::info!(webhook = webhook_id, %request_id, error = %err, "malformed JSON body");
             return json(StatusCode::BAD_REQUEST, response::MALFORMED_JSON);
         }
@@ -211,6 +241,8 @@ impl Pipeline {
         if webhook.filter.is_some() || webhook.route.routes_by_filter() {
             let input = filter_input(&parts.method, &parts.uri, &delivery);
             if webhook.filter.as_ref().is_some_and(|f| !f.matches(&input)) {
+                notes.outcome = Some(RequestOutcome::Filtered);
+                notes.reason = Some("filtered");
                 return filtered(
                     webhook,
                     request_id,
@@ -219,6 +251,8 @@ impl Pipeline {
             }
             targets = webhook.route.targets_for(&input);
             if targets == 0 {
+                notes.outcome = Some(RequestOutcome::Filtered);
+                notes.reason = Some("no_route");
                 return filtered(webhook, request_id, "no destination's filter matches");
             }
         }
@@ -246,6 +280,11 @@ impl Pipeline {
         };
         if let Err(response) = safe {
             webhook.metrics.failed.increment(1);
+            notes.reason = Some(if webhook.ack == AckMode::Delivered {
+                "delivery_failed"
+            } else {
+                "spool_unavailable"
+            });
             return response;
         }
         for validator in webhook.validators.iter().filter(|v| v.wants_delivered()) {
@@ -263,6 +302,7 @@ impl Pipeline {
         validators: &[Arc<dyn DynValidator>],
         view: &RequestView<'_>,
         request_id: Uuid,
+        notes: &mut Notes,
     ) -> Option<Response<ResponseBody>> {
         for validator in validators {
             let verdict = match validator.check(view) {
@@ -274,6 +314,12 @@ impl Pipeline {
             match verdict {
                 Ok(None) => {}
                 Ok(Some(answer)) => {
+                    notes.reason = Some(answer.reason);
+                    notes.outcome = Some(if answer.duplicate {
+                        RequestOutcome::Duplicate
+                    } else {
+                        RequestOutcome::Answered
+                    });
                     if answer.duplicate {
                         webhook.metrics.duplicate.increment(1);
                         if let Ok(mut stats) = webhook.stats.lock() {
@@ -293,6 +339,7 @@ impl Pipeline {
                 }
                 Err(rejection) => {
                     webhook.metrics.rejected(rejection.reason);
+                    notes.reason = Some(rejection.reason);
                     tracing::info!(
                         webhook = view.webhook_id,
                         %request_id,

@@ -1,0 +1,181 @@
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderValue};
+use uuid::Uuid;
+use webhook_core::history::{
+    AttemptRecord, AttemptState, HistoryEvent, RequestOutcome, RequestRecord,
+};
+
+use super::*;
+
+fn request(
+    webhook: &str,
+    status: u16,
+    reason: Option<&'static str>,
+    at: SystemTime,
+) -> RequestRecord {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-hub-signature-256",
+        HeaderValue::from_static("sha256=deadbeef"),
+    );
+    headers.insert("x-github-delivery", HeaderValue::from_static("d-1"));
+    headers.insert(
+        "user-agent",
+        HeaderValue::from_static("GitHub-Hookshot/abc"),
+    );
+    RequestRecord {
+        request_id: Uuid::now_v7(),
+        webhook: Arc::from(webhook),
+        received_at: at,
+        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        method: http::Method::POST,
+        status,
+        outcome: if status == 200 {
+            RequestOutcome::Accepted
+        } else {
+            RequestOutcome::Rejected
+        },
+        reason,
+        latency: Duration::from_micros(1500),
+        body_size: 3,
+        headers: Arc::new(headers),
+        body: None,
+        ack: "persisted",
+    }
+}
+
+fn open(dir: &tempfile::TempDir, options: HistoryOptions) -> History {
+    History::open(&dir.path().join("history.sqlite"), options).unwrap()
+}
+
+#[test]
+fn requests_are_listed_newest_first_with_filters_and_masked_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = open(&dir, HistoryOptions::default());
+    let now = SystemTime::now();
+    let good = request("gh", 200, None, now);
+    let good_id = good.request_id;
+    history.sink().record(HistoryEvent::Request(good));
+    history.sink().record(HistoryEvent::Request(request(
+        "gh",
+        401,
+        Some("signature_mismatch"),
+        now,
+    )));
+    history
+        .sink()
+        .record(HistoryEvent::Request(request("other", 200, None, now)));
+    history.sink().record(HistoryEvent::Attempt(AttemptRecord {
+        request_id: good_id,
+        webhook: Arc::from("gh"),
+        destination: 0,
+        module: "log",
+        attempt: 1,
+        at: now,
+        duration: Duration::from_millis(2),
+        state: AttemptState::Retrying,
+        error_class: Some("retryable"),
+        error: Some("connection refused".into()),
+        next_retry: Some(now + Duration::from_secs(1)),
+    }));
+    assert!(history.flush(Duration::from_secs(5)));
+
+    let all = history.list(&RequestFilter::default()).unwrap();
+    assert_eq!(all["requests"].as_array().unwrap().len(), 3);
+    assert_eq!(all["requests"][0]["webhook"], "other");
+    let rejected = history
+        .list(&RequestFilter::from_query("webhook=gh&status=4xx").unwrap())
+        .unwrap();
+    let rows = rejected["requests"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["reason"], "signature_mismatch");
+    assert_eq!(rows[0]["delivery_id"], "d-1");
+    let by_reason = history
+        .list(&RequestFilter::from_query("reason=signature_mismatch").unwrap())
+        .unwrap();
+    assert_eq!(by_reason["requests"].as_array().unwrap().len(), 1);
+    let text = history
+        .list(&RequestFilter::from_query("q=Hookshot").unwrap())
+        .unwrap();
+    assert_eq!(text["requests"].as_array().unwrap().len(), 3);
+    let none = history
+        .list(&RequestFilter::from_query("q=deadbeef").unwrap())
+        .unwrap();
+    assert_eq!(
+        none["requests"].as_array().unwrap().len(),
+        0,
+        "the signature is masked"
+    );
+
+    let one = history.get(&good_id.to_string()).unwrap().unwrap();
+    assert_eq!(one["headers"]["x-hub-signature-256"], "***");
+    assert!(!one.to_string().contains("deadbeef"));
+    assert_eq!(one["body_kept"], false);
+    assert_eq!(one["attempts"][0]["state"], "retrying");
+    assert_eq!(one["destinations"][0]["state"], "pending");
+    assert!(history.get(&Uuid::now_v7().to_string()).unwrap().is_none());
+}
+
+#[test]
+fn bad_filters_are_named() {
+    for (query, key) in [
+        ("status=abc", "status"),
+        ("since=yesterday", "since"),
+        ("limit=0", "limit"),
+        ("colour=red", "colour"),
+    ] {
+        let err = RequestFilter::from_query(query).unwrap_err().to_string();
+        assert!(err.contains(key), "{query}: {err}");
+    }
+}
+
+#[test]
+fn retention_keeps_the_newest_and_drops_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = open(
+        &dir,
+        HistoryOptions {
+            max_entries: 5,
+            max_age: Duration::from_secs(3600),
+            queue: 1000,
+        },
+    );
+    let now = SystemTime::now();
+    history.sink().record(HistoryEvent::Request(request(
+        "gh",
+        200,
+        None,
+        now - Duration::from_secs(7200),
+    )));
+    for _ in 0..8 {
+        history
+            .sink()
+            .record(HistoryEvent::Request(request("gh", 200, None, now)));
+    }
+    assert!(history.flush(Duration::from_secs(5)));
+    let db = rusqlite::Connection::open(history.path()).unwrap();
+    writer::prune(
+        &db,
+        &HistoryOptions {
+            max_entries: 5,
+            max_age: Duration::from_secs(3600),
+            queue: 1,
+        },
+    )
+    .unwrap();
+    let listed = history.list(&RequestFilter::default()).unwrap();
+    let rows = listed["requests"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    let oldest_kept = rows
+        .iter()
+        .map(|r| r["seq"].as_i64().unwrap())
+        .min()
+        .unwrap();
+    assert_eq!(
+        oldest_kept, 5,
+        "the four oldest (one of them too old) are gone"
+    );
+}

@@ -1,0 +1,233 @@
+//! The writer thread: takes events from the pipeline's queue and writes them in batches
+//! (one transaction per batch, at most every `FLUSH_EVERY`), and applies retention.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, params};
+use webhook_core::history::{AttemptRecord, HistoryEvent, RequestRecord};
+use webhook_core::is_sensitive_header;
+
+use crate::{HistoryError, HistoryOptions};
+
+/// Most events written in one transaction.
+const BATCH: usize = 4096;
+/// Longest an event waits in the queue before it is written.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How often retention runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
+
+/// What the writer thread is sent.
+pub(crate) enum Message {
+    Event(HistoryEvent),
+    /// Write everything queued before this, then answer.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// Run until every sender is gone (the queue is written out first).
+pub(crate) fn run(mut db: Connection, queue: Receiver<Message>, options: HistoryOptions) {
+    let mut batch: Vec<HistoryEvent> = Vec::with_capacity(BATCH);
+    let mut waiting: Vec<std::sync::mpsc::Sender<()>> = Vec::new();
+    let mut last_prune = Instant::now();
+    prune_logged(&db, &options);
+    loop {
+        let first = match queue.recv_timeout(PRUNE_EVERY) {
+            Ok(message) => Some(message),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut open = true;
+        if let Some(first) = first {
+            let deadline = Instant::now() + FLUSH_EVERY;
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Event(event) => batch.push(event),
+                    Message::Flush(done) => {
+                        waiting.push(done);
+                        break;
+                    }
+                }
+                if batch.len() >= BATCH {
+                    break;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                next = match queue.recv_timeout(left) {
+                    Ok(message) => Some(message),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        None
+                    }
+                };
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(err) = write(&mut db, &batch) {
+                metrics::counter!("webhook_history_dropped_total").increment(batch.len() as u64);
+                tracing::warn!(error = %err, events = batch.len(), "request history: batch not written");
+            }
+            batch.clear();
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            prune_logged(&db, &options);
+            last_prune = Instant::now();
+        }
+        if !open {
+            break;
+        }
+    }
+    prune_logged(&db, &options);
+}
+
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn write(db: &mut Connection, batch: &[HistoryEvent]) -> Result<(), HistoryError> {
+    let tx = db.transaction()?;
+    {
+        let mut requests = tx.prepare_cached(
+            "INSERT INTO requests (request_id, webhook, received_ms, client_ip, method, status, \
+             outcome, reason, latency_us, body_size, delivery_id, ack, headers, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        let mut attempts = tx.prepare_cached(
+            "INSERT INTO attempts (request_id, webhook, destination, module, attempt, at_ms, \
+             duration_us, state, error_class, error, next_retry_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for event in batch {
+            match event {
+                HistoryEvent::Request(r) => insert_request(&mut requests, r)?,
+                HistoryEvent::Attempt(a) => insert_attempt(&mut attempts, a)?,
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn insert_request(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    r: &RequestRecord,
+) -> Result<(), HistoryError> {
+    let (headers, delivery_id) = masked_headers(&r.headers);
+    stmt.execute(params![
+        r.request_id.hyphenated().to_string(),
+        &*r.webhook,
+        millis(r.received_at),
+        r.client_ip.to_string(),
+        r.method.as_str(),
+        r.status,
+        r.outcome.as_str(),
+        r.reason,
+        micros(r.latency),
+        i64::try_from(r.body_size).unwrap_or(i64::MAX),
+        delivery_id,
+        r.ack,
+        headers,
+        r.body.as_deref(),
+    ])?;
+    Ok(())
+}
+
+fn insert_attempt(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    a: &AttemptRecord,
+) -> Result<(), HistoryError> {
+    stmt.execute(params![
+        a.request_id.hyphenated().to_string(),
+        &*a.webhook,
+        a.destination,
+        a.module,
+        a.attempt,
+        millis(a.at),
+        micros(a.duration),
+        a.state.as_str(),
+        a.error_class,
+        a.error.as_deref(),
+        a.next_retry.map(millis),
+    ])?;
+    Ok(())
+}
+
+/// Headers a provider puts its delivery's id in, most specific first.
+const DELIVERY_ID_HEADERS: &[&str] = &[
+    "x-github-delivery",
+    "x-gitlab-event-uuid",
+    "x-shopify-webhook-id",
+    "x-shopify-event-id",
+    "svix-id",
+    "webhook-id",
+    "x-event-id",
+    "x-delivery-id",
+    "x-request-id",
+];
+
+/// The headers as a JSON object with credentials and signatures replaced by `***` (as the
+/// `log` destination shows them), and the provider's delivery id if one is there.
+fn masked_headers(headers: &http::HeaderMap) -> (String, Option<String>) {
+    let mut map = serde_json::Map::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        let shown = if is_sensitive_header(name) {
+            "***".to_owned()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        match map.get_mut(name) {
+            Some(serde_json::Value::String(seen)) => {
+                seen.push_str(", ");
+                seen.push_str(&shown);
+            }
+            _ => {
+                map.insert(name.to_owned(), serde_json::Value::String(shown));
+            }
+        }
+    }
+    let delivery_id = DELIVERY_ID_HEADERS
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.chars().take(200).collect());
+    (serde_json::Value::Object(map).to_string(), delivery_id)
+}
+
+fn prune_logged(db: &Connection, options: &HistoryOptions) {
+    if let Err(err) = prune(db, options) {
+        tracing::warn!(error = %err, "request history: retention did not run");
+    }
+}
+
+/// Keep at most `max_entries` requests, none older than `max_age` (their attempts go with
+/// them; attempts older than `max_age` go too).
+pub(crate) fn prune(db: &Connection, options: &HistoryOptions) -> Result<(), HistoryError> {
+    let oldest =
+        millis(SystemTime::now()) - i64::try_from(options.max_age.as_millis()).unwrap_or(i64::MAX);
+    let max_entries = i64::try_from(options.max_entries).unwrap_or(i64::MAX);
+    let cut: Option<i64> = db.query_row(
+        "SELECT max(seq) FROM requests WHERE seq <= (SELECT max(seq) FROM requests) - ?1 \
+         OR received_ms < ?2",
+        params![max_entries, oldest],
+        |row| row.get(0),
+    )?;
+    if let Some(cut) = cut {
+        db.execute(
+            "DELETE FROM attempts WHERE request_id IN (SELECT request_id FROM requests WHERE seq <= ?1)",
+            params![cut],
+        )?;
+        let gone = db.execute("DELETE FROM requests WHERE seq <= ?1", params![cut])?;
+        tracing::debug!(requests = gone, "request history: retention");
+    }
+    db.execute("DELETE FROM attempts WHERE at_ms < ?1", params![oldest])?;
+    Ok(())
+}
