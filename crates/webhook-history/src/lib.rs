@@ -106,7 +106,7 @@ impl History {
         let (queue, events) = std::sync::mpsc::sync_channel(options.queue.max(1));
         std::thread::Builder::new()
             .name("history-writer".into())
-            .spawn(move || writer::run(db, events, options))
+            .spawn(move || writer::run(db, &events, &options))
             .map_err(HistoryError::Thread)?;
         Ok(Self {
             sink: Arc::new(QueueSink { queue }),

@@ -68,10 +68,10 @@ impl RequestFilter {
                 "outcome" => filter.outcome = Some(value),
                 "reason" => filter.reason = Some(value),
                 "since" => {
-                    filter.since_ms = Some(time(&value).ok_or_else(|| bad("since", &value, TIME))?)
+                    filter.since_ms = Some(time(&value).ok_or_else(|| bad("since", &value, TIME))?);
                 }
                 "until" => {
-                    filter.until_ms = Some(time(&value).ok_or_else(|| bad("until", &value, TIME))?)
+                    filter.until_ms = Some(time(&value).ok_or_else(|| bad("until", &value, TIME))?);
                 }
                 "request_id" => filter.request_id = Some(value),
                 "delivery_id" => filter.delivery_id = Some(value),

@@ -25,11 +25,11 @@ pub(crate) enum Message {
 }
 
 /// Run until every sender is gone (the queue is written out first).
-pub(crate) fn run(mut db: Connection, queue: Receiver<Message>, options: HistoryOptions) {
+pub(crate) fn run(mut db: Connection, queue: &Receiver<Message>, options: &HistoryOptions) {
     let mut batch: Vec<HistoryEvent> = Vec::with_capacity(BATCH);
     let mut waiting: Vec<std::sync::mpsc::Sender<()>> = Vec::new();
     let mut last_prune = Instant::now();
-    prune_logged(&db, &options);
+    prune_logged(&db, options);
     loop {
         let first = match queue.recv_timeout(PRUNE_EVERY) {
             Ok(message) => Some(message),
@@ -73,14 +73,14 @@ pub(crate) fn run(mut db: Connection, queue: Receiver<Message>, options: History
             let _ = done.send(());
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
-            prune_logged(&db, &options);
+            prune_logged(&db, options);
             last_prune = Instant::now();
         }
         if !open {
             break;
         }
     }
-    prune_logged(&db, &options);
+    prune_logged(&db, options);
 }
 
 fn millis(time: SystemTime) -> i64 {
