@@ -103,6 +103,8 @@ impl History {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         reader.busy_timeout(Duration::from_secs(5))?;
+        // registered at once, so /metrics shows it (at 0) before anything is dropped
+        metrics::counter!("webhook_history_dropped_total").increment(0);
         let (queue, events) = std::sync::mpsc::sync_channel(options.queue.max(1));
         std::thread::Builder::new()
             .name("history-writer".into())

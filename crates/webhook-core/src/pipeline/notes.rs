@@ -43,6 +43,13 @@ impl Notes {
             _ => RequestOutcome::Rejected,
         });
         let body = self.body.filter(|_| webhook.history.bodies).map(|body| {
+            // what `credential_cleanup` masks for destinations is masked here too
+            let body = match &webhook.cleanup {
+                Some(cleanup) if webhook.data_type == crate::DataType::Json => {
+                    cleanup.body(&body).unwrap_or(body)
+                }
+                _ => body,
+            };
             let cap = webhook.history.max_body_bytes.min(body.len());
             body.slice(..cap)
         });

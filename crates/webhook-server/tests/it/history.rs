@@ -82,6 +82,7 @@ fn write_webhooks(dir: &Path, target: &str, dead: SocketAddr) -> PathBuf {
   "kept": {{"module": "http_webhook", "ack": "persisted",
             "module-config": {{"url": "{target}", "timeout": 5}},
             "history": {{"bodies": true, "max_body_bytes": 16}},
+            "credential_cleanup": {{"enabled": true}},
             "filter": {{"body": {{"action": {{"$neq": "ignored"}}}}}}}},
   "dead": {{"module": "http_webhook", "ack": "persisted",
             "module-config": {{"url": "http://{dead}/gone", "timeout": 1}},
@@ -262,6 +263,13 @@ async fn every_request_is_listed_with_its_reason_masked_and_with_its_attempts() 
     assert_eq!(one["destinations"][0]["state"], "delivered", "{one}");
     assert_eq!(one["attempts"][0]["module"], "http_webhook");
     assert!(target.received().iter().any(|r| r.body == good.as_bytes()));
+
+    // credential_cleanup masks the kept body too
+    let r = client.post("kept", &[], r#"{"password":"hunter2"}"#).await;
+    let masked_id = r.header("x-request-id").unwrap().to_owned();
+    list_until(&client, "webhook=kept", 4).await;
+    let (_, masked) = admin(&client, &format!("/admin/requests/{masked_id}")).await;
+    assert_eq!(masked["body"], r#"{"password":"***"#, "{masked}");
 
     let (_, kept) = admin(&client, &format!("/admin/requests/{kept_id}")).await;
     assert_eq!(kept["body_kept"], true);

@@ -10,6 +10,7 @@ mod delivery;
 mod digest_auth;
 mod fairness;
 mod filter;
+mod grafana;
 mod history;
 mod limits;
 mod metrics;
