@@ -303,25 +303,12 @@ async fn attempt_until_settled(
             error,
         };
         let delay = destination.retry.delay(attempts, err.retry_after());
-        if !err.is_retryable()
+        let gives_up = !err.is_retryable()
             || attempts >= destination.retry.attempts()
             || job
                 .deadline
-                .is_some_and(|deadline| Instant::now() + delay >= deadline)
-        {
-            record(
-                &route,
-                delivery,
-                index,
-                destination,
-                attempts,
-                at,
-                took,
-                Some(&err),
-                None,
-            );
-            return Err(give_up(err));
-        }
+                .is_some_and(|deadline| Instant::now() + delay >= deadline);
+        let next_retry = (!gives_up).then(|| SystemTime::now() + delay);
         record(
             &route,
             delivery,
@@ -331,8 +318,11 @@ async fn attempt_until_settled(
             at,
             took,
             Some(&err),
-            Some(SystemTime::now() + delay),
+            next_retry,
         );
+        if gives_up {
+            return Err(give_up(err));
+        }
         destination.metrics.retried.increment(1);
         tokio::time::sleep(delay).await;
     }
