@@ -10,6 +10,7 @@
 //! `max_entries` requests and none older than `max_age`. Reads ([`History::list`],
 //! [`History::get`]) use their own connection (WAL: they never block the writer).
 
+mod live;
 mod query;
 mod schema;
 mod writer;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use webhook_core::history::{HistoryEvent, HistorySink};
 
+pub use live::LiveEvent;
 pub use query::RequestFilter;
 
 /// Everything that can go wrong opening or reading the history.
@@ -69,6 +71,7 @@ pub struct History {
     sink: Arc<QueueSink>,
     reader: Arc<Mutex<rusqlite::Connection>>,
     path: PathBuf,
+    live: tokio::sync::broadcast::Sender<LiveEvent>,
 }
 
 /// The pipeline's side: queues events for the writer thread.
@@ -106,20 +109,29 @@ impl History {
         // registered at once, so /metrics shows it (at 0) before anything is dropped
         metrics::counter!("webhook_history_dropped_total").increment(0);
         let (queue, events) = std::sync::mpsc::sync_channel(options.queue.max(1));
+        let (live, _) = tokio::sync::broadcast::channel(live::BUFFER);
+        let published = live.clone();
         std::thread::Builder::new()
             .name("history-writer".into())
-            .spawn(move || writer::run(db, &events, &options))
+            .spawn(move || writer::run(db, &events, &options, &published))
             .map_err(HistoryError::Thread)?;
         Ok(Self {
             sink: Arc::new(QueueSink { queue }),
             reader: Arc::new(Mutex::new(reader)),
             path: path.to_path_buf(),
+            live,
         })
     }
 
     /// Where the pipeline sends its events ([`webhook_core::PipelineOptions::history`]).
     pub fn sink(&self) -> Arc<dyn HistorySink> {
         Arc::clone(&self.sink) as Arc<dyn HistorySink>
+    }
+
+    /// Follow what is written from now on: each batch's events right after its commit. A
+    /// follower more than 1,024 events behind misses some (its next `recv` says how many).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
     }
 
     /// The file's path.
@@ -159,14 +171,17 @@ impl History {
         query::get(&db, request_id)
     }
 
-    /// Counts per webhook and outcome/reason since `since_ms` (Unix milliseconds).
+    /// Per webhook since `since_ms` (Unix milliseconds): counts per outcome and reason,
+    /// the same per outcome over time (at most 60 buckets up to now) and the answer
+    /// latency's p50 and p99.
     ///
     /// # Errors
     ///
     /// SQLite failing.
     pub fn summary(&self, since_ms: i64) -> Result<serde_json::Value, HistoryError> {
+        let now_ms = writer::millis(std::time::SystemTime::now());
         let db = lock(&self.reader);
-        query::summary(&db, since_ms)
+        query::summary(&db, since_ms, now_ms)
     }
 }
 

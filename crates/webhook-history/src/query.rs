@@ -120,7 +120,7 @@ fn time(text: &str) -> Option<i64> {
         .map(|t| t.as_millisecond())
 }
 
-fn rfc3339(ms: i64) -> Value {
+pub(crate) fn rfc3339(ms: i64) -> Value {
     jiff::Timestamp::from_millisecond(ms).map_or(Value::Null, |t| Value::String(format!("{t:.3}")))
 }
 
@@ -303,31 +303,97 @@ fn destinations(attempts: &[Value], ack: &str) -> Value {
     )
 }
 
-pub(crate) fn summary(db: &Connection, since_ms: i64) -> Result<Value, HistoryError> {
-    let mut stmt = db.prepare_cached(
-        "SELECT webhook, outcome, coalesce(reason, ''), count(*) FROM requests \
-         WHERE received_ms >= ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-    )?;
+/// Points of each webhook's chart: at most this many time buckets.
+const CHART_POINTS: i64 = 60;
+
+pub(crate) fn summary(db: &Connection, since_ms: i64, now_ms: i64) -> Result<Value, HistoryError> {
     let mut webhooks = serde_json::Map::new();
-    let rows = stmt.query_map([since_ms], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, i64>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (webhook, outcome, reason, count) = row?;
-        let entry = webhooks
-            .entry(webhook)
-            .or_insert_with(|| json!({"received": 0, "outcomes": {}, "reasons": {}}));
-        entry["received"] = json!(entry["received"].as_i64().unwrap_or(0) + count);
-        let outcomes = &mut entry["outcomes"][&outcome];
-        *outcomes = json!(outcomes.as_i64().unwrap_or(0) + count);
-        if !reason.is_empty() {
-            let reasons = &mut entry["reasons"][&reason];
-            *reasons = json!(reasons.as_i64().unwrap_or(0) + count);
+    let blank =
+        || json!({"received": 0, "outcomes": {}, "reasons": {}, "series": [], "latency_ms": {}});
+    {
+        let mut stmt = db.prepare_cached(
+            "SELECT webhook, outcome, coalesce(reason, ''), count(*) FROM requests \
+             WHERE received_ms >= ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )?;
+        let rows = stmt.query_map([since_ms], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (webhook, outcome, reason, count) = row?;
+            let entry = webhooks.entry(webhook).or_insert_with(blank);
+            entry["received"] = json!(entry["received"].as_i64().unwrap_or(0) + count);
+            let outcomes = &mut entry["outcomes"][&outcome];
+            *outcomes = json!(outcomes.as_i64().unwrap_or(0) + count);
+            if !reason.is_empty() {
+                let reasons = &mut entry["reasons"][&reason];
+                *reasons = json!(reasons.as_i64().unwrap_or(0) + count);
+            }
+        }
+    }
+    // over time: counts per outcome in equal buckets from `since` to now
+    let bucket_ms = ((now_ms - since_ms) / CHART_POINTS).max(1000);
+    {
+        let mut stmt = db.prepare_cached(
+            "SELECT webhook, (received_ms - ?1) / ?2, outcome, count(*) FROM requests \
+             WHERE received_ms >= ?1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![since_ms, bucket_ms], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (webhook, bucket, outcome, count) = row?;
+            let entry = webhooks.entry(webhook).or_insert_with(blank);
+            let start = rfc3339(since_ms + bucket * bucket_ms);
+            if let Value::Array(series) = &mut entry["series"] {
+                if series.last().is_none_or(|p| p["at"] != start) {
+                    series.push(json!({"at": start}));
+                }
+                if let Some(point) = series.last_mut() {
+                    point[&outcome] = json!(count);
+                }
+            }
+        }
+    }
+    // answer latency: p50 and p99 per webhook
+    {
+        let mut stmt = db.prepare_cached(
+            "SELECT webhook, latency_us FROM requests WHERE received_ms >= ? ORDER BY 1, 2",
+        )?;
+        let mut rows = stmt.query([since_ms])?;
+        let mut current: Option<(String, Vec<i64>)> = None;
+        let finish =
+            |webhook: String, sorted: Vec<i64>, webhooks: &mut serde_json::Map<String, Value>| {
+                if let Some(entry) = webhooks.get_mut(&webhook) {
+                    entry["latency_ms"] = json!({
+                        "p50": percentile(&sorted, 50) as f64 / 1000.0,
+                        "p99": percentile(&sorted, 99) as f64 / 1000.0,
+                    });
+                }
+            };
+        while let Some(row) = rows.next()? {
+            let webhook: String = row.get(0)?;
+            let latency: i64 = row.get(1)?;
+            match &mut current {
+                Some((name, list)) if *name == webhook => list.push(latency),
+                _ => {
+                    if let Some((name, list)) = current.replace((webhook, vec![latency])) {
+                        finish(name, list, &mut webhooks);
+                    }
+                }
+            }
+        }
+        if let Some((name, list)) = current {
+            finish(name, list, &mut webhooks);
         }
     }
     let (count, oldest): (i64, Option<i64>) = db.query_row(
@@ -337,8 +403,18 @@ pub(crate) fn summary(db: &Connection, since_ms: i64) -> Result<Value, HistoryEr
     )?;
     Ok(json!({
         "since": rfc3339(since_ms),
+        "bucket_seconds": bucket_ms as f64 / 1000.0,
         "webhooks": webhooks,
         "kept": count,
         "oldest": oldest.map_or(Value::Null, rfc3339),
     }))
+}
+
+/// The `p`th percentile (nearest rank) of `sorted` (0 when empty).
+fn percentile(sorted: &[i64], p: usize) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank.min(sorted.len()) - 1]
 }

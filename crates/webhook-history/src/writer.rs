@@ -8,7 +8,9 @@ use rusqlite::{Connection, params};
 use webhook_core::history::{AttemptRecord, HistoryEvent, RequestRecord};
 use webhook_core::is_sensitive_header;
 
-use crate::{HistoryError, HistoryOptions};
+use tokio::sync::broadcast;
+
+use crate::{HistoryError, HistoryOptions, LiveEvent};
 
 /// Most events written in one transaction.
 const BATCH: usize = 4096;
@@ -25,7 +27,12 @@ pub(crate) enum Message {
 }
 
 /// Run until every sender is gone (the queue is written out first).
-pub(crate) fn run(mut db: Connection, queue: &Receiver<Message>, options: &HistoryOptions) {
+pub(crate) fn run(
+    mut db: Connection,
+    queue: &Receiver<Message>,
+    options: &HistoryOptions,
+    live: &broadcast::Sender<LiveEvent>,
+) {
     let mut batch: Vec<HistoryEvent> = Vec::with_capacity(BATCH);
     let mut waiting: Vec<std::sync::mpsc::Sender<()>> = Vec::new();
     let mut last_prune = Instant::now();
@@ -63,9 +70,13 @@ pub(crate) fn run(mut db: Connection, queue: &Receiver<Message>, options: &Histo
             }
         }
         if !batch.is_empty() {
-            if let Err(err) = write(&mut db, &batch) {
-                metrics::counter!("webhook_history_dropped_total").increment(batch.len() as u64);
-                tracing::warn!(error = %err, events = batch.len(), "request history: batch not written");
+            match write(&mut db, &batch) {
+                Ok(()) => crate::live::publish(live, &batch),
+                Err(err) => {
+                    metrics::counter!("webhook_history_dropped_total")
+                        .increment(batch.len() as u64);
+                    tracing::warn!(error = %err, events = batch.len(), "request history: batch not written");
+                }
             }
             batch.clear();
         }
@@ -83,7 +94,7 @@ pub(crate) fn run(mut db: Connection, queue: &Receiver<Message>, options: &Histo
     prune_logged(&db, options);
 }
 
-fn millis(time: SystemTime) -> i64 {
+pub(crate) fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -6,11 +6,15 @@
 
 pub mod admin_client;
 pub mod connection;
+pub mod dead_letters_api;
+pub mod events;
 pub mod health;
 pub mod history_api;
 pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod overview;
 pub mod registry;
 pub mod server;
+pub mod ui;

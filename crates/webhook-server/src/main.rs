@@ -515,6 +515,7 @@ async fn serve(
         openapi: (!cli.no_openapi).then(|| bytes::Bytes::from(openapi.to_string())),
         health_cache: webhook_server::health::HEALTH_CACHE_TTL,
         history,
+        ..ServerOptions::default()
     };
     if let (Some(address), false) = (&cli.metrics_listen, cli.no_metrics) {
         let metrics_listener = TcpListener::bind(address)

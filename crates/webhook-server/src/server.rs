@@ -18,11 +18,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use webhook_core::response::{self, json, json_bytes};
-use webhook_core::{Pipeline, ResponseBody, SpoolError};
+use webhook_core::{Pipeline, ResponseBody};
 
 use crate::connection::{self, ConnectionLimits, IdleTimeout, Slots};
+use crate::dead_letters_api::{self, Bulk};
 use crate::history_api::HistoryRoute;
 use crate::live::{LivePipeline, ReloadError};
+use crate::ui::UiRoute;
 
 /// Settings of the HTTP front.
 #[derive(Debug, Clone)]
@@ -49,7 +51,14 @@ pub struct ServerOptions {
     pub public_openapi: bool,
     /// The request history behind `/admin/requests` and `/admin/summary` (`None`: off).
     pub history: Option<webhook_history::History>,
+    /// The dashboard's logged-in browsers (state, not a setting: clones share it).
+    pub sessions: crate::ui::Sessions,
+    /// Ends the open `/admin/events` streams at shutdown (state, not a setting).
+    pub closing: crate::events::Closing,
 }
+
+/// The body of every answer: a whole one, or a stream of Server-Sent Events.
+pub type ServedBody = http_body_util::Either<ResponseBody, crate::events::EventStream>;
 
 /// The token that protects `/metrics` and `/stats`, kept as a SHA-256 digest and compared
 /// in constant time.
@@ -60,6 +69,14 @@ impl OpsToken {
     /// A token; `None` when it is empty.
     pub fn new(token: &str) -> Option<Self> {
         (!token.is_empty()).then(|| Self(Sha256::digest(format!("Bearer {token}")).into()))
+    }
+
+    /// `token` is this token (compared in constant time).
+    pub fn matches(&self, token: &str) -> bool {
+        bool::from(
+            self.0
+                .ct_eq(&<[u8; 32]>::from(Sha256::digest(format!("Bearer {token}")))),
+        )
     }
 
     fn allows(&self, headers: &http::HeaderMap) -> bool {
@@ -92,6 +109,8 @@ impl Default for ServerOptions {
             public_openapi: false,
             health_cache: crate::health::HEALTH_CACHE_TTL,
             history: None,
+            sessions: crate::ui::Sessions::default(),
+            closing: crate::events::Closing::default(),
         }
     }
 }
@@ -160,6 +179,7 @@ pub async fn serve(
     }
 
     drop(listener);
+    options.closing.close();
     tracing::info!("shutting down: draining in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -193,6 +213,8 @@ enum Route<'a> {
     OpenApi,
     /// `/admin/…`.
     Admin(AdminRoute<'a>),
+    /// `/ui…`: the dashboard.
+    Ui(UiRoute),
     /// Anything else.
     Unknown,
 }
@@ -204,6 +226,12 @@ enum AdminRoute<'a> {
     Reload,
     /// `/admin/dead-letters`.
     DeadLetters,
+    /// `/admin/dead-letters/replay`: every matching dead letter.
+    ReplayMatching,
+    /// `/admin/events`: live events (SSE).
+    Events,
+    /// `/admin/overview`.
+    Overview,
     /// `/admin/dead-letters/{id}`.
     DeadLetter(&'a str),
     /// `/admin/dead-letters/{id}/replay`.
@@ -225,6 +253,9 @@ impl<'a> Route<'a> {
             return Route::Admin(match admin {
                 "reload" => AdminRoute::Reload,
                 "dead-letters" => AdminRoute::DeadLetters,
+                "dead-letters/replay" => AdminRoute::ReplayMatching,
+                "events" => AdminRoute::Events,
+                "overview" => AdminRoute::Overview,
                 "requests" => AdminRoute::History(HistoryRoute::List),
                 "summary" => AdminRoute::History(HistoryRoute::Summary),
                 _ if admin.starts_with("requests/") => match admin.strip_prefix("requests/") {
@@ -250,6 +281,9 @@ impl<'a> Route<'a> {
                     None => AdminRoute::Unknown,
                 },
             });
+        }
+        if let Some(ui) = UiRoute::parse(path) {
+            return Route::Ui(ui);
         }
         match path {
             "/" => Route::Root,
@@ -287,12 +321,12 @@ pub async fn route(
     options: &ServerOptions,
     request: Request<Incoming>,
     peer: SocketAddr,
-) -> Response<ResponseBody> {
+) -> Response<ServedBody> {
     if !connection::headers_within(request.headers(), &options.limits) {
-        return json(
+        return whole(json(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             response::HEADERS_TOO_LARGE,
-        );
+        ));
     }
     let pipeline: Arc<Pipeline> = live.current();
     let route = Route::parse(request.uri().path());
@@ -310,19 +344,53 @@ pub async fn route(
                 "request"
             );
         }
-        return handled.response;
+        return whole(handled.response);
     }
-    if matches!(route, Route::Admin(_)) && options.ops_token.is_none() {
-        return json(StatusCode::NOT_FOUND, ADMIN_NEEDS_TOKEN);
+    // operators' routes: not the hot path, the path is copied so the request can move on
+    let path = request.uri().path().to_owned();
+    let route = Route::parse(&path);
+    if matches!(route, Route::Admin(_) | Route::Ui(_)) && options.ops_token.is_none() {
+        return whole(json(StatusCode::NOT_FOUND, ADMIN_NEEDS_TOKEN));
+    }
+    if let (Route::Ui(ui), Some(token)) = (route, &options.ops_token) {
+        if let Some(denied) = peer_denied(options, peer) {
+            return whole(denied);
+        }
+        return whole(crate::ui::answer(options, token, ui, request).await);
     }
     if route.is_ops(options)
-        && let Some(denied) = ops_denied(options, request.headers(), peer)
+        && let Some(denied) = ops_denied(options, request.method(), request.headers(), peer)
     {
-        return denied;
+        return whole(denied);
     }
     if matches!(route, Route::Admin(_)) && is_cross_site(request.headers()) {
-        return json(StatusCode::FORBIDDEN, CROSS_SITE);
+        return whole(json(StatusCode::FORBIDDEN, CROSS_SITE));
     }
+    if route == Route::Admin(AdminRoute::Events) {
+        if request.method() != Method::GET {
+            return whole(get_only());
+        }
+        let query = request.uri().query().unwrap_or("");
+        return crate::events::answer(options.history.as_ref(), query, &options.closing);
+    }
+    whole(answer(live, options, pipeline, route, request, peer).await)
+}
+
+/// A whole answer as a [`ServedBody`].
+fn whole(response: Response<ResponseBody>) -> Response<ServedBody> {
+    response.map(http_body_util::Either::Left)
+}
+
+/// The answer of every route but `/webhook/…`, `/ui…` and `/admin/events`, once the caller
+/// is let in.
+async fn answer(
+    live: &LivePipeline,
+    options: &ServerOptions,
+    pipeline: Arc<Pipeline>,
+    route: Route<'_>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ResponseBody> {
     let method = request.method();
     let get = method == Method::GET;
     match route {
@@ -336,7 +404,8 @@ pub async fn route(
                 StatusCode::SERVICE_UNAVAILABLE
             };
             // the details (ids, destination kinds, errors) only for operators
-            if options.ops_token.is_some() && ops_denied(options, request.headers(), peer).is_none()
+            if options.ops_token.is_some()
+                && ops_denied(options, method, request.headers(), peer).is_none()
             {
                 json_bytes(status, health.report.clone())
             } else if health.healthy {
@@ -357,34 +426,46 @@ pub async fn route(
             live.openapi().map(|d| Bytes::clone(&d)).unwrap_or_default(),
         ),
         Route::Admin(AdminRoute::Reload) if method == Method::POST => reload(live).await,
-        Route::Admin(AdminRoute::DeadLetters) if get => match pipeline.dead_letters().await {
-            Ok(list) => json_value(StatusCode::OK, &serde_json::json!({ "dead_letters": list })),
-            Err(err) => {
-                // the error names files of the spool: for the log, not the answer
-                tracing::error!(error = %err, "cannot list the dead letters");
-                json(StatusCode::INTERNAL_SERVER_ERROR, DEAD_LETTERS_UNREADABLE)
-            }
-        },
+        Route::Admin(AdminRoute::DeadLetters) if get => {
+            dead_letters_api::list(&pipeline, request.uri().query().unwrap_or("")).await
+        }
+        Route::Admin(AdminRoute::DeadLetters) if method == Method::DELETE => {
+            let query = request.uri().query().unwrap_or("");
+            dead_letters_api::bulk(&pipeline, query, Bulk::Delete).await
+        }
+        Route::Admin(AdminRoute::ReplayMatching) if method == Method::POST => {
+            let query = request.uri().query().unwrap_or("");
+            dead_letters_api::bulk(&pipeline, query, Bulk::Replay).await
+        }
+        Route::Admin(AdminRoute::Overview) if get => {
+            crate::overview::answer(live, options.health_cache).await
+        }
         Route::Admin(AdminRoute::History(asked)) if get => {
             let query = request.uri().query().unwrap_or("");
             crate::history_api::answer(options.history.as_ref(), asked, query).await
         }
         Route::Admin(AdminRoute::Replay(id)) if method == Method::POST => {
-            dead_letter_answer(pipeline.replay_dead_letter(id).await, "replayed")
+            dead_letters_api::one(pipeline.replay_dead_letter(id).await, "replayed")
         }
         Route::Admin(AdminRoute::Test(id)) if method == Method::POST => {
             let id = id.to_owned();
             dry_run(&pipeline, &id, request).await
         }
         Route::Admin(AdminRoute::DeadLetter(id)) if method == Method::DELETE => {
-            dead_letter_answer(pipeline.delete_dead_letter(id).await, "deleted")
+            dead_letters_api::one(pipeline.delete_dead_letter(id).await, "deleted")
         }
         Route::Root | Route::Health | Route::Stats => get_only(),
         Route::Metrics if options.metrics => get_only(),
-        Route::Admin(AdminRoute::Reload | AdminRoute::Replay(_) | AdminRoute::Test(_)) => {
-            only("POST")
+        Route::Admin(
+            AdminRoute::Reload
+            | AdminRoute::Replay(_)
+            | AdminRoute::Test(_)
+            | AdminRoute::ReplayMatching,
+        ) => only("POST"),
+        Route::Admin(AdminRoute::DeadLetters) => only("GET, DELETE"),
+        Route::Admin(AdminRoute::History(_) | AdminRoute::Overview | AdminRoute::Events) => {
+            get_only()
         }
-        Route::Admin(AdminRoute::DeadLetters | AdminRoute::History(_)) => get_only(),
         Route::Admin(AdminRoute::DeadLetter(_)) => only("DELETE"),
         _ => json(StatusCode::NOT_FOUND, response::NO_ROUTE),
     }
@@ -394,10 +475,9 @@ const HEALTHY: &str = r#"{"status":"healthy"}"#;
 const UNHEALTHY: &str = r#"{"status":"unhealthy"}"#;
 const CROSS_SITE: &str = r#"{"detail":"Cross-site requests to the admin API are refused"}"#;
 const ADMIN_NEEDS_TOKEN: &str = r#"{"detail":"Not Found (admin endpoints need --ops-token)"}"#;
-const DEAD_LETTERS_UNREADABLE: &str =
-    r#"{"detail":"The dead letters cannot be read (the server log says why)"}"#;
-const DEAD_LETTER_FAILED: &str =
-    r#"{"detail":"The dead letter could not be changed (the server log says why); try again"}"#;
+/// A dashboard session's changing request without its CSRF token.
+pub(crate) const CSRF_REFUSED: &str =
+    r#"{"detail":"CSRF token missing or wrong (X-CSRF-Token): reload the dashboard"}"#;
 const STATS_UNAVAILABLE: &str = r#"{"detail":"Statistics store unavailable"}"#;
 const NO_FILES: &str = r#"{"detail":"this server has no config files to reload"}"#;
 
@@ -482,57 +562,44 @@ async fn dry_run(
     }
 }
 
-/// The answer to a replay or delete of a dead letter.
-fn dead_letter_answer(
-    done: Result<webhook_core::DeadLetter, SpoolError>,
-    message: &str,
-) -> Response<ResponseBody> {
-    match done {
-        Ok(letter) => json_value(
-            StatusCode::OK,
-            &serde_json::json!({ "message": message, "dead_letter": letter }),
-        ),
-        Err(err @ SpoolError::NoDeadLetter(_)) => json_value(
-            StatusCode::NOT_FOUND,
-            &serde_json::json!({ "detail": err.to_string() }),
-        ),
-        Err(err) => {
-            // the error names files of the spool: for the log, not the answer
-            tracing::error!(error = %err, "dead letter: {message} failed");
-            let mut response = json(StatusCode::SERVICE_UNAVAILABLE, DEAD_LETTER_FAILED);
-            response::set_retry_after(&mut response, Duration::from_secs(5));
-            response
-        }
-    }
-}
-
-/// `/metrics`, `/stats` and `/admin/*`: refused unless the peer is allowed and the token
-/// (when configured) matches.
+/// `/metrics`, `/stats` and `/admin/*`: refused unless the peer is allowed and, when a
+/// token is configured, the request carries it (`Authorization: Bearer`) or the cookie of
+/// a dashboard session — with the session's CSRF token unless it only reads.
 fn ops_denied(
     options: &ServerOptions,
+    method: &Method,
     headers: &http::HeaderMap,
     peer: SocketAddr,
 ) -> Option<Response<ResponseBody>> {
-    if !options.ops_allow.is_empty()
+    if let Some(denied) = peer_denied(options, peer) {
+        return Some(denied);
+    }
+    let token = options.ops_token.as_ref()?;
+    if token.allows(headers) {
+        return None;
+    }
+    match options.sessions.csrf_of(headers) {
+        Some(_) if matches!(*method, Method::GET | Method::HEAD) => None,
+        Some(csrf) if crate::ui::session::csrf_matches(&csrf, headers) => None,
+        Some(_) => Some(json(StatusCode::FORBIDDEN, CSRF_REFUSED)),
+        None => Some(json(StatusCode::UNAUTHORIZED, response::UNAUTHORIZED)),
+    }
+}
+
+/// `--ops-allow` does not list the peer's network.
+fn peer_denied(options: &ServerOptions, peer: SocketAddr) -> Option<Response<ResponseBody>> {
+    (!options.ops_allow.is_empty()
         && !options
             .ops_allow
             .iter()
-            .any(|net| net.contains(&peer.ip().to_canonical()))
-    {
-        return Some(json(StatusCode::FORBIDDEN, response::FORBIDDEN));
-    }
-    match &options.ops_token {
-        Some(token) if !token.allows(headers) => {
-            Some(json(StatusCode::UNAUTHORIZED, response::UNAUTHORIZED))
-        }
-        _ => None,
-    }
+            .any(|net| net.contains(&peer.ip().to_canonical())))
+    .then(|| json(StatusCode::FORBIDDEN, response::FORBIDDEN))
 }
 
 /// A browser's request made from another site: `Sec-Fetch-Site` says so, or `Origin` names
 /// another host than `Host` (a page that got an operator's browser to call the admin API,
 /// or DNS rebinding). Tools such as curl send neither.
-fn is_cross_site(headers: &http::HeaderMap) -> bool {
+pub(crate) fn is_cross_site(headers: &http::HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return !matches!(site.as_bytes(), b"same-origin" | b"none");
     }
@@ -593,7 +660,9 @@ pub async fn serve_metrics(listener: TcpListener, options: Arc<ServerOptions>) {
                             || request.method() != Method::GET
                         {
                             json(StatusCode::NOT_FOUND, response::NO_ROUTE)
-                        } else if let Some(denied) = ops_denied(&options, request.headers(), peer) {
+                        } else if let Some(denied) =
+                            ops_denied(&options, request.method(), request.headers(), peer)
+                        {
                             denied
                         } else {
                             metrics_text()

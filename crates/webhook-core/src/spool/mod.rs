@@ -405,6 +405,16 @@ impl Spool {
         (entries, self.used.load(Ordering::Relaxed))
     }
 
+    /// When the oldest pending entry was received (`None` when nothing is pending). Walks
+    /// every pending entry: for the admin API, not the request path.
+    pub fn oldest_pending(&self) -> Option<std::time::SystemTime> {
+        lock(&self.state)
+            .live
+            .values()
+            .map(|l| l.entry.delivery.received_at)
+            .min()
+    }
+
     fn send(&self, op: Op) -> Result<(), SpoolError> {
         let sender = match self.writer.lock() {
             Ok(sender) => sender,
