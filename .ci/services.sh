@@ -52,6 +52,28 @@ ensure_cli_tools() {
   fi
 }
 
+# The dashboard's browser test: Debian's chromium and playwright-core (from npm) at a fixed
+# place, installed once. WEBHOOK_TEST_NODE_MODULES names the node_modules directory.
+export WEBHOOK_TEST_NODE_MODULES=${WEBHOOK_TEST_NODE_MODULES:-/opt/webhook-ci/node/node_modules}
+PLAYWRIGHT_CORE_VERSION=1.65.2
+ensure_browser() {
+  local missing=()
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  local prefix
+  prefix=$(dirname "$WEBHOOK_TEST_NODE_MODULES")
+  if [ "$(node -p "require('$WEBHOOK_TEST_NODE_MODULES/playwright-core/package.json').version" 2>/dev/null)" != "$PLAYWRIGHT_CORE_VERSION" ]; then
+    echo "installing playwright-core $PLAYWRIGHT_CORE_VERSION into $prefix" >&2
+    mkdir -p "$prefix"
+    npm install --silent --no-audit --no-fund --prefix "$prefix" "playwright-core@$PLAYWRIGHT_CORE_VERSION"
+  fi
+}
+
 # Redis: WEBHOOK_TEST_REDIS_URL (default redis://127.0.0.1:6379/0).
 ensure_redis() {
   require_tcp redis 127.0.0.1 6379 \

@@ -179,3 +179,54 @@ fn retention_keeps_the_newest_and_drops_the_old() {
         "the four oldest (one of them too old) are gone"
     );
 }
+
+#[test]
+fn the_summary_has_a_series_over_time_and_latency_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = open(&dir, HistoryOptions::default());
+    let now = SystemTime::now();
+    for i in 0..100u64 {
+        let mut r = request("gh", 200, None, now - Duration::from_secs(120));
+        r.latency = Duration::from_millis(i + 1);
+        history.sink().record(HistoryEvent::Request(r));
+    }
+    history.sink().record(HistoryEvent::Request(request(
+        "gh",
+        401,
+        Some("signature_mismatch"),
+        now,
+    )));
+    assert!(history.flush(Duration::from_secs(5)));
+    let since = writer::millis(now - Duration::from_secs(3600));
+    let summary = history.summary(since).unwrap();
+    let gh = &summary["webhooks"]["gh"];
+    assert_eq!(gh["received"], 101);
+    assert_eq!(gh["reasons"]["signature_mismatch"], 1);
+    assert_eq!(summary["bucket_seconds"], 60.0);
+    let series = gh["series"].as_array().unwrap();
+    assert_eq!(series.len(), 2, "{series:?}");
+    assert_eq!(series[0]["accepted"], 100);
+    assert_eq!(series[1]["rejected"], 1);
+    // 101 latencies: 1..=100 ms and the rejected one's 1.5 ms
+    assert_eq!(gh["latency_ms"]["p50"], 50.0);
+    assert_eq!(gh["latency_ms"]["p99"], 99.0);
+}
+
+#[test]
+fn followers_get_each_committed_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = open(&dir, HistoryOptions::default());
+    let mut live = history.subscribe();
+    let r = request("gh", 401, Some("signature_mismatch"), SystemTime::now());
+    let id = r.request_id.hyphenated().to_string();
+    history.sink().record(HistoryEvent::Request(r));
+    assert!(history.flush(Duration::from_secs(5)));
+    let event = live.try_recv().unwrap();
+    assert_eq!(event.kind, "request");
+    assert_eq!(&*event.webhook, "gh");
+    let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(data["request_id"], id);
+    assert_eq!(data["reason"], "signature_mismatch");
+    // committed before it was sent: the history has it
+    assert!(history.get(&id).unwrap().is_some());
+}

@@ -6,6 +6,7 @@ mod auth_methods;
 mod cli;
 mod config_errors;
 mod credentials;
+mod dashboard;
 mod delivery;
 mod digest_auth;
 mod fairness;

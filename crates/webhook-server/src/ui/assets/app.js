@@ -106,7 +106,7 @@ let knownWebhooks = [];
 loaders.overview = async function loadOverview() {
   const [overview, summary] = await Promise.all([
     api('GET', '/admin/overview'),
-    api('GET', '/admin/summary').catch(() => null),
+    api('GET', `/admin/summary?since=${new Date(Date.now() - Number(document.getElementById('overview-window').value) * 1000).toISOString()}`).catch(() => null),
   ]);
   const cards = document.getElementById('cards');
   const spool = overview.spool || {};
@@ -141,7 +141,7 @@ loaders.overview = async function loadOverview() {
         el('td', {}, outcomes.duplicate || 0), el('td', {}, outcomes.filtered || 0),
         el('td', {}, ms(counts.latency_ms && counts.latency_ms.p50)),
         el('td', {}, ms(counts.latency_ms && counts.latency_ms.p99)),
-        el('td', {}, chart(counts.series || [], summary.bucket_seconds))));
+        el('td', {}, chart(counts.series || [], summary.since, summary.bucket_seconds))));
     }
   }
   if (!body.children.length) {
@@ -170,7 +170,7 @@ loaders.overview = async function loadOverview() {
 };
 
 // A stacked bar per time bucket, one colour per outcome.
-function chart(series, bucketSeconds) {
+function chart(series, since, bucketSeconds) {
   const width = 240;
   const height = 40;
   const svg = document.createElementNS(SVG_NS, 'svg');
@@ -180,9 +180,9 @@ function chart(series, bucketSeconds) {
   const totals = series.map((p) => Object.entries(p).filter(([k]) => k !== 'at').reduce((s, [, v]) => s + v, 0));
   const max = Math.max(1, ...totals);
   const slot = width / 60;
-  const first = series.length ? new Date(series[0].at).getTime() : 0;
-  series.forEach((point, i) => {
-    const index = bucketSeconds ? Math.round((new Date(point.at).getTime() - first) / (bucketSeconds * 1000)) : i;
+  const start = new Date(since).getTime();
+  series.forEach((point) => {
+    const index = Math.max(0, Math.round((new Date(point.at).getTime() - start) / (bucketSeconds * 1000)));
     let y = height;
     for (const [outcome, color] of Object.entries(OUTCOME_COLORS)) {
       const n = point[outcome] || 0;
@@ -367,7 +367,7 @@ async function bulk(method, path, verb) {
   const params = formQuery(document.getElementById('dead-letter-filters'));
   if (![...params.keys()].length) params.set('all', 'true');
   if (!window.confirm(`${verb} every dead letter matching ${params.has('all') ? '(all of them)' : params.toString()}?`)) return;
-  await act(method, `${path}?${params}`, `${verb}d`.replace('ed', 'ed').replace('eed', 'ed'));
+  await act(method, `${path}?${params}`, verb === 'Replay' ? 'Replayed' : 'Deleted');
 }
 
 // ---- test ------------------------------------------------------------------------------
@@ -402,8 +402,16 @@ async function runTest(event) {
   out.replaceChildren();
   try {
     const report = await api('POST', `/admin/webhooks/${encodeURIComponent(form.elements.webhook.value)}/test`, sample);
-    out.append(el('p', { class: report.verified === false ? 'verification failed' : 'verification passed', id: 'test-verdict' },
-      report.verified === false ? `Refused: ${report.reason || report.detail || 'a validator said no'}` : `Passed${report.filtered ? ' (filtered out)' : ''}`));
+    let verdict;
+    if (report.verified === false) {
+      const r = report.rejected || {};
+      verdict = `Refused with ${r.status || '4xx'} by ${r.validator || 'a validator'}: ${r.reason || 'no reason'}`;
+    } else if (report.error) {
+      verdict = report.error;
+    } else {
+      verdict = `${report.verified === null ? 'Validators not run' : 'Passed the validators'}${report.filtered ? ', then filtered out' : ''}`;
+    }
+    out.append(el('p', { class: report.verified === false || report.error ? 'verification failed' : 'verification passed', id: 'test-verdict' }, verdict));
     for (const d of report.destinations || []) {
       out.append(el('div', { class: 'destination' }, el('h4', {}, `#${d.index} ${d.module}: `, el('span', { class: `state ${d.outcome}` }, d.outcome)),
         d.error ? el('div', { class: 'error' }, d.error) : null,
@@ -428,6 +436,7 @@ document.addEventListener('DOMContentLoaded', () => {
   document.getElementById('request-filters').addEventListener('reset', () => {
     setTimeout(() => listRequests(false).catch((err) => say(err.message, true)), 0);
   });
+  document.getElementById('overview-window').addEventListener('change', () => loaders.overview().catch((err) => say(err.message, true)));
   document.getElementById('more').addEventListener('click', () => listRequests(true).catch((err) => say(err.message, true)));
   document.getElementById('inspector-close').addEventListener('click', () => {
     document.getElementById('inspector').hidden = true;
