@@ -13,6 +13,8 @@
 #   SHARED_SPOOL=postgres://…/webhook_bench     # the `persisted_postgres` row (default: the
 #       # machine's PostgreSQL; the database is dropped and created afresh; SHARED_SPOOL= skips it).
 #       # Only the gateway's instructions: PostgreSQL's own work is not in the count.
+#   HISTORY=1                                   # also `persisted_history`: the default webhook
+#       # with --history on (every request and attempt written to the SQLite history)
 #
 # A report, not a pass/fail test. Needs valgrind (apt).
 set -euo pipefail
@@ -103,6 +105,12 @@ for gateway in "${gateways[@]}"; do
       --webhooks-config "$work/$mode.json" --data-dir "$work" --spool-dir "$work/spool" >>"$results"
   done
 done
+if [ -n "${HISTORY:-}" ]; then
+  rm -rf "$work/spool" "$work/history.sqlite"*
+  measure_ir persisted_history ./target/release/webhook-server --host 127.0.0.1 --port "$PORT" \
+    --webhooks-config "$work/persisted.json" --data-dir "$work" --spool-dir "$work/spool" \
+    --history on --history-file "$work/history.sqlite" >>"$results"
+fi
 if [ -n "$SHARED_SPOOL" ]; then
   db=${SHARED_SPOOL##*/}; db=${db%%\?*}
   psql "${SHARED_SPOOL%/*}/postgres" -q -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null

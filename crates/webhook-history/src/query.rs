@@ -335,21 +335,25 @@ pub(crate) fn summary(db: &Connection, since_ms: i64, now_ms: i64) -> Result<Val
             }
         }
     }
-    // over time: counts per outcome in equal buckets from `since` to now
-    let bucket_ms = ((now_ms - since_ms) / CHART_POINTS).max(1000);
+    // over time: counts per outcome in equal buckets of whole seconds from `since` to
+    // now; what rounding leaves past the last bucket is counted in it
+    let bucket_ms = (((now_ms - since_ms) / CHART_POINTS + 500) / 1000 * 1000).max(1000);
     {
         let mut stmt = db.prepare_cached(
-            "SELECT webhook, (received_ms - ?1) / ?2, outcome, count(*) FROM requests \
+            "SELECT webhook, min((received_ms - ?1) / ?2, ?3), outcome, count(*) FROM requests \
              WHERE received_ms >= ?1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
         )?;
-        let rows = stmt.query_map(rusqlite::params![since_ms, bucket_ms], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, i64>(3)?,
-            ))
-        })?;
+        let rows = stmt.query_map(
+            rusqlite::params![since_ms, bucket_ms, CHART_POINTS - 1],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            },
+        )?;
         for row in rows {
             let (webhook, bucket, outcome, count) = row?;
             let entry = webhooks.entry(webhook).or_insert_with(blank);

@@ -1,7 +1,7 @@
 //! The writer thread: takes events from the pipeline's queue and writes them in batches
 //! (one transaction per batch, at most every `FLUSH_EVERY`), and applies retention.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, params};
@@ -37,6 +37,8 @@ pub(crate) fn run(
     let mut waiting: Vec<std::sync::mpsc::Sender<()>> = Vec::new();
     let mut last_prune = Instant::now();
     prune_logged(&db, options);
+    // Set when the last batch stopped at BATCH: more is waiting, take it at once.
+    let mut behind = false;
     loop {
         let first = match queue.recv_timeout(PRUNE_EVERY) {
             Ok(message) => Some(message),
@@ -45,7 +47,11 @@ pub(crate) fn run(
         };
         let mut open = true;
         if let Some(first) = first {
-            let deadline = Instant::now() + FLUSH_EVERY;
+            // Let a batch gather while this thread sleeps: a sender then never has to wake
+            // it (a wake-up per event would cost the request path a futex call each).
+            if !behind && !matches!(first, Message::Flush(_)) {
+                std::thread::sleep(FLUSH_EVERY);
+            }
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
@@ -58,17 +64,17 @@ pub(crate) fn run(
                 if batch.len() >= BATCH {
                     break;
                 }
-                let left = deadline.saturating_duration_since(Instant::now());
-                next = match queue.recv_timeout(left) {
+                next = match queue.try_recv() {
                     Ok(message) => Some(message),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => {
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => {
                         open = false;
                         None
                     }
                 };
             }
         }
+        behind = batch.len() >= BATCH;
         if !batch.is_empty() {
             match write(&mut db, &batch) {
                 Ok(()) => crate::live::publish(live, &batch),

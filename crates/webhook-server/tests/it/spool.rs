@@ -681,7 +681,8 @@ async fn admin_paths_answer_405_with_allow_for_other_methods() {
     for (method, path, allow) in [
         ("GET", "/admin/reload", "POST"),
         ("GET", "/admin/dead-letters/abc/replay", "POST"),
-        ("POST", "/admin/dead-letters", "GET"),
+        ("POST", "/admin/dead-letters", "GET, DELETE"),
+        ("GET", "/admin/dead-letters/replay", "POST"),
         ("GET", "/admin/dead-letters/abc", "DELETE"),
     ] {
         let r = admin(&server, method, path).await;
