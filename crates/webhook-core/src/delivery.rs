@@ -155,8 +155,17 @@ pub fn is_sensitive_header(name: &str) -> bool {
         "auth",
         "password",
     ];
-    let name = name.to_ascii_lowercase();
-    NAMES.contains(&name.as_str()) || FRAGMENTS.iter().any(|f| name.contains(f))
+    // Names from `http::HeaderName` are lowercase already: no copy for them.
+    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    };
+    let bytes = name.as_bytes();
+    NAMES.contains(&&*name)
+        || FRAGMENTS
+            .iter()
+            .any(|f| bytes.windows(f.len()).any(|window| window == f.as_bytes()))
 }
 
 fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
@@ -170,6 +179,28 @@ fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn credentials_and_signatures_are_sensitive_in_any_case() {
+        for name in [
+            "authorization",
+            "Cookie",
+            "x-hub-signature-256",
+            "X-Api-Key",
+            "x-gitlab-token",
+            "x-shopify-hmac-sha256",
+        ] {
+            assert!(is_sensitive_header(name), "{name}");
+        }
+        for name in [
+            "content-type",
+            "X-GitHub-Event",
+            "x-github-delivery",
+            "user-agent",
+        ] {
+            assert!(!is_sensitive_header(name), "{name}");
+        }
+    }
 
     fn received_at(millis: u64) -> Delivery {
         Delivery {

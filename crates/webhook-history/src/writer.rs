@@ -194,8 +194,15 @@ const DELIVERY_ID_HEADERS: &[&str] = &[
 /// `log` destination shows them), and the provider's delivery id if one is there.
 fn masked_headers(headers: &http::HeaderMap) -> (String, Option<String>) {
     let mut map = serde_json::Map::new();
+    // (rank in DELIVERY_ID_HEADERS, value) of the most specific delivery id seen so far
+    let mut delivery: Option<(usize, &http::HeaderValue)> = None;
     for (name, value) in headers {
         let name = name.as_str();
+        if let Some(rank) = DELIVERY_ID_HEADERS.iter().position(|known| *known == name) {
+            if delivery.is_none_or(|(best, _)| rank < best) {
+                delivery = Some((rank, value));
+            }
+        }
         let shown = if is_sensitive_header(name) {
             "***".to_owned()
         } else {
@@ -211,10 +218,8 @@ fn masked_headers(headers: &http::HeaderMap) -> (String, Option<String>) {
             }
         }
     }
-    let delivery_id = DELIVERY_ID_HEADERS
-        .iter()
-        .find_map(|name| headers.get(*name))
-        .and_then(|value| value.to_str().ok())
+    let delivery_id = delivery
+        .and_then(|(_, value)| value.to_str().ok())
         .map(|value| value.chars().take(200).collect());
     (serde_json::Value::Object(map).to_string(), delivery_id)
 }
@@ -247,4 +252,27 @@ pub(crate) fn prune(db: &Connection, options: &HistoryOptions) -> Result<(), His
     }
     db.execute("DELETE FROM attempts WHERE at_ms < ?1", params![oldest])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked_headers;
+
+    #[test]
+    fn headers_are_masked_and_the_most_specific_delivery_id_is_kept() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-request-id", "generic".parse().unwrap());
+        headers.insert("x-github-delivery", "gh-1".parse().unwrap());
+        headers.insert("x-hub-signature-256", "sha256=abc".parse().unwrap());
+        headers.append("accept", "a".parse().unwrap());
+        headers.append("accept", "b".parse().unwrap());
+        let (json, delivery_id) = masked_headers(&headers);
+        let shown: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(delivery_id.as_deref(), Some("gh-1"));
+        assert_eq!(shown["x-hub-signature-256"], "***");
+        assert_eq!(shown["accept"], "a, b");
+        assert!(!json.contains("abc"));
+        headers.remove("x-github-delivery");
+        assert_eq!(masked_headers(&headers).1.as_deref(), Some("generic"));
+    }
 }
