@@ -198,10 +198,10 @@ fn masked_headers(headers: &http::HeaderMap) -> (String, Option<String>) {
     let mut delivery: Option<(usize, &http::HeaderValue)> = None;
     for (name, value) in headers {
         let name = name.as_str();
-        if let Some(rank) = DELIVERY_ID_HEADERS.iter().position(|known| *known == name) {
-            if delivery.is_none_or(|(best, _)| rank < best) {
-                delivery = Some((rank, value));
-            }
+        if let Some(rank) = DELIVERY_ID_HEADERS.iter().position(|known| *known == name)
+            && delivery.is_none_or(|(best, _)| rank < best)
+        {
+            delivery = Some((rank, value));
         }
         let shown = if is_sensitive_header(name) {
             "***".to_owned()
