@@ -224,7 +224,9 @@ async fn hostile_programs_end_as_dead_letters_while_others_flow() {
         ("loop", "def f: f; f", "did not finish within 100 ms"),
         ("alloc", "[range(1e9)]", "memory limit (64 MiB)"),
         ("recursion", "def f: 1 + f; f", "recursed too deep"),
-        ("output", "[range(300000)]", "larger than max_output_bytes"),
+        // A 2 MB string: past max_output_bytes (1 MiB) while far inside the memory limit
+        // (an array of 300,000 numbers was once blamed on memory in a loaded CI run).
+        ("output", "\"x\" * 2000000", "larger than max_output_bytes"),
         ("failing", ".missing | keys", "the program failed"),
         ("notjson", ".", "not JSON"),
     ];
