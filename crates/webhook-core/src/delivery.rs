@@ -162,10 +162,14 @@ pub fn is_sensitive_header(name: &str) -> bool {
         std::borrow::Cow::Borrowed(name)
     };
     let bytes = name.as_bytes();
+    // one pass over the name: a fragment is compared only where its first byte is
     NAMES.contains(&&*name)
-        || FRAGMENTS
-            .iter()
-            .any(|f| bytes.windows(f.len()).any(|window| window == f.as_bytes()))
+        || (0..bytes.len()).any(|at| {
+            let rest = &bytes[at..];
+            FRAGMENTS
+                .iter()
+                .any(|f| f.as_bytes()[0] == rest[0] && rest.starts_with(f.as_bytes()))
+        })
 }
 
 fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {

@@ -98,9 +98,9 @@ impl History {
     ///
     /// The file cannot be opened or created, or was written by a newer build.
     pub fn open(path: &Path, options: HistoryOptions) -> Result<Self, HistoryError> {
-        let db = rusqlite::Connection::open(path)?;
+        let mut db = rusqlite::Connection::open(path)?;
         db.busy_timeout(Duration::from_secs(5))?;
-        schema::prepare(&db)?;
+        schema::prepare(&mut db)?;
         let reader = rusqlite::Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,

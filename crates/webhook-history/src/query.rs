@@ -140,7 +140,7 @@ fn summary_row(row: &Row<'_>) -> rusqlite::Result<Value> {
     let latency_us: i64 = row.get(9)?;
     Ok(json!({
         "seq": row.get::<_, i64>(0)?,
-        "request_id": row.get::<_, String>(1)?,
+        "request_id": request_id(row, 1)?,
         "webhook": row.get::<_, String>(2)?,
         "received_at": rfc3339(received),
         "client_ip": row.get::<_, String>(4)?,
@@ -187,7 +187,8 @@ pub(crate) fn list(db: &Connection, filter: &RequestFilter) -> Result<Value, His
         add("received_ms < ?", Sql::Integer(v));
     }
     if let Some(v) = &filter.request_id {
-        add("request_id = ?", Sql::Text(v.to_ascii_lowercase()));
+        let id = uuid::Uuid::parse_str(v).map_err(|_| bad("request_id", v, "a request id"))?;
+        add("request_id = ?", Sql::Blob(id.as_bytes().to_vec()));
     }
     if let Some(v) = &filter.delivery_id {
         add("delivery_id = ?", Sql::Text(v.clone()));
@@ -219,12 +220,15 @@ pub(crate) fn list(db: &Connection, filter: &RequestFilter) -> Result<Value, His
 }
 
 pub(crate) fn get(db: &Connection, request_id: &str) -> Result<Option<Value>, HistoryError> {
-    let request_id = request_id.to_ascii_lowercase();
+    let Ok(id) = uuid::Uuid::parse_str(request_id) else {
+        return Ok(None);
+    };
+    let request_id = id.as_bytes().as_slice();
     let found = db
         .prepare_cached(&format!(
             "SELECT {COLUMNS}, headers, body FROM requests WHERE request_id = ? ORDER BY seq DESC LIMIT 1"
         ))?
-        .query_row([&request_id], |row| {
+        .query_row([request_id], |row| {
             let mut value = summary_row(row)?;
             let headers: String = row.get(13)?;
             let body: Option<Vec<u8>> = row.get(14)?;
@@ -252,7 +256,7 @@ pub(crate) fn get(db: &Connection, request_id: &str) -> Result<Option<Value>, Hi
          next_retry_ms FROM attempts WHERE request_id = ? ORDER BY seq",
     )?;
     let attempts: Vec<Value> = stmt
-        .query_map([&request_id], |row| {
+        .query_map([request_id], |row| {
             let duration_us: i64 = row.get(4)?;
             Ok(json!({
                 "destination": row.get::<_, i64>(0)?,
@@ -301,6 +305,20 @@ fn destinations(attempts: &[Value], ack: &str) -> Value {
             })
             .collect(),
     )
+}
+
+/// Column `index`, a request id kept as its 16 bytes, in its hyphenated form.
+fn request_id(row: &Row<'_>, index: usize) -> rusqlite::Result<String> {
+    let bytes: Vec<u8> = row.get(index)?;
+    uuid::Uuid::from_slice(&bytes)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|err| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Blob,
+                Box::new(err),
+            )
+        })
 }
 
 /// Points of each webhook's chart: at most this many time buckets.

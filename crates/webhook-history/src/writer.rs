@@ -1,6 +1,7 @@
 //! The writer thread: takes events from the pipeline's queue and writes them in batches
 //! (one transaction per batch, at most every `FLUSH_EVERY`), and applies retention.
 
+use std::fmt::Write as _;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +19,8 @@ const BATCH: usize = 4096;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(5);
+/// Oldest attempts looked at per retention run for their age.
+const AGED_ATTEMPTS_WINDOW: i64 = 10_000;
 
 /// What the writer thread is sent.
 pub(crate) enum Message {
@@ -122,9 +125,11 @@ fn write(db: &mut Connection, batch: &[HistoryEvent]) -> Result<(), HistoryError
              duration_us, state, error_class, error, next_retry_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
+        // one buffer for every request's masked headers
+        let mut headers = String::with_capacity(1024);
         for event in batch {
             match event {
-                HistoryEvent::Request(r) => insert_request(&mut requests, r)?,
+                HistoryEvent::Request(r) => insert_request(&mut requests, r, &mut headers)?,
                 HistoryEvent::Attempt(a) => insert_attempt(&mut attempts, a)?,
             }
         }
@@ -136,13 +141,16 @@ fn write(db: &mut Connection, batch: &[HistoryEvent]) -> Result<(), HistoryError
 fn insert_request(
     stmt: &mut rusqlite::CachedStatement<'_>,
     r: &RequestRecord,
+    headers: &mut String,
 ) -> Result<(), HistoryError> {
-    let (headers, delivery_id) = masked_headers(&r.headers);
+    let delivery_id = masked_headers(&r.headers, headers);
+    let mut ip = String::new();
+    let _ = write!(ip, "{}", r.client_ip);
     stmt.execute(params![
-        r.request_id.hyphenated().to_string(),
+        r.request_id.as_bytes().as_slice(),
         &*r.webhook,
         millis(r.received_at),
-        r.client_ip.to_string(),
+        ip,
         r.method.as_str(),
         r.status,
         r.outcome.as_str(),
@@ -151,7 +159,7 @@ fn insert_request(
         i64::try_from(r.body_size).unwrap_or(i64::MAX),
         delivery_id,
         r.ack,
-        headers,
+        headers.as_str(),
         r.body.as_deref(),
     ])?;
     Ok(())
@@ -162,7 +170,7 @@ fn insert_attempt(
     a: &AttemptRecord,
 ) -> Result<(), HistoryError> {
     stmt.execute(params![
-        a.request_id.hyphenated().to_string(),
+        a.request_id.as_bytes().as_slice(),
         &*a.webhook,
         a.destination,
         a.module,
@@ -190,38 +198,81 @@ const DELIVERY_ID_HEADERS: &[&str] = &[
     "x-request-id",
 ];
 
-/// The headers as a JSON object with credentials and signatures replaced by `***` (as the
-/// `log` destination shows them), and the provider's delivery id if one is there.
-fn masked_headers(headers: &http::HeaderMap) -> (String, Option<String>) {
-    let mut map = serde_json::Map::new();
+/// Write the headers into `out` as a JSON object with credentials and signatures replaced
+/// by `***` (as the `log` destination shows them; the values of a repeated header joined
+/// by `, `); the provider's delivery id, if one is there.
+fn masked_headers(headers: &http::HeaderMap, out: &mut String) -> Option<String> {
+    out.clear();
+    out.push('{');
     // (rank in DELIVERY_ID_HEADERS, value) of the most specific delivery id seen so far
     let mut delivery: Option<(usize, &http::HeaderValue)> = None;
+    // a header map yields a name's values one after the other
+    let mut previous: Option<&http::HeaderName> = None;
     for (name, value) in headers {
-        let name = name.as_str();
-        if let Some(rank) = DELIVERY_ID_HEADERS.iter().position(|known| *known == name)
-            && delivery.is_none_or(|(best, _)| rank < best)
-        {
-            delivery = Some((rank, value));
-        }
-        let shown = if is_sensitive_header(name) {
-            "***".to_owned()
+        let repeated = previous == Some(name);
+        previous = Some(name);
+        let text = name.as_str();
+        let sensitive = is_sensitive_header(text);
+        if repeated {
+            // reopen the string written for the name's first value
+            out.pop();
+            out.push_str(", ");
         } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
-        };
-        match map.get_mut(name) {
-            Some(serde_json::Value::String(seen)) => {
-                seen.push_str(", ");
-                seen.push_str(&shown);
+            if out.len() > 1 {
+                out.push(',');
             }
-            _ => {
-                map.insert(name.to_owned(), serde_json::Value::String(shown));
+            push_json_string(out, text);
+            out.push(':');
+            out.push('"');
+            if let Some(rank) = DELIVERY_ID_HEADERS.iter().position(|known| *known == text)
+                && delivery.is_none_or(|(best, _)| rank < best)
+            {
+                delivery = Some((rank, value));
             }
         }
+        if sensitive {
+            out.push_str("***");
+        } else {
+            push_json_escaped(out, &String::from_utf8_lossy(value.as_bytes()));
+        }
+        out.push('"');
     }
-    let delivery_id = delivery
+    out.push('}');
+    delivery
         .and_then(|(_, value)| value.to_str().ok())
-        .map(|value| value.chars().take(200).collect());
-    (serde_json::Value::Object(map).to_string(), delivery_id)
+        .map(|value| value.chars().take(200).collect())
+}
+
+/// `text` as a JSON string, quotes included.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    push_json_escaped(out, text);
+    out.push('"');
+}
+
+/// `text` escaped for the inside of a JSON string.
+fn push_json_escaped(out: &mut String, text: &str) {
+    let mut start = 0;
+    // what needs escaping is ASCII, so every such byte is a character boundary
+    for (i, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&text[start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&text[start..]);
 }
 
 fn prune_logged(db: &Connection, options: &HistoryOptions) {
@@ -250,7 +301,14 @@ pub(crate) fn prune(db: &Connection, options: &HistoryOptions) -> Result<(), His
         let gone = db.execute("DELETE FROM requests WHERE seq <= ?1", params![cut])?;
         tracing::debug!(requests = gone, "request history: retention");
     }
-    db.execute("DELETE FROM attempts WHERE at_ms < ?1", params![oldest])?;
+    // Attempts of requests pruned earlier (a retry written after its request went):
+    // the oldest rows go by age, a window at a time (rows are written in about time
+    // order; no index on their time to keep up).
+    db.execute(
+        "DELETE FROM attempts WHERE seq IN (SELECT seq FROM attempts ORDER BY seq LIMIT ?1) \
+         AND at_ms < ?2",
+        params![AGED_ATTEMPTS_WINDOW, oldest],
+    )?;
     Ok(())
 }
 
@@ -266,13 +324,29 @@ mod tests {
         headers.insert("x-hub-signature-256", "sha256=abc".parse().unwrap());
         headers.append("accept", "a".parse().unwrap());
         headers.append("accept", "b".parse().unwrap());
-        let (json, delivery_id) = masked_headers(&headers);
+        headers.append("cookie", "c=secret1".parse().unwrap());
+        headers.append("cookie", "d=secret2".parse().unwrap());
+        headers.insert(
+            "x-quoted",
+            http::HeaderValue::from_bytes(b"say \"hi\" \\ \tcaf\xc3\xa9").unwrap(),
+        );
+        let mut json = String::new();
+        let delivery_id = masked_headers(&headers, &mut json);
         let shown: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(delivery_id.as_deref(), Some("gh-1"));
         assert_eq!(shown["x-hub-signature-256"], "***");
         assert_eq!(shown["accept"], "a, b");
-        assert!(!json.contains("abc"));
+        assert_eq!(shown["cookie"], "***, ***");
+        assert_eq!(shown["x-quoted"], "say \"hi\" \\ \tcafé");
+        assert_eq!(shown["x-request-id"], "generic");
+        assert_eq!(shown.as_object().unwrap().len(), 6);
+        assert!(!json.contains("abc") && !json.contains("secret"));
         headers.remove("x-github-delivery");
-        assert_eq!(masked_headers(&headers).1.as_deref(), Some("generic"));
+        assert_eq!(
+            masked_headers(&headers, &mut json).as_deref(),
+            Some("generic")
+        );
+        assert_eq!(masked_headers(&http::HeaderMap::new(), &mut json), None);
+        assert_eq!(json, "{}");
     }
 }

@@ -338,7 +338,8 @@ async fn every_request_is_listed_with_its_reason_masked_and_with_its_attempts() 
     stop(&mut child);
     let file = dir.path().join("history.sqlite");
     let dump = std::process::Command::new(webhook_testkit::interop::python())
-        .args(["-c", "import sqlite3,sys; db=sqlite3.connect(sys.argv[1]); print('\\n'.join(str(r) for t in ('requests','attempts') for r in db.execute('select * from '+t)))"])
+        // request ids are kept as their 16 bytes: shown as UUIDs
+        .args(["-c", "import sqlite3,sys,uuid; db=sqlite3.connect(sys.argv[1]); show=lambda v: str(uuid.UUID(bytes=v)) if isinstance(v, bytes) and len(v) == 16 else v; print('\\n'.join(str(tuple(map(show, r))) for t in ('requests','attempts') for r in db.execute('select * from '+t)))"])
         .arg(&file)
         .output()
         .unwrap();
