@@ -3,8 +3,10 @@
 //!
 //! Every index costs each written row a B-tree insert (and each pruned row a delete), so
 //! the tables keep only the indexes the admin API's questions need: a request by id, a
-//! webhook's newest requests, requests since a time; an attempt by its request. Request ids
-//! are their 16 bytes, not 36 characters of text.
+//! webhook's newest requests, requests since a time. Attempts live in one B-tree keyed by
+//! (request id, seq): a request's attempts in order, and, as request ids are UUIDv7 (their
+//! first 48 bits the arrival's Unix milliseconds), the oldest first. Request ids are their
+//! 16 bytes, not 36 characters of text.
 
 use rusqlite::Connection;
 
@@ -35,8 +37,8 @@ CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
 CREATE INDEX IF NOT EXISTS requests_webhook ON requests (webhook, seq);
 CREATE INDEX IF NOT EXISTS requests_received ON requests (received_ms);
 CREATE TABLE IF NOT EXISTS attempts (
-    seq INTEGER PRIMARY KEY,
     request_id BLOB NOT NULL,
+    seq INTEGER NOT NULL,
     webhook TEXT NOT NULL,
     destination INTEGER NOT NULL,
     module TEXT NOT NULL,
@@ -46,9 +48,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     state TEXT NOT NULL,
     error_class TEXT,
     error TEXT,
-    next_retry_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS attempts_request_id ON attempts (request_id);
+    next_retry_ms INTEGER,
+    PRIMARY KEY (request_id, seq)
+) WITHOUT ROWID;
 ";
 
 /// Version 1 kept request ids as text and indexed delivery ids and attempt times: its rows

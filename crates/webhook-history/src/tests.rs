@@ -144,16 +144,37 @@ fn retention_keeps_the_newest_and_drops_the_old() {
         },
     );
     let now = SystemTime::now();
-    history.sink().record(HistoryEvent::Request(request(
-        "gh",
-        200,
-        None,
-        now - Duration::from_secs(7200),
-    )));
+    let two_hours_ago = now - Duration::from_secs(7200);
+    let mut old = request("gh", 200, None, two_hours_ago);
+    // as the pipeline makes them: a UUIDv7 of the arrival
+    let since_epoch = two_hours_ago
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    old.request_id = Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        since_epoch.as_secs(),
+        since_epoch.subsec_nanos(),
+    ));
+    // a late retry of it, and an attempt of a request that is no longer kept (by age)
+    let old_attempt = attempt(old.request_id, 2, now);
+    let orphan = Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        since_epoch.as_secs() - 60,
+        0,
+    ));
+    history.sink().record(HistoryEvent::Request(old));
+    history.sink().record(HistoryEvent::Attempt(old_attempt));
+    history
+        .sink()
+        .record(HistoryEvent::Attempt(attempt(orphan, 1, two_hours_ago)));
+    let mut ids = Vec::new();
     for _ in 0..8 {
+        let r = request("gh", 200, None, now);
+        ids.push(r.request_id);
+        history.sink().record(HistoryEvent::Request(r));
         history
             .sink()
-            .record(HistoryEvent::Request(request("gh", 200, None, now)));
+            .record(HistoryEvent::Attempt(attempt(ids[ids.len() - 1], 1, now)));
     }
     assert!(history.flush(Duration::from_secs(5)));
     let db = rusqlite::Connection::open(history.path()).unwrap();
@@ -178,6 +199,36 @@ fn retention_keeps_the_newest_and_drops_the_old() {
         oldest_kept, 5,
         "the four oldest (one of them too old) are gone"
     );
+    let attempts: Vec<Vec<u8>> = db
+        .prepare("SELECT request_id FROM attempts ORDER BY request_id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let kept: Vec<Vec<u8>> = ids[3..].iter().map(|id| id.as_bytes().to_vec()).collect();
+    assert_eq!(
+        attempts, kept,
+        "attempts went with their requests, and by age"
+    );
+    let shown = history.get(&ids[7].to_string()).unwrap().unwrap();
+    assert_eq!(shown["attempts"][0]["state"], "delivered");
+}
+
+fn attempt(request_id: Uuid, attempt: u32, at: SystemTime) -> AttemptRecord {
+    AttemptRecord {
+        request_id,
+        webhook: Arc::from("gh"),
+        destination: 0,
+        module: "log",
+        attempt,
+        at,
+        duration: Duration::from_millis(1),
+        state: AttemptState::Delivered,
+        error_class: None,
+        error: None,
+        next_retry: None,
+    }
 }
 
 #[test]

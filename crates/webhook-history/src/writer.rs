@@ -19,8 +19,6 @@ const BATCH: usize = 4096;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(5);
-/// Oldest attempts looked at per retention run for their age.
-const AGED_ATTEMPTS_WINDOW: i64 = 10_000;
 
 /// What the writer thread is sent.
 pub(crate) enum Message {
@@ -39,6 +37,12 @@ pub(crate) fn run(
     let mut batch: Vec<HistoryEvent> = Vec::with_capacity(BATCH);
     let mut waiting: Vec<std::sync::mpsc::Sender<()>> = Vec::new();
     let mut last_prune = Instant::now();
+    // attempts are numbered here (their table has no rowid)
+    let mut attempt_seq: i64 = db
+        .query_row("SELECT coalesce(max(seq), 0) FROM attempts", [], |row| {
+            row.get(0)
+        })
+        .unwrap_or(0);
     prune_logged(&db, options);
     // Set when the last batch stopped at BATCH: more is waiting, take it at once.
     let mut behind = false;
@@ -79,7 +83,7 @@ pub(crate) fn run(
         }
         behind = batch.len() >= BATCH;
         if !batch.is_empty() {
-            match write(&mut db, &batch) {
+            match write(&mut db, &batch, &mut attempt_seq) {
                 Ok(()) => crate::live::publish(live, &batch),
                 Err(err) => {
                     metrics::counter!("webhook_history_dropped_total")
@@ -112,7 +116,11 @@ fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
-fn write(db: &mut Connection, batch: &[HistoryEvent]) -> Result<(), HistoryError> {
+fn write(
+    db: &mut Connection,
+    batch: &[HistoryEvent],
+    attempt_seq: &mut i64,
+) -> Result<(), HistoryError> {
     let tx = db.transaction()?;
     {
         let mut requests = tx.prepare_cached(
@@ -121,16 +129,19 @@ fn write(db: &mut Connection, batch: &[HistoryEvent]) -> Result<(), HistoryError
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
         let mut attempts = tx.prepare_cached(
-            "INSERT INTO attempts (request_id, webhook, destination, module, attempt, at_ms, \
-             duration_us, state, error_class, error, next_retry_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO attempts (request_id, seq, webhook, destination, module, attempt, \
+             at_ms, duration_us, state, error_class, error, next_retry_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         // one buffer for every request's masked headers
         let mut headers = String::with_capacity(1024);
         for event in batch {
             match event {
                 HistoryEvent::Request(r) => insert_request(&mut requests, r, &mut headers)?,
-                HistoryEvent::Attempt(a) => insert_attempt(&mut attempts, a)?,
+                HistoryEvent::Attempt(a) => {
+                    *attempt_seq += 1;
+                    insert_attempt(&mut attempts, a, *attempt_seq)?;
+                }
             }
         }
     }
@@ -168,9 +179,11 @@ fn insert_request(
 fn insert_attempt(
     stmt: &mut rusqlite::CachedStatement<'_>,
     a: &AttemptRecord,
+    seq: i64,
 ) -> Result<(), HistoryError> {
     stmt.execute(params![
         a.request_id.as_bytes().as_slice(),
+        seq,
         &*a.webhook,
         a.destination,
         a.module,
@@ -252,6 +265,14 @@ fn push_json_string(out: &mut String, text: &str) {
 
 /// `text` escaped for the inside of a JSON string.
 fn push_json_escaped(out: &mut String, text: &str) {
+    // most values need nothing: one branch-free pass to find out
+    let plain = text.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20 && b != b'"' && b != b'\\')
+    });
+    if plain {
+        out.push_str(text);
+        return;
+    }
     let mut start = 0;
     // what needs escaping is ASCII, so every such byte is a character boundary
     for (i, byte) in text.bytes().enumerate() {
@@ -301,20 +322,45 @@ pub(crate) fn prune(db: &Connection, options: &HistoryOptions) -> Result<(), His
         let gone = db.execute("DELETE FROM requests WHERE seq <= ?1", params![cut])?;
         tracing::debug!(requests = gone, "request history: retention");
     }
-    // Attempts of requests pruned earlier (a retry written after its request went):
-    // the oldest rows go by age, a window at a time (rows are written in about time
-    // order; no index on their time to keep up).
+    // Attempts of requests older than max_age (also those written after their request
+    // went, a late retry): request ids are UUIDv7, so one range of the attempts' key.
     db.execute(
-        "DELETE FROM attempts WHERE seq IN (SELECT seq FROM attempts ORDER BY seq LIMIT ?1) \
-         AND at_ms < ?2",
-        params![AGED_ATTEMPTS_WINDOW, oldest],
+        "DELETE FROM attempts WHERE request_id < ?1",
+        params![uuid_v7_floor(oldest).as_slice()],
     )?;
     Ok(())
 }
 
+/// The smallest UUIDv7 of Unix millisecond `ms`: every request id of a request that
+/// arrived before `ms` sorts below it.
+fn uuid_v7_floor(ms: i64) -> [u8; 16] {
+    let mut floor = [0u8; 16];
+    let ms = u64::try_from(ms).unwrap_or(0).min((1 << 48) - 1);
+    floor[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    floor
+}
+
 #[cfg(test)]
 mod tests {
-    use super::masked_headers;
+    use super::{masked_headers, uuid_v7_floor};
+
+    #[test]
+    fn the_uuid_v7_floor_of_a_millisecond_sorts_between_its_ids_and_earlier_ones() {
+        let at = |ms: u64| {
+            let ts = uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                ms / 1000,
+                u32::try_from(ms % 1000).unwrap() * 1_000_000,
+            );
+            *uuid::Uuid::new_v7(ts).as_bytes()
+        };
+        let ms = 1_764_840_000_123;
+        let floor = uuid_v7_floor(i64::try_from(ms).unwrap());
+        assert!(at(ms - 1) < floor);
+        assert!(floor <= at(ms));
+        assert!(floor < at(ms + 1));
+        assert_eq!(uuid_v7_floor(-5), [0; 16]);
+    }
 
     #[test]
     fn headers_are_masked_and_the_most_specific_delivery_id_is_kept() {
