@@ -246,7 +246,10 @@ fn masked_headers(headers: &http::HeaderMap, out: &mut String) -> Option<String>
         if sensitive {
             out.push_str("***");
         } else {
-            push_json_escaped(out, &String::from_utf8_lossy(value.as_bytes()));
+            match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) => push_json_escaped(out, text),
+                Err(_) => push_json_escaped(out, &String::from_utf8_lossy(value.as_bytes())),
+            }
         }
         out.push('"');
     }
