@@ -73,7 +73,11 @@ impl RequestFilter {
                 "until" => {
                     filter.until_ms = Some(time(&value).ok_or_else(|| bad("until", &value, TIME))?);
                 }
-                "request_id" => filter.request_id = Some(value),
+                "request_id" => {
+                    let id = uuid::Uuid::parse_str(&value)
+                        .map_err(|_| bad("request_id", &value, "a request id"))?;
+                    filter.request_id = Some(id.hyphenated().to_string());
+                }
                 "delivery_id" => filter.delivery_id = Some(value),
                 "q" => filter.text = Some(value),
                 "before" => {

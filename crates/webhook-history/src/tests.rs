@@ -126,6 +126,7 @@ fn bad_filters_are_named() {
         ("since=yesterday", "since"),
         ("limit=0", "limit"),
         ("colour=red", "colour"),
+        ("request_id=not-an-id", "request_id"),
     ] {
         let err = RequestFilter::from_query(query).unwrap_err().to_string();
         assert!(err.contains(key), "{query}: {err}");
