@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod openapi;
 pub mod overview;
 pub mod registry;
+mod routes;
 pub mod server;
 pub mod ui;

@@ -1,4 +1,5 @@
-//! The HTTP front: routes, connections, graceful shutdown.
+//! The HTTP front: what each route does (`routes.rs` names them), connections, graceful
+//! shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,9 +23,8 @@ use webhook_core::{Pipeline, ResponseBody};
 
 use crate::connection::{self, ConnectionLimits, IdleTimeout, Slots};
 use crate::dead_letters_api::{self, Bulk};
-use crate::history_api::HistoryRoute;
 use crate::live::{LivePipeline, ReloadError};
-use crate::ui::UiRoute;
+use crate::routes::{AdminRoute, Route};
 
 /// Settings of the HTTP front.
 #[derive(Debug, Clone)]
@@ -193,115 +193,6 @@ pub async fn serve(
     if let Some(history) = options.history.clone() {
         // what was answered is in the history file before the process ends
         let _ = tokio::task::spawn_blocking(move || history.flush(Duration::from_secs(5))).await;
-    }
-}
-
-/// Where a request goes, parsed once from its path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route<'a> {
-    /// `/webhook/{id}`.
-    Webhook(&'a str),
-    /// `/`.
-    Root,
-    /// `/health`.
-    Health,
-    /// `/stats`.
-    Stats,
-    /// `/metrics`.
-    Metrics,
-    /// `/openapi.json`.
-    OpenApi,
-    /// `/admin/…`.
-    Admin(AdminRoute<'a>),
-    /// `/ui…`: the dashboard.
-    Ui(UiRoute),
-    /// Anything else.
-    Unknown,
-}
-
-/// The routes under `/admin/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AdminRoute<'a> {
-    /// `/admin/reload`.
-    Reload,
-    /// `/admin/dead-letters`.
-    DeadLetters,
-    /// `/admin/dead-letters/replay`: every matching dead letter.
-    ReplayMatching,
-    /// `/admin/events`: live events (SSE).
-    Events,
-    /// `/admin/overview`.
-    Overview,
-    /// `/admin/dead-letters/{id}`.
-    DeadLetter(&'a str),
-    /// `/admin/dead-letters/{id}/replay`.
-    Replay(&'a str),
-    /// `/admin/webhooks/{id}/test`.
-    Test(&'a str),
-    /// `/admin/requests`, `/admin/requests/{id}`, `/admin/summary`.
-    History(HistoryRoute<'a>),
-    /// Any other path under `/admin/`.
-    Unknown,
-}
-
-impl<'a> Route<'a> {
-    fn parse(path: &'a str) -> Self {
-        if let Some(id) = path.strip_prefix("/webhook/") {
-            return Route::Webhook(id);
-        }
-        if let Some(admin) = path.strip_prefix("/admin/") {
-            return Route::Admin(match admin {
-                "reload" => AdminRoute::Reload,
-                "dead-letters" => AdminRoute::DeadLetters,
-                "dead-letters/replay" => AdminRoute::ReplayMatching,
-                "events" => AdminRoute::Events,
-                "overview" => AdminRoute::Overview,
-                "requests" => AdminRoute::History(HistoryRoute::List),
-                "summary" => AdminRoute::History(HistoryRoute::Summary),
-                _ if admin.starts_with("requests/") => match admin.strip_prefix("requests/") {
-                    Some(id) if !id.is_empty() && !id.contains('/') => {
-                        AdminRoute::History(HistoryRoute::One(id))
-                    }
-                    _ => AdminRoute::Unknown,
-                },
-                _ if admin.starts_with("webhooks/") && admin.ends_with("/test") => {
-                    match admin
-                        .strip_prefix("webhooks/")
-                        .and_then(|rest| rest.strip_suffix("/test"))
-                    {
-                        Some(id) if !id.is_empty() && !id.contains('/') => AdminRoute::Test(id),
-                        _ => AdminRoute::Unknown,
-                    }
-                }
-                _ => match admin.strip_prefix("dead-letters/") {
-                    Some(rest) => match rest.strip_suffix("/replay") {
-                        Some(id) => AdminRoute::Replay(id),
-                        None => AdminRoute::DeadLetter(rest),
-                    },
-                    None => AdminRoute::Unknown,
-                },
-            });
-        }
-        if let Some(ui) = UiRoute::parse(path) {
-            return Route::Ui(ui);
-        }
-        match path {
-            "/" => Route::Root,
-            "/health" => Route::Health,
-            "/stats" => Route::Stats,
-            "/metrics" => Route::Metrics,
-            "/openapi.json" => Route::OpenApi,
-            _ => Route::Unknown,
-        }
-    }
-
-    /// Operators' routes: behind `--ops-allow` and `--ops-token`.
-    fn is_ops(self, options: &ServerOptions) -> bool {
-        match self {
-            Route::Admin(_) | Route::Metrics | Route::Stats => true,
-            Route::OpenApi => !options.public_openapi,
-            _ => false,
-        }
     }
 }
 
