@@ -282,3 +282,43 @@ fn followers_get_each_committed_event() {
     // committed before it was sent: the history has it
     assert!(history.get(&id).unwrap().is_some());
 }
+
+/// A batch larger than one multi-row insert: every row lands whole, in order.
+#[test]
+fn a_large_batch_is_written_row_for_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = open(&dir, HistoryOptions::default());
+    let now = SystemTime::now();
+    let mut ids = Vec::new();
+    // 70 = two inserts of 32 rows and 6 rows one by one, for both tables
+    for n in 0..70u16 {
+        let mut r = request(&format!("w{n}"), 200 + n, None, now);
+        r.body_size = usize::from(n);
+        ids.push(r.request_id);
+        let mut a = attempt(r.request_id, u32::from(n) + 1, now);
+        a.destination = u8::try_from(n % 3).unwrap();
+        history.sink().record(HistoryEvent::Request(r));
+        history.sink().record(HistoryEvent::Attempt(a));
+    }
+    assert!(history.flush(Duration::from_secs(5)));
+    let listed = history
+        .list(&RequestFilter::from_query("limit=1000").unwrap())
+        .unwrap();
+    let rows = listed["requests"].as_array().unwrap();
+    assert_eq!(rows.len(), 70);
+    for (n, row) in rows.iter().rev().enumerate() {
+        assert_eq!(row["webhook"], format!("w{n}"));
+        assert_eq!(row["status"], 200 + n);
+        assert_eq!(row["body_size"], n);
+        assert_eq!(row["request_id"], ids[n].to_string());
+        assert_eq!(row["delivery_id"], "d-1");
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let one = history.get(&id.to_string()).unwrap().unwrap();
+        let attempts = one["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "{n}");
+        assert_eq!(attempts[0]["attempt"], n + 1);
+        assert_eq!(attempts[0]["destination"], n % 3);
+        assert_eq!(one["headers"]["x-hub-signature-256"], "***");
+    }
+}

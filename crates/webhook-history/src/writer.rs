@@ -116,86 +116,168 @@ fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// Rows one multi-row `INSERT` writes: a batch costs one statement run per this many rows
+/// (the rest go one by one).
+const ROWS_PER_INSERT: usize = 32;
+
+const REQUEST_COLUMNS: &str = "INSERT INTO requests (request_id, webhook, received_ms, \
+     client_ip, method, status, outcome, reason, latency_us, body_size, delivery_id, ack, \
+     headers, body)";
+const REQUEST_VALUES: usize = 14;
+const ATTEMPT_COLUMNS: &str = "INSERT INTO attempts (request_id, seq, webhook, destination, \
+     module, attempt, at_ms, duration_us, state, error_class, error, next_retry_ms)";
+const ATTEMPT_VALUES: usize = 12;
+
+/// `insert` followed by `rows` rows of `values` parameters each.
+fn insert_sql(insert: &str, values: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; values].join(", "));
+    format!("{insert} VALUES {}", vec![row; rows].join(", "))
+}
+
+static REQUESTS_ONE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| insert_sql(REQUEST_COLUMNS, REQUEST_VALUES, 1));
+static REQUESTS_MANY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| insert_sql(REQUEST_COLUMNS, REQUEST_VALUES, ROWS_PER_INSERT));
+static ATTEMPTS_ONE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| insert_sql(ATTEMPT_COLUMNS, ATTEMPT_VALUES, 1));
+static ATTEMPTS_MANY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| insert_sql(ATTEMPT_COLUMNS, ATTEMPT_VALUES, ROWS_PER_INSERT));
+
 fn write(
     db: &mut Connection,
     batch: &[HistoryEvent],
     attempt_seq: &mut i64,
 ) -> Result<(), HistoryError> {
-    let tx = db.transaction()?;
-    {
-        let mut requests = tx.prepare_cached(
-            "INSERT INTO requests (request_id, webhook, received_ms, client_ip, method, status, \
-             outcome, reason, latency_us, body_size, delivery_id, ack, headers, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )?;
-        let mut attempts = tx.prepare_cached(
-            "INSERT INTO attempts (request_id, seq, webhook, destination, module, attempt, \
-             at_ms, duration_us, state, error_class, error, next_retry_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?;
-        // one buffer for every request's masked headers
-        let mut headers = String::with_capacity(1024);
-        for event in batch {
-            match event {
-                HistoryEvent::Request(r) => insert_request(&mut requests, r, &mut headers)?,
-                HistoryEvent::Attempt(a) => {
-                    *attempt_seq += 1;
-                    insert_attempt(&mut attempts, a, *attempt_seq)?;
-                }
+    let mut requests = Vec::with_capacity(batch.len());
+    let mut attempts = Vec::with_capacity(batch.len());
+    for event in batch {
+        match event {
+            HistoryEvent::Request(r) => requests.push(r),
+            HistoryEvent::Attempt(a) => {
+                *attempt_seq += 1;
+                attempts.push((a, *attempt_seq));
             }
         }
     }
+    let tx = db.transaction()?;
+    // one buffer for every request's masked headers (SQLite copies what is bound)
+    let mut headers = String::with_capacity(1024);
+    insert_rows(
+        &tx,
+        &REQUESTS_ONE,
+        &REQUESTS_MANY,
+        &requests,
+        |stmt, at, r| bind_request(stmt, at, r, &mut headers),
+    )?;
+    insert_rows(
+        &tx,
+        &ATTEMPTS_ONE,
+        &ATTEMPTS_MANY,
+        &attempts,
+        |stmt, at, (a, seq)| bind_attempt(stmt, at, a, *seq),
+    )?;
     tx.commit()?;
     Ok(())
 }
 
-fn insert_request(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    r: &RequestRecord,
-    headers: &mut String,
+/// Insert `rows`, [`ROWS_PER_INSERT`] per run of `many` and the rest with `one`; `bind`
+/// binds a row's values from parameter `at` (1-based) on.
+fn insert_rows<T>(
+    tx: &rusqlite::Transaction<'_>,
+    one: &str,
+    many: &str,
+    rows: &[T],
+    mut bind: impl FnMut(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<usize>,
 ) -> Result<(), HistoryError> {
-    let delivery_id = masked_headers(&r.headers, headers);
-    let mut ip = String::new();
-    let _ = write!(ip, "{}", r.client_ip);
-    stmt.execute(params![
-        r.request_id.as_bytes().as_slice(),
-        &*r.webhook,
-        millis(r.received_at),
-        ip,
-        r.method.as_str(),
-        r.status,
-        r.outcome.as_str(),
-        r.reason,
-        micros(r.latency),
-        i64::try_from(r.body_size).unwrap_or(i64::MAX),
-        delivery_id,
-        r.ack,
-        headers.as_str(),
-        r.body.as_deref(),
-    ])?;
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut stmt = tx.prepare_cached(many)?;
+        for chunk in &mut chunks {
+            let mut at = 1;
+            for row in chunk {
+                at = bind(&mut stmt, at, row)?;
+            }
+            stmt.raw_execute()?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = tx.prepare_cached(one)?;
+        for row in rest {
+            bind(&mut stmt, 1, row)?;
+            stmt.raw_execute()?;
+        }
+    }
     Ok(())
 }
 
-fn insert_attempt(
-    stmt: &mut rusqlite::CachedStatement<'_>,
+/// Bind `values` from parameter `at` on; the next free parameter.
+fn bind_all(
+    stmt: &mut rusqlite::Statement<'_>,
+    at: usize,
+    values: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<usize> {
+    for (offset, value) in values.iter().enumerate() {
+        stmt.raw_bind_parameter(at + offset, value)?;
+    }
+    Ok(at + values.len())
+}
+
+fn bind_request(
+    stmt: &mut rusqlite::Statement<'_>,
+    at: usize,
+    r: &RequestRecord,
+    headers: &mut String,
+) -> rusqlite::Result<usize> {
+    let delivery_id = masked_headers(&r.headers, headers);
+    let mut ip = String::new();
+    let _ = write!(ip, "{}", r.client_ip);
+    bind_all(
+        stmt,
+        at,
+        params![
+            r.request_id.as_bytes().as_slice(),
+            &*r.webhook,
+            millis(r.received_at),
+            ip,
+            r.method.as_str(),
+            r.status,
+            r.outcome.as_str(),
+            r.reason,
+            micros(r.latency),
+            i64::try_from(r.body_size).unwrap_or(i64::MAX),
+            delivery_id,
+            r.ack,
+            headers.as_str(),
+            r.body.as_deref(),
+        ],
+    )
+}
+
+fn bind_attempt(
+    stmt: &mut rusqlite::Statement<'_>,
+    at: usize,
     a: &AttemptRecord,
     seq: i64,
-) -> Result<(), HistoryError> {
-    stmt.execute(params![
-        a.request_id.as_bytes().as_slice(),
-        seq,
-        &*a.webhook,
-        a.destination,
-        a.module,
-        a.attempt,
-        millis(a.at),
-        micros(a.duration),
-        a.state.as_str(),
-        a.error_class,
-        a.error.as_deref(),
-        a.next_retry.map(millis),
-    ])?;
-    Ok(())
+) -> rusqlite::Result<usize> {
+    bind_all(
+        stmt,
+        at,
+        params![
+            a.request_id.as_bytes().as_slice(),
+            seq,
+            &*a.webhook,
+            a.destination,
+            a.module,
+            a.attempt,
+            millis(a.at),
+            micros(a.duration),
+            a.state.as_str(),
+            a.error_class,
+            a.error.as_deref(),
+            a.next_retry.map(millis),
+        ],
+    )
 }
 
 /// Headers a provider puts its delivery's id in, most specific first.
